@@ -1,0 +1,179 @@
+"""Benchmark: StyleGAN2 generator forward and forward+backward, lsap vs the rosinality reference.
+
+Each implementation runs in its own subprocess (clean peak-memory figures) on the same machine in
+one invocation, so the printed ratio is meaningful even when absolute CPU times drift day to day.
+
+    python bench/generator.py                       # lsap only, 256 px, channel multiplier 2, batch 4
+    python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch   # + reference, ratio
+    python bench/generator.py --device cuda --resolution 1024 --batch 8
+
+``--rosinality-repo`` is a work tree of rosinality/stylegan2-pytorch; its CUDA extensions are
+stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
+CPU. Timed: forward (no grad), forward+backward with gradients for the generator's parameters and
+the codes (a training step's generator cost), and forward+backward for the codes only (inversion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _stub_cuda_extensions() -> None:
+    import torch.utils.cpp_extension as ext
+
+    class _NoExtension:
+        def __getattr__(self, name):
+            raise RuntimeError("CUDA extension called on the CPU path")
+
+    ext.load = lambda *a, **k: _NoExtension()
+
+
+def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
+    if impl == "lsap":
+        from lsap.nets import Generator, GeneratorConfig
+
+        cfg = GeneratorConfig.from_dict(
+            {"resolution": args.resolution, "channel_multiplier": args.channel_multiplier}
+        )
+        G = Generator(cfg)
+        return G, lambda w: G.synthesis(w, noise_mode="const"), G.num_ws
+    if impl == "rosinality":
+        _stub_cuda_extensions()
+        sys.path.insert(0, str(Path(args.rosinality_repo).resolve()))
+        import model  # rosinality's model.py
+
+        G = model.Generator(args.resolution, 512, 8, channel_multiplier=args.channel_multiplier)
+        return G, lambda w: G([w], input_is_latent=True, randomize_noise=False)[0], G.n_latent
+    raise ValueError(impl)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device, repeats):
+    fn()  # warm-up (allocator, cuDNN autotune)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def worker(impl: str, args) -> dict:
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    G, synth, num_ws = build(impl, args)
+    G = G.to(device)
+    w = torch.randn(args.batch, num_ws, 512, device=device)
+    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def forward():
+        with torch.no_grad():
+            synth(w)
+
+    def fwd_bwd_all():
+        G.requires_grad_(True)
+        G.zero_grad(set_to_none=True)
+        wp = w.clone().requires_grad_(True)
+        synth(wp).square().mean().backward()
+
+    def fwd_bwd_codes():
+        G.requires_grad_(False)
+        wp = w.clone().requires_grad_(True)
+        synth(wp).square().mean().backward()
+
+    out = {"impl": impl, "device": str(device)}
+    out["forward_s"] = _time(forward, device, args.repeats)
+    out["fwd_bwd_s"] = _time(fwd_bwd_all, device, args.repeats)
+    out["fwd_bwd_codes_s"] = _time(fwd_bwd_codes, device, args.repeats)
+    out["images_per_s_forward"] = args.batch / out["forward_s"]
+    out["images_per_s_fwd_bwd"] = args.batch / out["fwd_bwd_s"]
+    if device.type == "cuda":
+        out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        out["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_model
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--channel-multiplier", type=int, default=2)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--device", default="cpu", help="cpu, cuda, or all (cpu and, when present, cuda)"
+    )
+    p.add_argument(
+        "--rosinality-repo", default=None, help="work tree of rosinality/stylegan2-pytorch"
+    )
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, args)))
+        return
+
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
+    impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
+    results = []
+    print(
+        f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}, batch {args.batch}, "
+        f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
+    for device in devices:
+        for impl in impls:
+            if impl == "rosinality" and device == "cuda":
+                continue  # its CUDA path needs its compiled extensions; we compare the CPU path
+            cmd = [sys.executable, __file__, "--worker", impl, "--device", device]
+            cmd += [
+                "--resolution",
+                str(args.resolution),
+                "--channel-multiplier",
+                str(args.channel_multiplier),
+            ]
+            cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
+            if args.rosinality_repo:
+                cmd += ["--rosinality-repo", args.rosinality_repo]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(
+                f"  {impl:<10} {device:<4}  forward {r['forward_s']:7.3f} s   fwd+bwd {r['fwd_bwd_s']:7.3f} s "
+                f"(codes only {r['fwd_bwd_codes_s']:7.3f} s)   {r['images_per_s_fwd_bwd']:7.2f} img/s fwd+bwd   "
+                f"{r['images_per_s_forward']:7.2f} img/s fwd   peak {r['peak_mem_mb']:8.0f} MB"
+            )
+    by = {(r["impl"], r["device"]): r for r in results}
+    if ("rosinality", "cpu") in by and ("lsap", "cpu") in by:
+        ref, ours = by[("rosinality", "cpu")], by[("lsap", "cpu")]
+        print(
+            f"  speed-up lsap vs rosinality (CPU): forward x{ref['forward_s'] / ours['forward_s']:.2f}, "
+            f"fwd+bwd x{ref['fwd_bwd_s'] / ours['fwd_bwd_s']:.2f}, "
+            f"codes-only fwd+bwd x{ref['fwd_bwd_codes_s'] / ours['fwd_bwd_codes_s']:.2f} (target: fwd+bwd >= x2)"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

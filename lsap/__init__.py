@@ -1,0 +1,11 @@
+"""lsap: StyleGAN2 inversion with latent-space alignment (LSAP, arXiv 2209.12746).
+
+Importing lsap only defines things: no downloads, no compiled extensions, no device checks.
+"""
+
+__version__ = "0.1.0"
+
+from lsap.io.checkpoints import load_generator, save_generator
+from lsap.nets.stylegan2 import Generator, GeneratorConfig
+
+__all__ = ["Generator", "GeneratorConfig", "__version__", "load_generator", "save_generator"]

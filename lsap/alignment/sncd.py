@@ -1,0 +1,123 @@
+"""S^N Cosine Distance (SNCD): the alignment of latent codes with the synthetic distribution.
+
+Metric (LSAP.md): ``SNCD_i = 1 - <n_i(w+_i), a_i> / ||a_i||`` per w+ index i, ``SNCD = sum_i SNCD_i``.
+Training loss (reference): ``L_sncd = - sum_{i in layers} mean_batch <n_i, a_i>`` with the
+un-normalised anchor (layers weighted by ``||a_i||``), or with ``anchor_normalized=True`` the
+normalised anchor (``- sum_i mean_batch cos_i``). Both are differentiable in w+.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from lsap.alignment.style import NORM_EPS, normalize_styles
+from lsap.nets.stylegan2 import Generator
+
+StyleSource = Generator | Sequence[Tensor]
+
+
+def _resolve_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
+    if layers is None:
+        return list(range(num_layers))
+    out = [int(i) for i in layers]
+    if not out or min(out) < -num_layers or max(out) >= num_layers:
+        raise ValueError(f"layers {out} must be non-empty indices into {num_layers} w+ layers")
+    return [i % num_layers for i in out]
+
+
+def _styles(source: StyleSource, w_plus: Tensor | None, anchors: Sequence[Tensor]) -> list[Tensor]:
+    if isinstance(source, Generator):
+        if w_plus is None:
+            raise ValueError("sncd(G, w_plus, anchors) needs w_plus when given a generator")
+        styles = source.style_space(w_plus)
+    else:
+        styles = list(source)
+    if len(styles) != len(anchors):
+        raise ValueError(f"{len(styles)} style layers but {len(anchors)} anchors")
+    for i, (s, a) in enumerate(zip(styles, anchors, strict=True)):
+        if s.ndim != 2 or s.shape[1] != a.shape[-1]:
+            raise ValueError(
+                f"layer {i}: style {tuple(s.shape)} does not fit anchor {tuple(a.shape)}"
+            )
+    return styles
+
+
+def sncd(
+    source: StyleSource,
+    w_plus: Tensor | None,
+    anchors: Sequence[Tensor],
+    *,
+    layers: Sequence[int] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """SNCD of each code (the evaluation metric).
+
+    Args:
+        source: the generator, or precomputed styles ``[s_i [N, C_i]]`` (then ``w_plus`` may be None).
+        w_plus: codes [N, num_ws, w_dim] (a W code [N, w_dim] is broadcast).
+        anchors: ``compute_anchors(G)``, num_ws tensors [C_i].
+        layers: w+ indices to score (default all, in order).
+
+    Returns:
+        ``(total [N], per_layer [N, L])`` with ``L = len(layers)`` (num_ws by default) and
+        ``total = per_layer.sum(1)``. Each ``SNCD_i`` lies in [0, 2]; 0 means the style points
+        exactly along the anchor. Differentiable w.r.t. ``w_plus``.
+    """
+    styles = _styles(source, w_plus, anchors)
+    idx = _resolve_layers(layers, len(styles))
+    normed = normalize_styles([styles[i] for i in idx])
+    cols = []
+    for n, i in zip(normed, idx, strict=True):
+        a = anchors[i].to(n)
+        cols.append(1.0 - n @ (a / a.norm().clamp_min(NORM_EPS)))
+    per_layer = torch.stack(cols, dim=1)
+    return per_layer.sum(1), per_layer
+
+
+def sncd_loss(
+    source: StyleSource,
+    w_plus: Tensor | None,
+    anchors: Sequence[Tensor],
+    *,
+    layers: Sequence[int] | None = None,
+    anchor_normalized: bool = False,
+) -> Tensor:
+    """The SNCD alignment loss (a scalar, batch-mean, summed over ``layers``).
+
+    ``anchor_normalized=False`` (reference, default): ``-sum_i mean_n <n_i, a_i>``; its minimum
+    over codes is ``-sum_i ||a_i||``. ``True``: ``-sum_i mean_n cos_i``, minimum ``-len(layers)``.
+    Lowering it lowers SNCD; both are differentiable in ``w_plus``.
+    """
+    styles = _styles(source, w_plus, anchors)
+    idx = _resolve_layers(layers, len(styles))
+    normed = normalize_styles([styles[i] for i in idx])
+    total = torch.zeros((), device=normed[0].device, dtype=normed[0].dtype)
+    for n, i in zip(normed, idx, strict=True):
+        a = anchors[i].to(n)
+        if anchor_normalized:
+            a = a / a.norm().clamp_min(NORM_EPS)
+        total = total - (n @ a).mean()
+    return total
+
+
+@torch.no_grad()
+def sncd_batched(
+    G: Generator, codes: Tensor, anchors: Sequence[Tensor], *, batch_size: int = 1000
+) -> tuple[Tensor, Tensor]:
+    """:func:`sncd` over many codes in batches (no gradients); results on the CPU.
+
+    Args:
+        codes: [N, num_ws, w_dim] or [N, w_dim], on any device (batches move to G's device).
+
+    Returns:
+        ``(total [N], per_layer [N, num_ws])``.
+    """
+    device = G.w_avg.device
+    totals, layers = [], []
+    for chunk in codes.split(batch_size):
+        t, p = sncd(G, chunk.to(device), anchors)
+        totals.append(t.cpu())
+        layers.append(p.cpu())
+    return torch.cat(totals), torch.cat(layers)

@@ -1,0 +1,1 @@
+"""Console commands: thin Hydra entry points around the library."""

@@ -1,0 +1,33 @@
+"""Files: generator checkpoints (rosinality, NVlabs, pSp/e4e, GANInverter, lsap), codes, atomic writes."""
+
+from lsap.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from lsap.io.checkpoints import (
+    generator_from_config,
+    init_generator,
+    load_generator,
+    read_generator_state,
+    save_generator,
+    save_rosinality,
+)
+from lsap.io.codes import check_codes, load_codes, read_codes
+from lsap.io.errors import CheckpointError, LsapFileError
+from lsap.io.hashing import file_sha256, tensors_sha256
+
+__all__ = [
+    "CheckpointError",
+    "LsapFileError",
+    "atomic_torch_save",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_codes",
+    "file_sha256",
+    "generator_from_config",
+    "init_generator",
+    "load_codes",
+    "load_generator",
+    "read_codes",
+    "read_generator_state",
+    "save_generator",
+    "save_rosinality",
+    "tensors_sha256",
+]

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny generators with the same code paths as full-size ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsap.io import init_generator
+from lsap.nets import GeneratorConfig
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+TINY = GeneratorConfig(resolution=32, z_dim=64, w_dim=64, n_mlp=3, channel_base=512, channel_max=64)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> GeneratorConfig:
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_G():
+    """A 32 px generator (num_ws 8, channels 64/64/32/16), random weights, seed 0. Do not mutate."""
+    return init_generator(TINY, seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_G():
+    """A second tiny generator with different weights (seed 1)."""
+    return init_generator(TINY, seed=1)
