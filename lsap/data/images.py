@@ -1,0 +1,172 @@
+"""Read image files into generator-sized tensors, and datasets that survive bad files.
+
+Preprocessing (documented once, used by every job): EXIF orientation is applied; grayscale,
+palette, RGBA/LA (composited over white) and 16-bit images become 8-bit RGB; the image is resized so
+its shorter side equals ``size`` (Lanczos) and center-cropped to ``size x size``; values are mapped
+from [0, 255] to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lsap.io.errors import LsapFileError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """Image files under ``path`` (a folder, searched recursively, or one file), sorted.
+
+    Raises:
+        LsapFileError: the path does not exist, or a folder holds no image files.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise LsapFileError(path, "no such file or folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise LsapFileError(path, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (16-bit scaled down, alpha composited over white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        img = Image.fromarray(np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    """Shorter side -> ``size`` (Lanczos), then the central ``size x size`` square."""
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.LANCZOS)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def pil_to_tensor(img: Image.Image) -> Tensor:
+    """8-bit RGB PIL image -> [3, H, W] float32 in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
+
+
+def tensor_to_uint8(images: Tensor) -> Tensor:
+    """[N, 3, H, W] (or [3, H, W]) in [-1, 1] -> uint8 in [0, 255] (clamped, rounded)."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_image(image: Tensor, path: str | Path) -> None:
+    """Write [3, H, W] in [-1, 1] as PNG (no atomicity; see ``lsap.io.atomic`` for that)."""
+    arr = tensor_to_uint8(image).permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(arr, "RGB").save(path)
+
+
+def load_image(
+    path: str | Path, size: int, *, align: Callable[[Image.Image], Image.Image] | None = None
+) -> Tensor:
+    """Read one image as [3, size, size] in [-1, 1] (see the module docstring for the steps).
+
+    Args:
+        align: optional face alignment applied to the RGB image before resizing.
+
+    Raises:
+        LsapFileError naming the file when it is not a readable image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            img = to_rgb8(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise LsapFileError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    if align is not None:
+        img = align(img)
+    return pil_to_tensor(resize_center_crop(img, size))
+
+
+@dataclass
+class ImageItem:
+    """One dataset entry: the image, or why it could not be read."""
+
+    index: int
+    path: str
+    image: Tensor | None
+    error: str | None = None
+
+
+class ImageFileDataset(Dataset):
+    """Images from a list of files; unreadable files yield an item with ``error`` set, not raise.
+
+    Args:
+        files: image paths (e.g. from :func:`list_images`).
+        size: output resolution (the generator's).
+        align: optional face alignment (see ``lsap.data.align``).
+        transform: optional tensor transform applied after loading (augmentation).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        size: int,
+        *,
+        align: Callable[[Image.Image], Image.Image] | None = None,
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        self.files = [Path(f) for f in files]
+        self.size, self.align, self.transform = size, align, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> ImageItem:
+        path = self.files[index]
+        try:
+            image = load_image(path, self.size, align=self.align)
+        except LsapFileError as e:
+            return ImageItem(index, str(path), None, e.problem)
+        except Exception as e:  # an alignment failure must not end the run either
+            return ImageItem(index, str(path), None, f"{type(e).__name__}: {e}")
+        if self.transform is not None:
+            image = self.transform(image)
+        return ImageItem(index, str(path), image)
+
+
+def collate_images(items: Sequence[ImageItem]) -> dict[str, Any]:
+    """Batch the readable items; keep the unreadable ones as ``skipped`` (path, reason) pairs.
+
+    Returns:
+        ``{"images": [B, 3, H, W] or None, "index": [B] long, "path": list[str],
+        "skipped": list[(index, path, reason)]}``
+    """
+    good = [it for it in items if it.image is not None]
+    return {
+        "images": torch.stack([it.image for it in good]) if good else None,
+        "index": torch.tensor([it.index for it in good], dtype=torch.long),
+        "path": [it.path for it in good],
+        "skipped": [(it.index, it.path, it.error) for it in items if it.image is None],
+    }

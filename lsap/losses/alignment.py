@@ -1,0 +1,46 @@
+"""SNCD as a loss term (LSAP's alignment loss), per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from lsap.alignment.style import NORM_EPS, normalize_styles
+from lsap.losses.base import LossInputs, LossTerm
+from lsap.nets.stylegan2 import Generator
+
+
+class SNCDLoss(LossTerm):
+    """``- sum_{i in layers} <n_i(w+_i), a_i>`` per sample (its batch mean is the reference loss).
+
+    With ``anchor_normalized=True`` the anchors are unit vectors (``- sum_i cos_i``). ``layers``
+    from :class:`LossInputs` (progressive stage) restricts the sum; all layers when None.
+    The generator is only used for its affine maps; it is not a submodule (not saved or moved).
+    """
+
+    needs = ("w_plus",)
+
+    def __init__(
+        self, G: Generator, anchors: Sequence[Tensor], anchor_normalized: bool = False
+    ) -> None:
+        super().__init__()
+        if len(anchors) != G.num_ws:
+            raise ValueError(f"{len(anchors)} anchors for a generator with num_ws={G.num_ws}")
+        self._G = [G]  # a list keeps it out of this module's parameters and state dict
+        self.anchor_normalized = anchor_normalized
+        for i, a in enumerate(anchors):
+            a = a.detach().float()
+            if anchor_normalized:
+                a = a / a.norm().clamp_min(NORM_EPS)
+            self.register_buffer(f"anchor_{i}", a)
+
+    def forward(self, inputs: LossInputs) -> Tensor:
+        G, w = self._G[0], inputs.w_plus
+        layers = list(inputs.layers) if inputs.layers is not None else list(range(G.num_ws))
+        modules = G.style_layers
+        styles = [modules[i].affine(w[:, i]) for i in layers]
+        total = w.new_zeros(w.shape[0])
+        for n, i in zip(normalize_styles(styles), layers, strict=True):
+            total = total - n @ getattr(self, f"anchor_{i}").to(n)
+        return total

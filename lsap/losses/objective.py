@@ -1,0 +1,102 @@
+"""The objective: a weighted sum of named loss terms, every term reported.
+
+Weights come from the ``loss`` config group (``l2``, ``lpips``, ``id``, ``sncd``, ``noise_reg``,
+``delta_norm``, ``w_norm``); a weight of 0 means the term is neither built nor computed. LSAP_O /
+LSAP_E are these objectives with ``sncd > 0``; the baselines are the same configs with ``sncd: 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from lsap.losses.base import LossInputs, LossTerm
+
+TERM_NAMES = ("l2", "lpips", "id", "sncd", "noise_reg", "delta_norm", "w_norm")
+
+
+class Objective(nn.Module):
+    """``total = sum_k weight_k * term_k(inputs)`` per sample.
+
+    Args:
+        terms: name -> :class:`LossTerm`; only terms with a non-zero weight are kept.
+        weights: name -> weight.
+    """
+
+    def __init__(self, terms: Mapping[str, LossTerm], weights: Mapping[str, float]) -> None:
+        super().__init__()
+        active = {k: float(w) for k, w in weights.items() if float(w) != 0.0}
+        missing = set(active) - set(terms)
+        if missing:
+            raise ValueError(f"no loss term built for weighted terms {sorted(missing)}")
+        self.weights = active
+        self.terms = nn.ModuleDict({k: terms[k] for k in active})
+
+    def forward(self, inputs: LossInputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """Returns ``(total [N], {name: term value [N]})`` (unweighted terms, for logging)."""
+        values: dict[str, Tensor] = {}
+        total = None
+        for name, term in self.terms.items():
+            for field in term.needs:
+                if getattr(inputs, field) is None:
+                    raise ValueError(f"loss term '{name}' needs '{field}'")
+            v = term(inputs)
+            values[name] = v
+            total = self.weights[name] * v if total is None else total + self.weights[name] * v
+        if total is None:
+            raise ValueError("the objective has no term with a non-zero weight")
+        return total, values
+
+
+def build_objective(
+    cfg: Mapping[str, Any],
+    *,
+    generator=None,
+    anchors: Sequence[Tensor] | None = None,
+) -> Objective:
+    """Build an :class:`Objective` from a ``loss`` config.
+
+    Args:
+        cfg: weights as top-level keys (``l2: 1.0``, ``sncd: 0.5``, ...) and term settings under
+            ``options`` (``options.lpips.net``, ``options.id.backend``, ...).
+        generator: needed by ``sncd`` (its affine maps) and ``w_norm`` (``w_avg``).
+        anchors: S^N anchors, needed by ``sncd``.
+    """
+    weights = {k: float(cfg.get(k, 0.0) or 0.0) for k in TERM_NAMES}
+    opts = dict(cfg.get("options") or {})
+    terms: dict[str, LossTerm] = {}
+    if weights["l2"]:
+        from lsap.losses.pixel import L2Loss
+
+        terms["l2"] = L2Loss()
+    if weights["lpips"]:
+        from lsap.losses.perceptual import LPIPSLoss
+
+        terms["lpips"] = LPIPSLoss(**dict(opts.get("lpips") or {}))
+    if weights["id"]:
+        from lsap.losses.identity import FaceEmbedder, IDLoss
+
+        terms["id"] = IDLoss(FaceEmbedder(**dict(opts.get("id") or {})))
+    if weights["sncd"]:
+        from lsap.losses.alignment import SNCDLoss
+
+        if generator is None or anchors is None:
+            raise ValueError("the sncd term needs the generator and its S^N anchors")
+        terms["sncd"] = SNCDLoss(generator, anchors, **dict(opts.get("sncd") or {}))
+    if weights["noise_reg"]:
+        from lsap.losses.latent import NoiseRegLoss
+
+        terms["noise_reg"] = NoiseRegLoss()
+    if weights["delta_norm"]:
+        from lsap.losses.latent import DeltaNormLoss
+
+        terms["delta_norm"] = DeltaNormLoss(**dict(opts.get("delta_norm") or {}))
+    if weights["w_norm"]:
+        from lsap.losses.latent import WNormLoss
+
+        if generator is None:
+            raise ValueError("the w_norm term needs the generator (w_avg)")
+        terms["w_norm"] = WNormLoss(generator.w_avg)
+    return Objective(terms, weights)

@@ -1,0 +1,153 @@
+"""Loss terms: zero where they should be, larger further away, per sample, wired by config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lsap.alignment import compute_anchors, sncd_loss
+from lsap.losses import LossInputs, build_objective
+from lsap.losses.alignment import SNCDLoss
+from lsap.losses.identity import FaceEmbedder, IDLoss
+from lsap.losses.latent import DeltaNormLoss, NoiseRegLoss, WNormLoss, normalize_noise_
+from lsap.losses.perceptual import LPIPSLoss
+from lsap.losses.pixel import L2Loss
+
+
+@pytest.fixture(scope="module")
+def lpips_alex():
+    return LPIPSLoss(net="alex", backbone="random", resize=None)
+
+
+def _imgs(n=3, size=32, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_l2_is_per_image_mse():
+    a, b = _imgs(), _imgs(seed=1)
+    v = L2Loss()(LossInputs(images=a, targets=b))
+    assert v.shape == (3,)
+    torch.testing.assert_close(v, (a - b).square().mean(dim=(1, 2, 3)))
+    assert torch.equal(L2Loss()(LossInputs(images=a, targets=a)), torch.zeros(3))
+
+
+def test_lpips_zero_on_identical_and_grows_with_distortion(lpips_alex):
+    a = _imgs(2, 64)
+    assert lpips_alex(LossInputs(images=a, targets=a)).abs().max() < 1e-6
+    noise = torch.randn_like(a)
+    d = [lpips_alex.distance((a + s * noise).clamp(-1, 1), a).mean() for s in (0.05, 0.2, 0.6)]
+    assert d[0] < d[1] < d[2]
+    single = torch.cat(
+        [lpips_alex.distance(a[i : i + 1] + 0.2 * noise[i : i + 1], a[i : i + 1]) for i in range(2)]
+    )
+    torch.testing.assert_close(
+        lpips_alex.distance(a + 0.2 * noise, a), single, atol=1e-5, rtol=1e-4
+    )
+
+
+def test_lpips_random_backbone_is_deterministic_and_loads_local_weights(tmp_path, lpips_alex):
+    import torchvision
+
+    again = LPIPSLoss(net="alex", backbone="random", resize=None)
+    a, b = _imgs(2, 64), _imgs(2, 64, seed=3)
+    torch.testing.assert_close(lpips_alex.distance(a, b), again.distance(a, b))
+    tv = torchvision.models.alexnet(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "alex.pth")
+    local = LPIPSLoss(net="alex", backbone=str(tmp_path / "alex.pth"), resize=None)
+    torch.testing.assert_close(local.model.net.slice1[0].weight, tv.features[0].weight)
+    torch.testing.assert_close(getattr(local.model.net.slice5, "10").weight, tv.features[10].weight)
+
+
+def test_lpips_resizes_large_inputs():
+    loss = LPIPSLoss(net="alex", backbone="random", resize=32)
+    a, b = _imgs(1, 64), _imgs(1, 64, seed=1)
+    pooled = torch.nn.functional.adaptive_avg_pool2d
+    torch.testing.assert_close(loss.distance(a, b), loss.distance(pooled(a, 32), pooled(b, 32)))
+
+
+@pytest.mark.parametrize("backend", ["facenet", "arcface"])
+def test_id_loss(backend):
+    emb = FaceEmbedder(backend=backend, weights="random", crop=True)
+    a, b = _imgs(2, 256), _imgs(2, 256, seed=5)
+    e = emb(a)
+    assert e.shape == (2, 512)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(2))
+    loss = IDLoss(emb)
+    assert loss(LossInputs(images=a, targets=a)).abs().max() < 1e-5
+    # random facenet weights embed everything almost alike (untrained batch-norm statistics)
+    assert (loss(LossInputs(images=a, targets=b)) > (1e-4 if backend == "arcface" else 0)).all()
+
+
+def test_arcface_weights_round_trip(tmp_path):
+    from lsap.nets.irse import IRSE50
+
+    net = IRSE50().eval()
+    torch.save(net.state_dict(), tmp_path / "model_ir_se50.pth")
+    emb = FaceEmbedder("arcface", weights=str(tmp_path / "model_ir_se50.pth"), crop=False)
+    x = _imgs(2, 112)
+    torch.testing.assert_close(emb(x), net(x))
+
+
+def test_sncd_term_matches_reference_loss(tiny_G):
+    anchors = compute_anchors(tiny_G, 5000, 0)
+    w = torch.randn(4, tiny_G.num_ws, 64)
+    term = SNCDLoss(tiny_G, anchors)
+    torch.testing.assert_close(term(LossInputs(w_plus=w)).mean(), sncd_loss(tiny_G, w, anchors))
+    got = term(LossInputs(w_plus=w, layers=[0, 1, 2]))
+    torch.testing.assert_close(got.mean(), sncd_loss(tiny_G, w, anchors, layers=[0, 1, 2]))
+    norm = SNCDLoss(tiny_G, anchors, anchor_normalized=True)
+    torch.testing.assert_close(
+        norm(LossInputs(w_plus=w)).mean(), sncd_loss(tiny_G, w, anchors, anchor_normalized=True)
+    )
+    assert "anchor_0" in term.state_dict() and not any(
+        k.startswith("_G") for k in term.state_dict()
+    )
+
+
+def test_delta_and_w_norm():
+    w = torch.randn(2, 1, 8).repeat(1, 5, 1)
+    assert torch.equal(DeltaNormLoss()(LossInputs(w_plus=w)), torch.zeros(2))
+    w2 = w.clone()
+    w2[:, 3] += 2.0
+    d = DeltaNormLoss()(LossInputs(w_plus=w2))
+    torch.testing.assert_close(d, torch.full((2,), 2.0 * 8**0.5))
+    assert torch.equal(DeltaNormLoss()(LossInputs(w_plus=w2, layers=[0, 1, 2])), torch.zeros(2))
+    avg = torch.zeros(8)
+    torch.testing.assert_close(WNormLoss(avg)(LossInputs(w_plus=w)), w.norm(dim=2).mean(1))
+
+
+def test_noise_regulariser_prefers_white_noise():
+    white = [torch.randn(2, 1, 32, 32), torch.randn(2, 1, 16, 16)]
+    smooth = [
+        torch.nn.functional.avg_pool2d(torch.randn(2, 1, 36, 36), 5, stride=1) for _ in range(1)
+    ]
+    normalize_noise_(smooth)
+    reg = NoiseRegLoss()
+    assert reg(LossInputs(noise=smooth)).min() > 10 * reg(LossInputs(noise=white)).max()
+    maps = [torch.randn(3, 1, 8, 8) * 5 + 2]
+    normalize_noise_(maps)
+    torch.testing.assert_close(maps[0].mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(maps[0].std(dim=(1, 2, 3)), torch.ones(3))
+
+
+def test_objective_weights_and_skips_terms(tiny_G):
+    from lsap.cli._common import config_dir
+
+    cfg = OmegaConf.load(f"{config_dir()}/loss/lsap_o.yaml")
+    cfg.options.lpips.backbone = "random"
+    cfg.l2 = 0.5
+    anchors = compute_anchors(tiny_G, 2000, 0)
+    obj = build_objective(cfg, generator=tiny_G, anchors=anchors)
+    assert set(obj.terms) == {"l2", "lpips", "sncd", "noise_reg"}  # id, delta_norm, w_norm are 0
+    w = torch.randn(2, tiny_G.num_ws, 64)
+    noise = [torch.randn(2, *s[1:]) for s in tiny_G.synthesis.noise_shapes()]
+    img = tiny_G.synthesis(w, noise=noise)
+    inputs = LossInputs(images=img, targets=_imgs(2, 32), w_plus=w, noise=noise)
+    total, terms = obj(inputs)
+    expected = sum(cfg[k] * terms[k] for k in terms)
+    torch.testing.assert_close(total, expected)
+    with pytest.raises(ValueError, match="'noise_reg' needs 'noise'"):
+        obj(LossInputs(images=img, targets=img, w_plus=w))
+    cfg.sncd = 0.0
+    assert "sncd" not in build_objective(cfg, generator=tiny_G, anchors=anchors).terms
