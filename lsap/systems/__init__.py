@@ -1,0 +1,1 @@
+"""Lightning wiring: systems (LightningModules), data modules, callbacks. Imports Lightning lazily."""
