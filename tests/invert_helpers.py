@@ -9,10 +9,12 @@ import torch
 from lsap.data import save_image
 from lsap.io import init_generator
 
-# Tiny, offline settings every lsap-invert test uses (random LPIPS and face networks).
+# Tiny, offline settings every lsap-invert test uses (random LPIPS and face networks; LPIPS on
+# AlexNet, the cheaper of the two networks the lpips package offers).
 FAST = [
     "inversion.steps=5",
     "loss.options.lpips.backbone=random",
+    "loss.options.lpips.net=alex",
     "loss.options.id.weights=random",
     "alignment.num_samples=2000",
     "data.num_workers=0",

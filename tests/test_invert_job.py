@@ -212,3 +212,56 @@ def test_empty_folder_is_a_clear_error(tmp_path):
     cfg = compose(*FAST, f"data.path={tmp_path}/empty", f"paths.output_dir={tmp_path}/out")
     with pytest.raises(LsapFileError, match="folder holds no images"):
         run(cfg)
+
+
+def test_face_alignment_flag(tmp_path):
+    """data.align=true: a photo is cropped FFHQ-style before inversion; no face = skipped by name."""
+    from lsap.cli.invert import run
+
+    skimage_data = pytest.importorskip("skimage.data")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(skimage_data.astronaut()).save(folder / "astronaut.jpg")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "noise.png")
+    out = tmp_path / "out"
+    cfg = compose(
+        *FAST,
+        f"data.path={folder}",
+        f"paths.output_dir={out}",
+        f"paths.cache_dir={tmp_path}/cache",
+        "data.align=true",
+        "inversion.steps=1",
+        "metrics.id=null",
+    )
+    run(cfg)
+    assert [r["name"] for r in read_results(out)] == ["astronaut"]
+    with open(out / "skipped.csv", newline="") as f:
+        (skipped,) = list(csv.DictReader(f))
+    assert skipped["image_path"].endswith("noise.png") and "no face found" in skipped["reason"]
+    # the grid's target is the aligned crop, not the center crop of the whole photo
+    from lsap.data.align import FaceAligner
+
+    aligned = load_image(folder / "astronaut.jpg", 32, align=FaceAligner(32))
+    plain = load_image(folder / "astronaut.jpg", 32)
+    grid = torch.from_numpy(np.asarray(Image.open(out / "grid.png"))).permute(2, 0, 1)
+    target = grid[:, :, :32].float() / 127.5 - 1
+    assert (target - aligned).abs().max() <= 1 / 127.5 + 1e-6
+    assert (target - plain).abs().mean() > 0.1
+
+
+def test_inference_mode_is_refused(tmp_path, images):
+    from lsap.cli.invert import run
+
+    folder, _ = images
+    cfg = compose(
+        *FAST,
+        f"data.path={folder}",
+        f"paths.output_dir={tmp_path}/out",
+        f"paths.cache_dir={tmp_path}/cache",
+        "trainer.inference_mode=true",
+        "metrics.id=null",
+    )
+    with pytest.raises(RuntimeError, match=r"set trainer\.inference_mode=false"):
+        run(cfg)
+    assert not (tmp_path / "out" / "codes").exists()

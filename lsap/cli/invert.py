@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
+    from lsap.data import list_images
     from lsap.io import generator_from_config
     from lsap.io.provenance import provenance
     from lsap.systems.callbacks import InversionLogging, InversionProgressBar
@@ -30,6 +31,7 @@ def run(cfg: DictConfig) -> Path:
     from lsap.systems.writer import InversionWriter
 
     output_dir = Path(cfg.paths.output_dir)
+    list_images(cfg.data.path)  # fail fast on a missing or empty input, before loading networks
     G = generator_from_config(cfg.generator, "cpu")  # the trainer moves it to its device
     system = InversionSystem(
         G,

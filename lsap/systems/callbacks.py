@@ -87,8 +87,8 @@ class InversionLogging(Callback):
 
     Keys: ``invert/loss/<term>/<name>`` at steps 0..steps-1, ``invert/metric/<metric>`` (mean)
     at step ``steps``. The grid is saved as ``<output_dir>/grid.png`` and logged as an image to
-    loggers that take images (W&B). Put it after the writer in the callback list: it reads the
-    table the writer merges.
+    loggers that take images (W&B). Put it after the writer in the callback list: at teardown it
+    reads the table the writer has just merged.
     """
 
     def __init__(self, output_dir: str | Path, curves: int = 4, grid: int = 8) -> None:
@@ -107,7 +107,7 @@ class InversionLogging(Callback):
             if len(self._pairs) < self.grid:
                 self._pairs.append((outputs["targets"][i], outputs["images"][i]))
 
-    def on_predict_end(self, trainer, pl_module) -> None:
+    def teardown(self, trainer, pl_module, stage: str) -> None:
         if not trainer.is_global_zero:
             return
         steps = pl_module.steps

@@ -57,6 +57,8 @@ class InversionDataModule(pl.LightningDataModule):
         self.generator_sha256 = generator_sha256
         self.plan: InversionPlan | None = None
         self.shard_size = 0
+        # with fewer images left than processes some shards are empty; that is fine
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def setup(self, stage: str) -> None:
         strategy = self.trainer.strategy

@@ -75,15 +75,15 @@ class InversionSystem(pl.LightningModule):
         self.metrics = None
         self.w_std = 0.0
 
-    # -- setup: anchors, objective, metric networks (on the device; rank 0 fills caches first) ----
-    def on_predict_start(self) -> None:
-        if torch.is_inference_mode_enabled():
-            raise RuntimeError(
-                "lsap-invert optimises inside predict_step: set trainer.inference_mode=false"
-            )
+    # -- setup: anchors, objective, metric networks ------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Build the objective and metrics on the run's device (every process runs this hook, so its
+        barriers are safe; rank 0 computes the anchors first, the others read its cache)."""
         if self.objective is not None:
             return
         strategy = self.trainer.strategy
+        device = strategy.root_device
+        self.generator.to(device)
         if not self.trainer.is_global_zero:
             strategy.barrier("anchors")  # wait until rank 0 has written the anchor cache
         a = self.alignment_cfg
@@ -110,8 +110,14 @@ class InversionSystem(pl.LightningModule):
             lpips=self._metric_net("lpips", "lpips"),
             face=self._metric_net("id", "id"),
         )
-        self.objective.to(self.device)
-        self.metrics.to(self.device)
+        self.objective.to(device)
+        self.metrics.to(device)
+
+    def on_predict_start(self) -> None:
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "lsap-invert optimises inside predict_step: set trainer.inference_mode=false"
+            )
 
     def _metric_net(self, metric: str, term: str) -> torch.nn.Module | None:
         """The metric's network, shared with the loss term when their settings are equal."""

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Sampler
 
 from lsap.data.images import list_images
-from lsap.io.errors import LsapFileError
+from lsap.io.errors import LsapFileError, refusal_reason
 from lsap.io.inversion_layout import code_path, finished_names, output_name
 
 
@@ -59,7 +59,9 @@ def _check_same_generator(path: Path, sha256: str) -> None:
     try:
         prov = torch.load(path, map_location="cpu", weights_only=True).get("provenance", {})
     except Exception as e:
-        raise LsapFileError(path, f"unreadable code file of an earlier run ({e})") from None
+        raise LsapFileError(
+            path, f"unreadable code file of an earlier run ({refusal_reason(e)})"
+        ) from None
     found = prov.get("generator_sha256")
     if found and found != sha256:
         raise LsapFileError(

@@ -2,7 +2,7 @@
 
 Per image, in this order: the reconstruction PNG, then the code file (its presence marks the image
 finished, so a killed run resumes after the last complete image), then a row appended to this
-process's part of the results table. At the end rank 0 merges the parts (and any earlier
+process's part of the results table. At the end (the ``teardown`` hook) rank 0 merges the parts (and any earlier
 ``results.csv``) into ``results.csv``: one row per finished image, sorted by name; an image whose
 row was lost to a kill gets it back from the metrics stored in its code file.
 """
@@ -116,7 +116,8 @@ class InversionWriter(BasePredictionWriter):
         _append_rows(self._part("results", rank), COLUMNS, rows)
         self.num_written += len(rows)
 
-    def on_predict_end(self, trainer, pl_module) -> None:
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        # teardown (not on_predict_end) runs on every process, also on one whose shard was empty
         trainer.strategy.barrier("inversion-written")
         if trainer.is_global_zero:
             self.summary = merge_results(self.output_dir)
