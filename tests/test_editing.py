@@ -247,3 +247,44 @@ def test_layer_specs():
     ]:
         with pytest.raises(ValueError, match=msg):
             resolve_layers(bad, 8)
+
+
+def test_edits_from_the_config_group(tiny_G, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from lsap.cli._common import config_dir
+    from lsap.editing import build_edits
+
+    torch.save(torch.randn(64), tmp_path / "age.pt")
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            "edit",
+            [
+                "codes=x",
+                "paths.output_dir=.",
+                "editing=[sefa,ganspace,interfacegan]",
+                f"paths.cache_dir={tmp_path}",
+                "editing.ganspace.num_samples=2000",
+                f"+editing.interfacegan.directions.age={tmp_path}/age.pt",
+                "+editing.ganspace.edits.eyes={component: 5, layers: '7:8', factors: [3.0]}",
+            ],
+        )
+    specs = build_edits(cfg.editing, tiny_G)
+    names = [s.name for s in specs]
+    assert names == [
+        "sefa/all/dir0", "sefa/all/dir1", "sefa/all/dir2",
+        "ganspace/pc0", "ganspace/pc1", "ganspace/eyes",
+        "interfacegan/age",
+    ]  # fmt: skip
+    eyes = specs[5]
+    assert eyes.factors == (3.0,) and eyes.edit.layers == (7,) and eyes.edit.info["component"] == 5
+    assert specs[0].factors == (-3.0, -1.5, 0.0, 1.5, 3.0) and specs[0].edit.layers == tuple(
+        range(7)
+    )
+    assert list((tmp_path / "ganspace").glob(f"ganspace-{tiny_G.sha256[:16]}-n2000-seed0.pt"))
+    with pytest.raises(ValueError, match="unknown editing method 'stylespace'"):
+        build_edits({"stylespace": {"factors": [1.0]}}, tiny_G)
+    with pytest.raises(
+        ValueError, match=re.escape("editing.sefa.factors must be a list of numbers")
+    ):
+        build_edits({"sefa": {"factors": "1,2"}}, tiny_G)

@@ -306,3 +306,37 @@ def test_missing_results_are_clear_errors(tiny_G, tmp_path):
     # without an originals folder the codes' recorded image paths are used
     pairs = match_originals(None, methods[:1])
     assert dict(pairs)["sub__b"].endswith("originals/sub/b.png")
+
+
+def test_inception_weights_from_a_local_file_are_read_weights_only(tmp_path, monkeypatch):
+    import argparse
+
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    from lsap.metrics.features import InceptionFeatures
+
+    # a randomly initialised network stands in for the released weights (no download here)
+    with monkeypatch.context() as m:
+        m.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        reference = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+    torch.save(reference.state_dict(), tmp_path / "inception.pth")
+    features = InceptionFeatures(tmp_path / "inception.pth")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        out = features(x)
+        assert out.shape == (2, 2048)
+        assert torch.equal(out, reference(((x + 1) * 127.5).round().to(torch.uint8)))
+    torch.save(
+        {"weights": argparse.Namespace(a=1)}, tmp_path / "pickled.pth"
+    )  # a non-tensor global
+    with pytest.raises(
+        LsapFileError, match=re.escape("pickled.pth: refused or unreadable (UnpicklingError)")
+    ):
+        InceptionFeatures(tmp_path / "pickled.pth")
+    torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(
+        LsapFileError, match=re.escape("other.pth: not the FID Inception-v3 weights")
+    ):
+        InceptionFeatures(tmp_path / "other.pth")

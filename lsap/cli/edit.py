@@ -19,13 +19,11 @@ from lsap.cli._common import check_config_dir, config_dir, resolve_device
 from lsap.cli._runtime import build_loggers, config_errors, finish_loggers, log_to
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import save_image, tensor_to_uint8
-from lsap.editing import build_edits
+from lsap.editing import build_edits, describe_edits, factor_key
 from lsap.editing.render import render_edit, stack_noise
 from lsap.io import atomic_torch_save, atomic_write_json, generator_from_config
 from lsap.io.inversions import CodeSet
 from lsap.io.provenance import provenance
-from lsap.metrics.evaluation import edit_summary
-from lsap.metrics.streaming import factor_key
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ def run(cfg: DictConfig) -> dict:
         "num_codes": len(codes),
         "written": written,
         "skipped_existing": skipped,
-        "edits": edit_summary(specs),
+        "edits": describe_edits(specs),
         "layout": {
             "images": "edits/<edit>/factor<+factor>/<name>.png",
             "codes": "edits/<edit>/<name>.pt",

@@ -32,11 +32,10 @@ from lsap.cli._runtime import (
 )
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
-from lsap.editing import build_edits
+from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
 from lsap.io.provenance import provenance
 from lsap.metrics.evaluation import (
-    edit_summary,
     evaluate_method,
     gather_rows,
     match_originals,
@@ -107,7 +106,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         cells[m.name] = r.grid
         if rank == 0:
             _write_rows(out / "per_image" / f"{m.name}.csv", rows)
-    results["edits"] = edit_summary(edits)
+    results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
     results["provenance"] = provenance(config=cfg, generator=G, world_size=world)
     results = _json_safe(results)

@@ -6,7 +6,7 @@ Each selected method sits under its own key, so several can be combined
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,3 +113,21 @@ def build_edits(cfg: Mapping[str, Any] | None, G: Generator) -> list[EditSpec]:
     if len(set(names)) != len(names):
         raise ValueError(f"edit names must be unique, got {names}")
     return specs
+
+
+def describe_edits(edits: Sequence[EditSpec]) -> list[dict[str, Any]]:
+    """JSON-ready description of edits (name, layers, factors, how they were made)."""
+    return [
+        {
+            "name": e.name,
+            "factors": list(e.factors),
+            "layers": list(e.edit.layers),
+            "absolute": e.edit.absolute,
+            **{
+                k: v
+                for k, v in e.edit.info.items()
+                if isinstance(v, str | int | float | bool | list | None)
+            },
+        }
+        for e in edits
+    ]

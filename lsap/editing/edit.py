@@ -58,6 +58,11 @@ def resolve_layers(layers: LayerSpec, num_ws: int) -> tuple[int, ...]:
     return out
 
 
+def factor_key(factor: float) -> str:
+    """A factor as it appears in keys, folders and tables: ``+3``, ``-1.5``, ``+0``."""
+    return f"{float(factor):+g}"
+
+
 def layer_mask(layers: Iterable[int], num_ws: int) -> Tensor:
     """[num_ws] float mask, 1 on the given w+ indices."""
     mask = torch.zeros(num_ws)

@@ -10,7 +10,7 @@ methods give the fidelity metrics and FID.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 from lsap.alignment.sncd import sncd
 from lsap.data.images import list_images, load_image, tensor_to_uint8
 from lsap.editing.build import EditSpec
+from lsap.editing.edit import factor_key
 from lsap.editing.render import stack_noise, synthesize
 from lsap.io.errors import LsapFileError
 from lsap.io.inversions import CodeSet, find_images, has_codes, image_name
 from lsap.metrics.scorer import Scorer
-from lsap.metrics.streaming import MethodMetrics, factor_key
+from lsap.metrics.streaming import MethodMetrics
 from lsap.nets.stylegan2 import Generator
 
 log = logging.getLogger(__name__)
@@ -285,27 +286,3 @@ def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     dist.all_gather_object(parts, rows)
     merged = [r for p in parts for r in p]
     return sorted(merged, key=lambda r: r["name"])
-
-
-def edit_summary(edits: Sequence[EditSpec]) -> list[dict[str, Any]]:
-    """JSON-ready description of edits (name, layers, factors, how they were made)."""
-    return [
-        {
-            "name": e.name,
-            "factors": list(e.factors),
-            "layers": list(e.edit.layers),
-            "absolute": e.edit.absolute,
-            **{
-                k: v
-                for k, v in e.edit.info.items()
-                if isinstance(v, str | int | float | bool | list | None)
-            },
-        }
-        for e in edits
-    ]
-
-
-def _to_plain(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _to_plain(v) for k, v in x.items()}
-    return x

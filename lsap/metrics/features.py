@@ -24,33 +24,69 @@ RANDOM_FEATURES_SEED = 0
 
 
 class InceptionFeatures(nn.Module):
-    """Inception-v3 pool features (2048-d) of images in [-1, 1], quantised to uint8 first."""
+    """Inception-v3 pool features (2048-d) of images in [-1, 1], quantised to uint8 first.
+
+    Args:
+        weights: torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``; None = download it
+            once into torch hub's cache. Either way the file is read weights-only (torch-fidelity
+            itself unpickles it without that restriction, so it only ever sees a copy of the
+            tensors written here).
+    """
 
     num_features = 2048
 
-    def __init__(self, weights: str | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None) -> None:
         super().__init__()
+        import tempfile
+
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        if weights is not None and not Path(weights).is_file():
-            raise LsapFileError(weights, "no such file (FID Inception weights)")
-        try:
-            self.net = NoTrainInceptionV3(
-                name="inception-v3-compat",
-                features_list=[str(self.num_features)],
-                feature_extractor_weights_path=weights,
-            )
-        except Exception as e:  # torch-fidelity's download failed (offline)
-            raise RuntimeError(
-                f"FID's Inception-v3 weights could not be loaded ({type(e).__name__}: {e}); "
-                "download weights-inception-2015-12-05-6726825d.pth (torch-fidelity releases) and "
-                "pass metrics.fid.features.weights=/path/to/it, or use metrics.fid.features.name=random "
-                "for an offline stand-in"
-            ) from e
+        state = _inception_state(weights)
+        with tempfile.TemporaryDirectory() as tmp:
+            clean = Path(tmp) / "inception.pth"
+            torch.save(state, clean)
+            try:
+                self.net = NoTrainInceptionV3(
+                    name="inception-v3-compat",
+                    features_list=[str(self.num_features)],
+                    feature_extractor_weights_path=str(clean),
+                )
+            except RuntimeError as e:  # missing or unexpected keys
+                raise LsapFileError(
+                    weights or "inception weights", f"not the FID Inception-v3 weights ({e})"
+                ) from None
 
     def forward(self, images: Tensor) -> Tensor:
         """images [N, 3, H, W] in [-1, 1] -> [N, 2048] (float32)."""
         return self.net(tensor_to_uint8(images)).float()
+
+
+def _inception_state(weights: str | Path | None) -> dict[str, Tensor]:
+    if weights is None:
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+        path = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)
+            except Exception as e:  # offline
+                raise RuntimeError(
+                    f"FID's Inception-v3 weights could not be downloaded ({type(e).__name__}: {e}); "
+                    f"get {URL_INCEPTION_V3} and pass metrics.fid.features.weights=/path/to/it, or "
+                    "use metrics.fid.features.name=random for an offline stand-in (not FID)"
+                ) from e
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise LsapFileError(path, "no such file (FID Inception weights)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise LsapFileError(path, f"refused or unreadable ({type(e).__name__})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise LsapFileError(path, "not a state dict of tensors (FID Inception weights)")
+    return dict(state)
 
 
 class RandomFeatures(nn.Module):

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lsap.metrics.image import mse, psnr, ssim, to_unit
@@ -156,10 +155,3 @@ def build_scorer(cfg: Mapping[str, Any], *, fid: bool = True) -> Scorer:
     if fid and (cfg.get("fid") or {}).get("enabled", True):
         feats = build_feature_extractor(dict((cfg.get("fid") or {}).get("features") or {}))
     return Scorer(metrics, lpips=lp, face=face, features=feats)
-
-
-def resize_like(images: Tensor, size: int) -> Tensor:
-    """Area-resample [N, 3, H, W] to [N, 3, size, size] (no-op at that size)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="area")

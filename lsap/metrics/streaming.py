@@ -11,15 +11,11 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
+from lsap.editing.edit import factor_key
 from lsap.metrics.fid import FIDSets
 
 RECONSTRUCTION = "reconstruction"
 EDIT_METRICS = ("id", "lpips", "sncd")
-
-
-def factor_key(factor: float) -> str:
-    """A factor as it appears in keys, folders and tables: ``+3``, ``-1.5``, ``+0``."""
-    return f"{factor:+g}"
 
 
 def edit_key(edit: str, factor: float) -> str:
