@@ -124,6 +124,7 @@ def test_method_metrics_do_not_depend_on_batching():
             sl = slice(start, start + n)
             m.update(
                 {k: v[sl] for k, v in scores.items()},
+                num_images=n,
                 sncd_per_layer=per_layer[sl],
                 original_features=f0[sl],
                 reconstruction_features=f1[sl],

@@ -14,31 +14,35 @@ import torch
 from lsap.cli._common import resolve_device
 
 
-def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
+def init_distributed(device_name: str) -> tuple[int, int, torch.device, bool]:
     """Join the process group torchrun set up (``WORLD_SIZE`` > 1), if any.
 
     Returns:
-        ``(rank, world_size, device)``; on CUDA each rank takes ``cuda:LOCAL_RANK``. Backend: nccl
-        on CUDA, gloo on the CPU. Without torchrun: ``(0, 1, resolve_device(device_name))``.
+        ``(rank, world_size, device, created)``; on CUDA each rank takes ``cuda:LOCAL_RANK``;
+        backend nccl on CUDA, gloo on the CPU; ``created``: this call started the group (and
+        :func:`close_distributed` should end it). Without torchrun: ``(0, 1, device, False)``.
     """
     import torch.distributed as dist
 
     device = resolve_device(device_name)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    created = False
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        created = True
     if not dist.is_initialized():
-        return 0, 1, device
+        return 0, 1, device, False
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    return dist.get_rank(), dist.get_world_size(), device
+    return dist.get_rank(), dist.get_world_size(), device, created
 
 
-def close_distributed() -> None:
+def close_distributed(created: bool) -> None:
+    """End the process group if :func:`init_distributed` started it."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if created and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

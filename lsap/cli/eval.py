@@ -58,11 +58,11 @@ DEFINITIONS = {
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate every method of ``cfg.methods``; return the results (as written to eval.json)."""
-    rank, world, device = init_distributed(cfg.device)
+    rank, world, device, created = init_distributed(cfg.device)
     try:
         return _run(cfg, rank, world, device)
     finally:
-        close_distributed()
+        close_distributed(created)
 
 
 def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
@@ -81,7 +81,8 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     edits = build_edits(cfg.get("editing"), G)
     scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True)).to(device)
     out = Path(cfg.paths.output_dir)
-    results: dict = {"methods": {}, "originals": str(cfg.originals), "num_originals": len(pairs)}
+    originals = str(cfg.originals) if cfg.originals else "image_path recorded in the codes"
+    results: dict = {"methods": {}, "originals": originals, "num_originals": len(pairs)}
     cells = {}
     for m in methods:
         log.info("evaluating %s (%s, %d images)", m.name, m.source, len(pairs))

@@ -235,6 +235,7 @@ def evaluate_method(
         f_orig, f_rec = scorer.fid_features(originals), scorer.fid_features(recon)
         metrics.update(
             scores,
+            num_images=originals.shape[0],
             sncd_per_layer=per_layer,
             original_features=f_orig,
             reconstruction_features=f_rec,

@@ -73,13 +73,14 @@ class MethodMetrics(nn.Module):
         self,
         scores: Mapping[str, Tensor],
         *,
+        num_images: int,
         sncd_per_layer: Tensor | None = None,
         original_features: Tensor | None = None,
         reconstruction_features: Tensor | None = None,
     ) -> None:
-        """Add a batch: per-image ``scores {metric: [N]}``, SNCD ``[N, L]``, FID features ``[N, D]``."""
-        n = next(iter(scores.values())).shape[0] if scores else sncd_per_layer.shape[0]
-        self.count.update(float(n))
+        """Add a batch of ``num_images``: per-image ``scores {metric: [N]}``, SNCD ``[N, L]``, FID
+        features ``[N, D]``."""
+        self.count.update(float(num_images))
         for m in self.fidelity_names:
             self.means[m].update(scores[m])
         if self.sncd is not None and sncd_per_layer is not None:
