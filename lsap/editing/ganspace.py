@@ -61,7 +61,7 @@ class PCA:
 
 
 def pca_cache_path(cache_dir: str | Path, sha256: str, num_samples: int, seed: int) -> Path:
-    return Path(cache_dir) / f"ganspace-{sha256[:16]}-n{num_samples}-seed{seed}.pt"
+    return Path(cache_dir).expanduser() / f"ganspace-{sha256[:16]}-n{num_samples}-seed{seed}.pt"
 
 
 def _fix_signs(components: Tensor) -> Tensor:
