@@ -13,7 +13,8 @@ from PIL import Image
 
 from lsap.data import load_image
 from lsap.io import LsapFileError, init_generator, load_codes
-from lsap.io.inversion_layout import RESULT_COLUMNS, code_path, output_name, read_results
+from lsap.io.inversion_layout import RESULT_COLUMNS, code_path, read_results
+from lsap.io.inversions import CodeSet, find_images, image_name
 from lsap.metrics import mse, psnr
 from lsap.systems.sharding import ShardSampler, plan_inversion
 from lsap.systems.writer import PARTS_DIR, merge_results
@@ -55,9 +56,9 @@ def test_shards_cover_every_item_once():
 
 def test_output_names(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    assert output_name(tmp_path / "a" / "b" / "x.png", tmp_path) == "a__b__x"
+    assert image_name(tmp_path / "a" / "b" / "x.png", tmp_path) == "a__b__x"
     (tmp_path / "y.jpg").write_bytes(b"")
-    assert output_name(tmp_path / "y.jpg", tmp_path / "y.jpg") == "y"
+    assert image_name(tmp_path / "y.jpg", tmp_path / "y.jpg") == "y"
 
 
 def test_plan_skips_finished_and_rejects_bad_input(tmp_path, images):
@@ -110,7 +111,7 @@ def test_layout_contract(first_run, images):
         assert prov["lsap_version"] and isinstance(prov["image_seed"], int)
         torch.testing.assert_close(load_codes(code_path(out, name), G.num_ws, G.w_dim), w_plus)
         # the PNG is the generator's image for the stored code and noise (round trip)
-        png = np.asarray(Image.open(out / "reconstructions" / f"{name}.png"))
+        png = np.array(Image.open(out / "reconstructions" / f"{name}.png"))
         with torch.no_grad():
             again = G.synthesis(w_plus, noise_mode="const", noise=record["noise"])
         again = ((again[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
@@ -124,6 +125,12 @@ def test_layout_contract(first_run, images):
             assert np.isfinite(row[k]) and row[k] == pytest.approx(record["metrics"][k], rel=1e-5)
     grid = Image.open(out / "grid.png")
     assert grid.size == (2 * G.resolution, len(names) * G.resolution)
+    # lsap-edit / lsap-eval read the folder back (their reader, strict about the generator)
+    codes = CodeSet(out, G.num_ws, G.w_dim, sha256=G.sha256, strict=True)
+    assert codes.names == names and sorted(find_images(out)) == names
+    rec = codes[0]
+    torch.testing.assert_close(rec.w_plus, torch.load(code_path(out, names[0]))["w_plus"])
+    assert rec.image_path == rows[0]["image_path"] and len(rec.noise) == len(G.synthesis.convs)
 
 
 def test_logs_loss_terms_per_step_and_final_metrics(first_run):
@@ -244,7 +251,7 @@ def test_face_alignment_flag(tmp_path):
 
     aligned = load_image(folder / "astronaut.jpg", 32, align=FaceAligner(32))
     plain = load_image(folder / "astronaut.jpg", 32)
-    grid = torch.from_numpy(np.asarray(Image.open(out / "grid.png"))).permute(2, 0, 1)
+    grid = torch.from_numpy(np.array(Image.open(out / "grid.png"))).permute(2, 0, 1)
     target = grid[:, :, :32].float() / 127.5 - 1
     assert (target - aligned).abs().max() <= 1 / 127.5 + 1e-6
     assert (target - plain).abs().mean() > 0.1

@@ -1,4 +1,4 @@
-"""The ``lsap-invert`` output layout, shared by every job that writes or reads inverted images.
+"""Writing side of the ``lsap-invert`` output layout (the reading side is ``lsap.io.inversions``).
 
 ::
 
@@ -8,9 +8,9 @@
     <output_dir>/results.csv                one row per image (RESULT_COLUMNS first)
     <output_dir>/skipped.csv                unreadable inputs of the last run: image_path,reason
 
-``<name>`` is the image's path relative to the input root without its suffix, ``/`` replaced by
-``__`` (the file name without suffix when the input is a single file). A code file is written last
-(atomically), so its presence marks an image as finished.
+``<name>`` is :func:`lsap.io.inversions.image_name`: the image's path relative to the input root
+without its suffix, ``/`` replaced by ``__`` (the file's stem when the input is a single file). A
+code file is written last (atomically), so its presence marks an image as finished.
 """
 
 from __future__ import annotations
@@ -20,21 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-CODES_DIR = "codes"
-RECONSTRUCTIONS_DIR = "reconstructions"
+from lsap.io.inversions import CODES_DIR, RECONSTRUCTIONS_DIR
+
 RESULTS_FILE = "results.csv"
 SKIPPED_FILE = "skipped.csv"
 RESULT_COLUMNS = ("name", "image_path", "mse", "psnr", "lpips", "id", "sncd")
 METRIC_NAMES = ("mse", "psnr", "lpips", "id", "sncd")
-
-
-def output_name(path: str | Path, root: str | Path) -> str:
-    """``<name>`` of an image: its path relative to ``root`` (a folder or the file itself)."""
-    path, root = Path(path), Path(root)
-    if root.is_file() or path == root:
-        return path.stem
-    rel = path.relative_to(root).with_suffix("")
-    return "__".join(rel.parts)
 
 
 def code_path(output_dir: str | Path, name: str) -> Path:

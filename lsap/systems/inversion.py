@@ -22,7 +22,7 @@ from lsap.inversion.report import ReconstructionMetrics
 from lsap.inversion.schedules import Schedule
 from lsap.io.codes import load_codes
 from lsap.io.errors import LsapFileError
-from lsap.io.inversion_layout import CODES_DIR
+from lsap.io.inversions import CODES_DIR
 from lsap.losses.objective import build_objective
 from lsap.nets.stylegan2 import Generator
 

@@ -17,7 +17,8 @@ from torch.utils.data import Sampler
 
 from lsap.data.images import list_images
 from lsap.io.errors import LsapFileError, refusal_reason
-from lsap.io.inversion_layout import code_path, finished_names, output_name
+from lsap.io.inversion_layout import code_path, finished_names
+from lsap.io.inversions import image_name
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def plan_inversion(
     files = list_images(root)
     names: dict[str, Path] = {}
     for f in files:
-        name = output_name(f, root)
+        name = image_name(f, root)
         if name in names:
             raise LsapFileError(
                 f, f"has the same output name '{name}' as {names[name]}; rename one of them"
