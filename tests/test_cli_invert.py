@@ -67,11 +67,12 @@ def test_console_script_with_overrides(tmp_path):
         f"generator.path={path}",
         f"data.path={tmp_path}/in",
         "inversion=w",
+        "loss.lpips=1.0",
         "loss.sncd=0.2",
         "trainer.devices=1",
         f"paths.output_dir={out}",
         "metrics.id=null",
-        fast=[f for f in FAST if "progress_bar" not in f],
+        fast=[f for f in FAST if "progress_bar" not in f and f != "loss.lpips=0"],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_each_once(out, names)
@@ -81,6 +82,7 @@ def test_console_script_with_overrides(tmp_path):
         prov = record["provenance"]
         assert prov["generator_sha256"] == G.sha256
         assert prov["config"]["loss"]["sncd"] == 0.2 and prov["config"]["inversion"]["space"] == "w"
+        assert prov["config"]["loss"]["lpips"] == 1.0
     log = proc.stdout + proc.stderr
     assert "skipped 1 unreadable file(s)" in log and "bad.png" in log
     assert "images" in proc.stdout and "steps" in proc.stdout  # the rich progress bars
@@ -232,5 +234,5 @@ def test_wandb_offline_logs_curves_metrics_and_grid(tmp_path):
     media = list((runs[0] / "files" / "media" / "images").rglob("grid*.png"))
     assert media, "the target | reconstruction grid was not logged"
     history = next(runs[0].glob("*.wandb")).read_bytes()  # the run's record log
-    for key in (b"invert/metric/sncd", b"invert/loss/sncd/img0", b"invert/loss/lpips/img1"):
+    for key in (b"invert/metric/sncd", b"invert/loss/sncd/img0", b"invert/loss/l2/img1"):
         assert key in history, key

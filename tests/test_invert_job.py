@@ -138,7 +138,7 @@ def test_logs_loss_terms_per_step_and_final_metrics(first_run):
     with open(out / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     keys = set(rows[0])
-    for term in ("loss", "lpips", "sncd", "noise_reg"):
+    for term in ("loss", "l2", "sncd", "noise_reg"):
         assert {f"invert/loss/{term}/img0", f"invert/loss/{term}/img1"} <= keys
     assert not any(k.endswith("/img2") for k in keys)  # log.curves=2
     curve = [float(r["invert/loss/loss/img0"]) for r in rows if r["invert/loss/loss/img0"]]

@@ -75,7 +75,8 @@ def optimize_latents(
 
     Args:
         G: generator; its weights are only read (no ``.grad`` is written, nothing changes).
-        targets: images [N, 3, R, R] in [-1, 1], R = ``G.resolution``, on G's device.
+        targets: images [N, 3, R, R] in [-1, 1], R = ``G.resolution``, on G's device and in its
+            dtype (codes, noise maps and the optimisation follow the targets' dtype).
         objective: per-sample loss (``lsap.losses.build_objective``); it sees the images, targets,
             the (noised) codes as w+ and the noise maps.
         space: "w_plus" (one code per layer) or "w" (one code repeated on every layer).
@@ -105,7 +106,10 @@ def optimize_latents(
     if targets.ndim != 4 or targets.shape[1:] != (3, R, R):
         raise ValueError(f"targets must be [N, 3, {R}, {R}], got {tuple(targets.shape)}")
     N, device = targets.shape[0], targets.device
-    targets = targets.detach().float()
+    if not targets.is_floating_point():
+        raise ValueError(f"targets must be floating point images in [-1, 1], got {targets.dtype}")
+    targets = targets.detach()
+    dtype = targets.dtype
     seeds = list(range(N)) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != N:
         raise ValueError(f"{len(seeds)} seeds for {N} images")
@@ -116,16 +120,16 @@ def optimize_latents(
         )
     rngs = [torch.Generator().manual_seed(s) for s in seeds]  # CPU: same numbers on any device
 
-    start = _start_codes(G, init, N, device)  # [N, num_ws, w_dim]
+    start = _start_codes(G, init, N, device, dtype)  # [N, num_ws, w_dim]
     code = (start.mean(1) if space == "w" else start).clone().requires_grad_(True)
-    noise = _initial_noise(G, rngs, device) if optimize_noise else None
+    noise = _initial_noise(G, rngs, device, dtype) if optimize_noise else None
     params = [code, *(noise or [])]
     optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
     if w_std is None:
         w_std = latent_std(G) if schedule.noise_factor > 0 else 0.0
 
     names = ["loss", *objective.terms.keys()]
-    history = {k: torch.zeros(steps, N, device=device) for k in names}
+    history = {k: torch.zeros(steps, N, device=device, dtype=dtype) for k in names}
     for step in range(steps):
         t = step / steps
         for group in optimizer.param_groups:
@@ -134,7 +138,7 @@ def optimize_latents(
         strength = w_std * schedule.noise_scale(t)
         if strength > 0:
             eps = torch.stack([torch.randn(code.shape[1:], generator=g) for g in rngs])
-            w = code + strength * eps.to(device)
+            w = code + strength * eps.to(device, dtype)
         w_plus = broadcast_w(w, num_ws, w_dim)  # [N, num_ws, w_dim]
         images = G.synthesis(w_plus, noise_mode="const", noise=noise)  # [N, 3, R, R]
         total, terms = objective(
@@ -165,20 +169,24 @@ def optimize_latents(
     )
 
 
-def _start_codes(G: Generator, init: Tensor | None, N: int, device: torch.device) -> Tensor:
+def _start_codes(
+    G: Generator, init: Tensor | None, N: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
     if init is None:
-        return G.w_avg.detach().to(device).float().expand(N, G.num_ws, -1)
-    init = broadcast_w(init.detach().to(device).float(), G.num_ws, G.w_dim)
+        return G.w_avg.detach().to(device, dtype).expand(N, G.num_ws, -1)
+    init = broadcast_w(init.detach().to(device, dtype), G.num_ws, G.w_dim)
     if init.shape[0] != N:
         raise ValueError(f"init holds {init.shape[0]} codes for {N} targets")
     return init
 
 
-def _initial_noise(G: Generator, rngs: list[torch.Generator], device: torch.device) -> list[Tensor]:
+def _initial_noise(
+    G: Generator, rngs: list[torch.Generator], device: torch.device, dtype: torch.dtype
+) -> list[Tensor]:
     """One standard-normal map per synthesis conv and image: [N, 1, R, R] each, image-keyed."""
     shapes = G.synthesis.noise_shapes()
     per_image = [[torch.randn(s, generator=g) for s in shapes] for g in rngs]
     return [
-        torch.cat([maps[k] for maps in per_image]).to(device).requires_grad_(True)
+        torch.cat([maps[k] for maps in per_image]).to(device, dtype).requires_grad_(True)
         for k in range(len(shapes))
     ]

@@ -69,8 +69,8 @@ class InversionSystem(pl.LightningModule):
         self.metrics_cfg = _plain(metrics or {})
         self.seed = int(seed)
         inv = self.inversion_cfg
-        self.schedule = Schedule(**dict(inv.get("schedule") or {}))
-        self.steps = int(inv.get("steps", 1000))
+        self.schedule = Schedule(**dict(inv["schedule"]))
+        self.steps = int(inv["steps"])
         self.objective = None
         self.metrics = None
         self.w_std = 0.0
@@ -89,9 +89,9 @@ class InversionSystem(pl.LightningModule):
         a = self.alignment_cfg
         anchors = compute_anchors(
             self.generator,
-            int(a.get("num_samples", 100_000)),
-            int(a.get("seed", 0)),
-            batch_size=int(a.get("batch_size", 10_000)),
+            int(a["num_samples"]),
+            int(a["seed"]),
+            batch_size=int(a["batch_size"]),
             cache_dir=a.get("cache_dir"),
         )
         if self.trainer.is_global_zero:
@@ -100,8 +100,8 @@ class InversionSystem(pl.LightningModule):
         if self.schedule.noise_factor > 0:
             self.w_std = latent_std(
                 self.generator,
-                int(inv.get("w_std_samples", 10_000)),
-                int(inv.get("w_std_seed", 123)),
+                int(inv["w_std_samples"]),
+                int(inv["w_std_seed"]),
             )
         self.objective = build_objective(self.loss_cfg, generator=self.generator, anchors=anchors)
         self.metrics = ReconstructionMetrics(
@@ -155,12 +155,12 @@ class InversionSystem(pl.LightningModule):
                 self.generator,
                 targets,
                 self.objective,
-                space=str(inv.get("space", "w_plus")),
+                space=str(inv["space"]),
                 steps=self.steps,
-                lr=float(inv.get("lr", 0.1)),
+                lr=float(inv["lr"]),
                 schedule=self.schedule,
                 init=init.to(targets) if init is not None else None,
-                optimize_noise=bool(inv.get("optimize_noise", True)),
+                optimize_noise=bool(inv["optimize_noise"]),
                 w_std=self.w_std,
                 seeds=seeds,
                 callback=self._on_step,
