@@ -14,6 +14,16 @@ from lsap.losses import build_objective
 LPIPS_RANDOM = {"lpips": {"net": "alex", "backbone": "random"}}  # per-image, as vgg; cheaper
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """32 px problems are too small for intra-op threads: they cost more in synchronisation than
+    they give (by orders of magnitude on a shared, oversubscribed machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def anchors(tiny_G):
     return compute_anchors(tiny_G, 4000, 0)
