@@ -10,12 +10,15 @@ the per-call overhead (copying the generator, Adam's state, the final render, th
     python bench/refinement.py --device all --resolutions 1024  # CPU and, if present, CUDA
 
 The generator has random weights and LPIPS a random AlexNet backbone (``backbone: random``): the
-arithmetic of real weights is the same, and nothing is downloaded.
+arithmetic of real weights is the same, and nothing is downloaded. The CPU columns give process
+CPU time per step beside wall time: on a shared machine, ``--threads 1`` and CPU time are the
+stable figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import resource
@@ -54,11 +57,13 @@ def worker(args) -> dict:
         out["gpu"] = torch.cuda.get_device_name(device)
     for name, locality in (("off", None), ("on_every_step", loc)):
         stamps: list[float] = []
+        cpu_stamps: list[float] = []  # process CPU time: robust on a shared machine
 
-        def on_step(_g, _s, _v, stamps=stamps):
+        def on_step(_g, _s, _v, stamps=stamps, cpu_stamps=cpu_stamps):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             stamps.append(time.perf_counter())
+            cpu_stamps.append(time.process_time())
 
         t0 = time.perf_counter()
         pivotal_tuning(
@@ -74,9 +79,12 @@ def worker(args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         total = time.perf_counter() - t0
-        steps = [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
+        steps = [b - a for a, b in itertools.pairwise(stamps)]
         step = statistics.median(steps)
         out[f"step_s_{name}"] = step
+        out[f"step_cpu_s_{name}"] = statistics.median(
+            b - a for a, b in itertools.pairwise(cpu_stamps)
+        )
         # everything that is not a steady step: the warm-up step's excess and the per-call work
         out[f"overhead_s_{name}"] = total - step * (args.timed_steps + 1)
     n, every = args.pti_steps, args.interval
@@ -128,7 +136,7 @@ def main() -> None:
     )
     head = (
         "device", "px", "step off", "step +reg", "steps/s off", "steps/s on",
-        "s/img off", "s/img on", "on/off", "overhead", "peak GB",
+        "s/img off", "s/img on", "on/off", "overhead", "CPU time/step off, on", "peak GB",
     )  # fmt: skip
     print(" | ".join(head))
     for r in rows:
@@ -146,6 +154,7 @@ def main() -> None:
                     f"{r['s_per_image_on']:.1f}",
                     f"x{r['s_per_image_on'] / r['s_per_image_off']:.3f}",
                     f"{r['overhead_s_off']:.2f} s",
+                    f"{r['step_cpu_s_off']:.2f} s, {r['step_cpu_s_on_every_step']:.2f} s",
                     f"{peak:.1f}",
                 ]
             )

@@ -201,3 +201,32 @@ def test_config_group_drives_the_function(tiny_G, problem, terms):
     assert res.steps_run == [3]
     assert res.settings["locality"]["alpha"] == 30.0 and res.settings["lr"] == 3e-4
     assert torch.isfinite(res.history[0]["locality"][0])  # regularised on step 0
+
+
+def test_pivots_from_code_files_are_checked_against_the_generator(tmp_path, tiny_G, other_G):
+    from lsap.io import LsapFileError
+    from lsap.refinement import load_pivots
+
+    w = _w_plus(tiny_G, 2, seed=4)
+    noise = [torch.randn(2, *s[1:]) for s in tiny_G.synthesis.noise_shapes()]
+    paths = []
+    for i, sha in enumerate([tiny_G.sha256, tiny_G.sha256, other_G.sha256]):
+        obj = {
+            "w_plus": w[i % 2 : i % 2 + 1],
+            "noise": [n[i % 2 : i % 2 + 1] for n in noise],
+            "name": f"img{i}",
+            "image_path": f"/data/img{i}.png",
+            "provenance": {"generator_sha256": sha},
+        }
+        torch.save(obj, tmp_path / f"img{i}.pt")
+        paths.append(tmp_path / f"img{i}.pt")
+    piv = load_pivots(paths[:2], tiny_G)
+    assert torch.equal(piv.w_plus, w) and piv.names == ["img0", "img1"]
+    assert all(torch.equal(a, b) for a, b in zip(piv.noise, noise, strict=True))
+    with pytest.raises(
+        LsapFileError, match=r"img2\.pt: codes made with generator sha256 .*another"
+    ):
+        load_pivots(paths, tiny_G)
+    torch.save({"w_plus": torch.zeros(1, 9, 64)}, tmp_path / "bad.pt")
+    with pytest.raises(LsapFileError, match=r"bad\.pt: codes have 9 layers .* num_ws=8"):
+        load_pivots([tmp_path / "bad.pt"], tiny_G)

@@ -7,6 +7,7 @@ deltas against the base generator (``lsap.io.save_generator_delta``, loaded with
 """
 
 from lsap.refinement.locality import Locality, locality_codes, locality_loss
+from lsap.refinement.pivots import Pivots, load_pivots
 from lsap.refinement.pti import (
     MODES,
     PTIResult,
@@ -20,8 +21,10 @@ __all__ = [
     "MODES",
     "Locality",
     "PTIResult",
+    "Pivots",
     "build_pti_terms",
     "check_pivots",
+    "load_pivots",
     "locality_codes",
     "locality_loss",
     "pivotal_tuning",
