@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,3 +323,26 @@ def generator_from_delta(
     G.base_sha256 = want
     G.source_format = "lsap-delta"
     return G
+
+
+def load_tuned_generators(
+    paths: Iterable[str | Path | None], base: Generator
+) -> dict[str | None, Generator]:
+    """The generators a batch of code records names (``CodeRecord.generator``), each loaded once.
+
+    Args:
+        paths: generator delta files, None for records rendered with ``base``.
+        base: the run's generator (the deltas' base; its sha256 must match theirs).
+
+    Returns:
+        ``{path or None: generator}`` on base's device; None maps to ``base`` itself. At 1024 px
+        each tuned generator holds about 120 MB: callers load one batch's worth at a time.
+    """
+    from lsap.io.checkpoints import load_generator
+
+    out: dict[str | None, Generator] = {}
+    for p in paths:
+        key = None if p is None else str(p)
+        if key not in out:
+            out[key] = base if key is None else load_generator(key, base.w_avg.device, base=base)
+    return out

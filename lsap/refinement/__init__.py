@@ -7,6 +7,7 @@ deltas against the base generator (``lsap.io.save_generator_delta``, loaded with
 """
 
 from lsap.refinement.locality import Locality, locality_codes, locality_loss
+from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
 from lsap.refinement.pivots import Pivots, load_pivots
 from lsap.refinement.pti import (
     MODES,
@@ -18,6 +19,7 @@ from lsap.refinement.pti import (
 )
 
 __all__ = [
+    "GENERATORS_DIR",
     "MODES",
     "Locality",
     "PTIResult",
@@ -29,4 +31,5 @@ __all__ = [
     "locality_loss",
     "pivotal_tuning",
     "pti_options",
+    "save_tuned_generators",
 ]
