@@ -190,7 +190,7 @@ def pivotal_tuning(
         :class:`PTIResult` with the tuned generators, their per-step losses and reconstructions.
 
     Raises:
-        ValueError: bad shapes, counts, ranges, settings or a pivot/generator sha256 mismatch.
+        ValueError: bad shapes, counts, dtypes, settings or a pivot/generator sha256 mismatch.
     """
     if mode not in MODES:
         raise ValueError(f"PTI mode must be one of {MODES}, got {mode!r}")
