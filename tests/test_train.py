@@ -72,8 +72,8 @@ def test_training_lowers_the_loss_and_sncd_lowers_val_sncd(tmp_path, cache_dir):
     """Same seed and steps, with and without the alignment term: both fit the rendered targets,
     and the run with sncd > 0 ends better aligned (lower validation SNCD)."""
     common = [
-        "trainer.max_steps=240",
-        "trainer.val_check_interval=240",
+        "trainer.max_steps=160",
+        "trainer.val_check_interval=160",
         "data.num_train=96",
         "data.num_val=32",
         "encoder.progressive_start=0",
@@ -88,11 +88,11 @@ def test_training_lowers_the_loss_and_sncd_lowers_val_sncd(tmp_path, cache_dir):
         result = train(tiny_cfg(out, cache_dir, *common, f"loss.sncd={sncd}"))
         rows = [r for r in read_log(out) if r.get("train/loss/l2")]
         l2 = [float(r["train/loss/l2"]) for r in rows]
-        assert len(l2) == 24
+        assert len(l2) == 16
         assert sum(l2[-3:]) < 0.7 * sum(l2[:3]), (sncd, l2)
         runs[sncd] = result.metrics
         assert (out / "encoder.pt").is_file() and list((out / "images" / "val").glob("*.png"))
-    assert runs[1.0]["val/metric/sncd"] < 0.9 * runs[0.0]["val/metric/sncd"], runs
+    assert runs[1.0]["val/metric/sncd"] < 0.5 * runs[0.0]["val/metric/sncd"], runs
     assert runs[1.0]["train/progressive_stage"] == 7.0
 
 
