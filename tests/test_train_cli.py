@@ -146,6 +146,60 @@ def test_kill_and_resume_continues_from_the_saved_step(tmp_path):
             torch.testing.assert_close(a["optimizer_states"][0]["state"][pid][k], v, rtol=0, atol=0)
 
 
+def test_slurm_requeue_saves_an_hpc_checkpoint_and_resumes_from_it(tmp_path):
+    """SLURM simulated: its environment variables, a fake ``scontrol`` that records the requeue,
+    USR1 (sbatch --signal) to the job, then SLURM's kill and the restart of the same command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.txt\n')
+    scontrol.chmod(0o755)
+    slurm = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "lsap-train",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+    }
+    run = tmp_path / "job"
+    args = _args(
+        run, tmp_path / "cache", "trainer.max_steps=100000", "trainer.val_check_interval=50"
+    )
+    proc = subprocess.Popen(
+        args, env=_env(**slurm), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 240
+    while not (run / "csv" / "metrics.csv").is_file():  # training has started
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "the job did not start within 240 s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR1)
+    while not (tmp_path / "scontrol.txt").is_file():
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "no requeue within 240 s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # SLURM ends the job it requeued
+    proc.wait()
+    assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "4242"]
+    hpc = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=True)
+    step = hpc["global_step"]
+    assert step > 0 and hpc["lsap_encoder"]["generator_sha256"]
+
+    restarted = subprocess.run(
+        _args(run, tmp_path / "cache", f"trainer.max_steps={step + 3}"),
+        env=_env(**slurm),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "hpc_ckpt_1.ckpt" in restarted.stdout + restarted.stderr
+    assert [s["step"] for s in _probe(run)["seen"]] == [step, step + 1, step + 2]
+
+
 def test_sncd_sweep_makes_one_wandb_run_per_value(tmp_path):
     sweep = tmp_path / "sweep"
     args = _args(

@@ -45,6 +45,37 @@ def match_size(images: Tensor, size: int) -> Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def encoder_objective(
+    encoder: PyramidEncoder,
+    G,
+    objective,
+    images: Tensor,
+    *,
+    noise_mode: str = "random",
+    layers: list[int] | None = None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+    """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
+
+    Args:
+        encoder: images [N, 3, S, S] in [-1, 1] -> w_plus [N, num_ws, w_dim].
+        G: the frozen generator.
+        objective: ``lsap.losses.Objective`` (per-sample weighted terms).
+        images: inputs, also the reconstruction targets, [N, 3, S, S] in [-1, 1].
+        noise_mode: generator noise ("random" in training, "const" for reproducible values).
+        layers: w+ indices for the layer-restricted terms (delta_norm, sncd); None = all.
+
+    Returns:
+        ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
+        term's per-sample values {name: [N]}, the codes [N, num_ws, w_dim] and the generator's
+        images resized to S, [N, 3, S, S].
+    """
+    w_plus = encoder(images)
+    recon = match_size(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
+    inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
+    total, values = objective(inputs)
+    return total.mean(), values, w_plus, recon
+
+
 class EncoderSystem(pl.LightningModule):
     """Train an image encoder into a frozen generator's W+ (LSAP_E; e4e / pSp with ``sncd: 0``).
 
@@ -157,21 +188,19 @@ class EncoderSystem(pl.LightningModule):
         """images [N, 3, S, S] in [-1, 1] -> w_plus [N, num_ws, w_dim]."""
         return self.encoder(images)
 
-    def reconstruct(self, w_plus: Tensor, size: int, noise_mode: str) -> Tensor:
-        """w_plus [N, num_ws, w_dim] -> images [N, 3, size, size] (generator output resized)."""
-        return match_size(self.G.synthesis(w_plus, noise_mode=noise_mode), size)
-
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Tensor] | None:
         self._report_skipped(batch)
         images = batch["images"]
         if images is None:  # every file of this batch was unreadable
             return None
-        noise = self.noise_mode if stage == "train" else self.val_noise_mode
-        w_plus = self.encoder(images)
-        recon = self.reconstruct(w_plus, images.shape[-1], noise)
-        inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=self.loss_layers)
-        total, values = self.objective(inputs)
-        loss = total.mean()
+        loss, values, w_plus, recon = encoder_objective(
+            self.encoder,
+            self.G,
+            self.objective,
+            images,
+            noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
+            layers=self.loss_layers,
+        )
         train = stage == "train"
         kw = {"batch_size": images.shape[0], "on_step": train, "on_epoch": not train}
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=not train, **kw)
