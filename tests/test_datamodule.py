@@ -15,6 +15,7 @@ from lsap.systems.datamodule import (
     EpochSeededSampler,
     GeneratedImagesDataModule,
     ImageFolderDataModule,
+    ResumableDataLoader,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -117,6 +118,22 @@ def test_ranks_get_disjoint_shards(folders):
         s.set_epoch(3)
         shards.append({i % len(data) for i in s})
     assert shards[0].isdisjoint(shards[1]) and len(shards[0] | shards[1]) == 12
+
+
+def test_training_loader_resumes_mid_epoch(folders):
+    dm = _dm(folders, hflip=0.5)
+    full = [b["index"].tolist() for b in _epoch(dm.train_dataloader(), 4)]
+    dm._consumed_batches = lambda: 2  # what the training loop had processed at the checkpoint
+    loader = dm.train_dataloader()
+    assert isinstance(loader, ResumableDataLoader)
+    loader.sampler.set_epoch(4)
+    state = loader.state_dict()
+    assert state == {"epoch": 4, "consumed_batches": 2}
+    fresh = dm.train_dataloader()  # a new process: epoch 0, nothing consumed
+    fresh.load_state_dict(state)
+    rest = [b["index"].tolist() for b in fresh]
+    assert rest == full[2:]
+    assert [b["index"].tolist() for b in fresh] == full  # the skip applies to one pass only
 
 
 def test_too_few_images_for_a_batch(folders):

@@ -127,6 +127,7 @@ def train(cfg: DictConfig) -> TrainResult:
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        _save_final_last(trainer)
         path = None
         if trainer.is_global_zero and not trainer.fast_dev_run:
             path = save_encoder(
@@ -145,6 +146,19 @@ def train(cfg: DictConfig) -> TrainResult:
         return TrainResult(metrics, system, trainer, path)
     finally:
         _finish_loggers(trainer)
+
+
+def _save_final_last(trainer) -> None:
+    """Make ``last.ckpt`` the final state. Lightning's ``save_last`` writes it at the end only if
+    the session saved nothing before, so a resumed run would keep its previous periodic state."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    if trainer.fast_dev_run:
+        return
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+            last = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+            trainer.save_checkpoint(last, weights_only=False)  # all ranks call it; rank 0 writes
 
 
 def _finish_loggers(trainer) -> None:

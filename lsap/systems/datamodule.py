@@ -15,13 +15,14 @@ Training augmentation (pSp-style; validation is never augmented):
 
 Order and augmentation are seeded: the train sampler shuffles with ``(seed, epoch)`` and shards
 across DDP ranks (every rank sees different images), and the augmentation of image ``i`` in epoch
-``e`` is drawn from a generator seeded with ``(seed, e, i)``, whatever the worker count, so a
+``e`` is drawn from a generator seeded with ``(seed, e, i)``, whatever the worker count. The
+training loader is resumable mid-epoch (Lightning stores its position in checkpoints), so a
 resumed run sees the same data as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,11 +38,44 @@ from lsap.data import ImageFileDataset, ImageItem, collate_images, list_images, 
 class EpochSeededSampler(DistributedSampler):
     """A ``DistributedSampler`` (shuffled with ``seed + epoch``, sharded by rank) whose indices
     also carry the epoch: it yields ``i + epoch * N``. :class:`AugmentedImages` decodes them, so
-    each sample's augmentation is a function of ``(seed, epoch, i)`` only."""
+    each sample's augmentation is a function of ``(seed, epoch, i)`` only.
+
+    ``skip_next(k)`` drops the first k indices of the next pass (a mid-epoch resume).
+    """
+
+    _skip = 0
+
+    def skip_next(self, num_indices: int) -> None:
+        self._skip = int(num_indices)
 
     def __iter__(self):
         n = len(self.dataset)
-        return (i + self.epoch * n for i in super().__iter__())
+        indices = [i + self.epoch * n for i in super().__iter__()]
+        skip, self._skip = self._skip, 0
+        return iter(indices[skip:])
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader that Lightning resumes mid-epoch (it implements ``state_dict`` /
+    ``load_state_dict``): the state is the epoch and the number of batches the training loop has
+    consumed in it, and loading it makes the next pass skip exactly those batches. With an
+    :class:`EpochSeededSampler` the rest of the epoch is then the same as without the interruption.
+
+    Args:
+        consumed_batches: returns how many batches of the current epoch the training loop has
+            processed (read when a checkpoint is saved; prefetched batches do not count).
+    """
+
+    def __init__(self, *args, consumed_batches: Callable[[], int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumed_batches = consumed_batches
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "consumed_batches": int(self.consumed_batches())}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.sampler.set_epoch(int(state["epoch"]))
+        self.sampler.skip_next(int(state["consumed_batches"]) * int(self.batch_size))
 
 
 def _seeded(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -116,6 +150,12 @@ class _ImageDataModule(pl.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
+    def _consumed_batches(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         if trainer is None:
@@ -136,8 +176,9 @@ class _ImageDataModule(pl.LightningDataModule):
         sampler = EpochSeededSampler(
             data, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
         )
-        return DataLoader(
+        return ResumableDataLoader(
             data,
+            consumed_batches=self._consumed_batches,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
