@@ -4,11 +4,14 @@ Writes under the run folder: ``edits/<method>/<edit>/factor<factor>/<name>.png``
 ``edits/<method>/<edit>/<name>.pt`` (``w_plus [F, num_ws, w_dim]``, factors, noise, provenance),
 one grid per edit ``grids/<method>__<edit>.png`` (rows = images, columns = factors) and
 ``edit.json``. An image whose edited codes exist is not redone (resume with the same run folder).
+Codes refined by pivotal tuning (code files naming their tuned generator) are edited through that
+generator; ``generator`` may itself be a tuned generator (a delta file with ``generator.base``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -22,7 +25,8 @@ from lsap.data.images import save_image, tensor_to_uint8
 from lsap.editing import build_edits, describe_edits, factor_key
 from lsap.editing.render import render_edit, stack_noise
 from lsap.io import atomic_torch_save, atomic_write_json, generator_from_config
-from lsap.io.inversions import CodeSet
+from lsap.io.generator_delta import load_tuned_generators
+from lsap.io.inversions import CodeSet, generator_shas
 from lsap.io.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -38,15 +42,16 @@ def run(cfg: DictConfig) -> dict:
             "no edits configured: choose editing=sefa|ganspace|interfacegan and give directions, "
             "e.g. +editing.interfacegan.directions.age=/path/age.pt"
         )
-    codes = CodeSet(cfg.codes, G.num_ws, G.w_dim, sha256=G.sha256, strict=cfg.strict)
+    codes = CodeSet(cfg.codes, G.num_ws, G.w_dim, sha256=generator_shas(G), strict=cfg.strict)
     out = Path(cfg.paths.output_dir)
     prov = provenance(config=cfg, generator=G)
     grid_rows: dict[str, list[list[torch.Tensor]]] = {s.name: [] for s in specs}
-    written = skipped = 0
+    written = skipped = tuned_count = 0
     bs = int(cfg.batch_size)
     for start in range(0, len(codes), bs):
         idx = list(range(start, min(start + bs, len(codes))))
         recs = [codes[i] for i in idx]
+        tuned = load_tuned_generators([r.generator for r in recs], G)  # None -> G
         for spec in specs:
             folder = out / "edits" / spec.name
             todo = [j for j, r in enumerate(recs) if not (folder / f"{r.name}.pt").is_file()]
@@ -57,8 +62,14 @@ def run(cfg: DictConfig) -> dict:
                 continue
             w = torch.cat([recs[j].w_plus for j in sel]).to(device)
             noise = stack_noise(G, [recs[j].noise for j in sel])
+            gens = [tuned[recs[j].generator] for j in sel]
             edited, images = render_edit(
-                G, w, spec.edit, spec.factors, noise, batch_size=int(cfg.synthesis_batch_size)
+                gens[0] if len(tuned) == 1 else gens,
+                w,
+                spec.edit,
+                spec.factors,
+                noise,
+                batch_size=int(cfg.synthesis_batch_size),
             )
             for k, j in enumerate(sel):
                 rec = recs[j]
@@ -80,10 +91,14 @@ def run(cfg: DictConfig) -> dict:
                         "edit": spec.name,
                         "image_path": rec.image_path,
                         "source": rec.source,
+                        "generator": (
+                            os.path.relpath(rec.generator, folder) if rec.generator else None
+                        ),
                         "provenance": {**prov, "source_generator_sha256": rec.generator_sha256},
                     },
                 )
                 written += 1
+                tuned_count += rec.generator is not None
     grids = {}
     for spec in specs:
         if grid_rows[spec.name]:
@@ -96,6 +111,7 @@ def run(cfg: DictConfig) -> dict:
         "num_codes": len(codes),
         "written": written,
         "skipped_existing": skipped,
+        "through_tuned_generators": tuned_count,
         "edits": describe_edits(specs),
         "layout": {
             "images": "edits/<edit>/factor<+factor>/<name>.png",

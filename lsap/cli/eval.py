@@ -3,7 +3,9 @@
 For each method (an ``lsap-invert`` output folder, codes, or reconstructed images) against the
 originals: MSE, PSNR, SSIM, LPIPS, ID, FID, SNCD per layer and total, and per edit and factor the
 FID of edited images against the originals, ID to the original and LPIPS to the unedited
-reconstruction. Writes ``eval.json`` (every number), ``eval.md`` (tables), ``per_image/<method>.csv``
+reconstruction. Codes refined by pivotal tuning are scored through their tuned generators; with
+``two_stage=true`` also without them, and ``eval.md`` gets the two-stage table (first stage x
+{no refinement, PTI}). Writes ``eval.json`` (every number), ``eval.md`` (tables), ``per_image/<method>.csv``
 and PNG grids under the run folder; logs to W&B with ``logger=wandb``. Under torchrun the images
 are sharded over ranks and the metrics synced (rank 0 writes; pass ``hydra.run.dir`` so that every
 rank agrees on the folder).
@@ -15,6 +17,7 @@ import csv
 import io
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -53,6 +56,9 @@ DEFINITIONS = {
     "sncd": "sum over w+ layers of 1 - cos(n_i, a_i) (LSAP); 'layer mean' = sum / num_ws",
     "editing.lpips": "LPIPS between the edited image and the unedited reconstruction",
     "editing.fid": "FID of the edited images against the originals",
+    "refinement": "pti: codes rendered and edited through their tuned generators (pivotal tuning); "
+    "none: through the run's generator; SNCD is that of the codes (pivots) in both",
+    "two_stage.edited": "edited FID / ID: mean over every edit and non-zero factor",
 }
 
 
@@ -69,7 +75,16 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     if not cfg.methods:
         raise ValueError("no methods given: methods='{e4e: dirA, lsap_e: dirB}'")
     G = generator_from_config(cfg.generator, device)
-    methods = [open_method(str(n), p, G, strict=cfg.strict) for n, p in cfg.methods.items()]
+    methods, two_stage = [], []
+    for n, p in cfg.methods.items():
+        m = open_method(str(n), p, G, strict=cfg.strict)
+        if cfg.two_stage and m.tuned:  # refined by PTI: score the first stage alone, then both
+            methods += [replace(m, tuned=False), replace(m, name=f"{n}+pti")]
+            two_stage.append({"method": str(n), "none": str(n), "pti": f"{n}+pti"})
+        else:
+            methods.append(m)
+            refinement = "pti" if m.tuned else "none"
+            two_stage.append({"method": str(n), "none": None, "pti": None, refinement: str(n)})
     pairs = match_originals(cfg.originals, methods, on_missing=cfg.on_missing)
     mcfg = cfg.metrics
     anchors = None
@@ -102,11 +117,18 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             grid_images=int(cfg.grid.max_images),
             grid_size=int(cfg.grid.size),
         )
-        results["methods"][m.name] = {"path": str(m.path), "source": m.source, **r.results}
+        results["methods"][m.name] = {
+            "path": str(m.path),
+            "source": m.source,
+            "refinement": "pti" if m.tuned else "none",
+            **r.results,
+        }
         rows = gather_rows(r.rows)
         cells[m.name] = r.grid
         if rank == 0:
             _write_rows(out / "per_image" / f"{m.name}.csv", rows)
+    if cfg.two_stage:
+        results["two_stage"] = two_stage
     results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
     results["provenance"] = provenance(config=cfg, generator=G, world_size=world)

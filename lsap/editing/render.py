@@ -53,7 +53,7 @@ def synthesize(
 
 @torch.no_grad()
 def render_edit(
-    G: Generator,
+    G: Generator | Sequence[Generator],
     w_plus: Tensor,
     edit: Edit,
     factors: Sequence[float],
@@ -64,6 +64,7 @@ def render_edit(
     """Edit codes with every factor and synthesise them.
 
     Args:
+        G: the generator, or one per code (each image's tuned generator after pivotal tuning).
         w_plus: [N, num_ws, w_dim] codes on G's device.
         noise: per-layer noise [N, 1, R, R] (see :func:`stack_noise`) or None.
 
@@ -75,5 +76,49 @@ def render_edit(
     nz = None
     if noise is not None:  # every factor of an image uses that image's noise
         nz = [n.expand(N, -1, -1, -1).repeat_interleave(F_, dim=0) for n in noise]
-    images = synthesize(G, codes.flatten(0, 1), nz, batch_size=batch_size)
+    if isinstance(G, Generator):
+        images = synthesize(G, codes.flatten(0, 1), nz, batch_size=batch_size)
+    else:
+        per_code = [g for g in G for _ in range(F_)]
+        images = synthesize_each(per_code, codes.flatten(0, 1), nz, batch_size=batch_size)
     return codes, images.unflatten(0, (N, F_))
+
+
+def generator_groups(generators: Sequence[Generator]) -> list[tuple[Generator, list[int]]]:
+    """Indices of a batch grouped by the generator that renders them, in order of appearance."""
+    groups: dict[int, tuple[Generator, list[int]]] = {}
+    for i, g in enumerate(generators):
+        groups.setdefault(id(g), (g, []))[1].append(i)
+    return list(groups.values())
+
+
+@torch.no_grad()
+def synthesize_each(
+    generators: Sequence[Generator],
+    w_plus: Tensor,
+    noise: Sequence[Tensor] | None = None,
+    *,
+    batch_size: int = 8,
+) -> Tensor:
+    """Like :func:`synthesize`, with code i rendered by ``generators[i]`` (e.g. the tuned
+    generator of each image after pivotal tuning); codes sharing a generator are batched.
+
+    Args:
+        generators: N generators (the same object may repeat).
+        w_plus: [N, num_ws, w_dim]; noise: per layer [N, 1, R, R] or None.
+
+    Returns:
+        [N, 3, R, R] in ~[-1, 1].
+    """
+    groups = generator_groups(generators)
+    if len(groups) == 1:
+        return synthesize(groups[0][0], w_plus, noise, batch_size=batch_size)
+    out: Tensor | None = None
+    for g, idx in groups:
+        sel = torch.tensor(idx, device=w_plus.device)
+        nz = [n[sel] if n.shape[0] > 1 else n for n in noise] if noise is not None else None
+        images = synthesize(g, w_plus[sel], nz, batch_size=batch_size)
+        if out is None:
+            out = images.new_empty(w_plus.shape[0], *images.shape[1:])
+        out[sel] = images
+    return out

@@ -9,12 +9,15 @@ The ``lsap-invert`` layout (shared by every job that writes or reads inversions)
     <dir>/results.csv
 
 ``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
+After result refinement (pivotal tuning) a code file may also name its tuned generator:
+``'generator': '../generators/<name>.pt'``, a generator delta against the run's generator, the
+path relative to the code file's folder; the code itself is the pivot, unchanged.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,8 @@ class CodeRecord:
         image_path: the original image, when the file records it.
         generator_sha256: the generator the code was made for, when recorded.
         source: the file it came from.
+        generator: the tuned generator (a generator delta file) the code is rendered with after
+            refinement, or None (the run's generator).
     """
 
     name: str
@@ -59,6 +64,7 @@ class CodeRecord:
     image_path: str | None
     generator_sha256: str | None
     source: str
+    generator: str | None = None
 
 
 def _sha_of(obj: Mapping[str, Any]) -> str | None:
@@ -68,11 +74,19 @@ def _sha_of(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def generator_mismatch(recorded: str | None, sha256: str | None) -> str | None:
-    """Why codes recorded for generator ``recorded`` do not fit the one with ``sha256`` (None: fine
-    or unknown)."""
-    if not recorded or not sha256 or recorded == sha256:
+def generator_shas(G: Any) -> tuple[str, ...]:
+    """The sha256s codes for ``G`` may record: its own, and its base's when G is a tuned
+    generator (codes are the pivots it was tuned around)."""
+    return tuple(s for s in (G.sha256, getattr(G, "base_sha256", None)) if s)
+
+
+def generator_mismatch(recorded: str | None, sha256: str | Sequence[str] | None) -> str | None:
+    """Why codes recorded for generator ``recorded`` do not fit the one with ``sha256`` (or any
+    of several, see :func:`generator_shas`) (None: fine or unknown)."""
+    accepted = (sha256,) if isinstance(sha256, str) else tuple(sha256 or ())
+    if not recorded or not accepted or recorded in accepted:
         return None
+    sha256 = accepted[0]
     return (
         f"codes were made for generator {recorded[:12]}, not this one ({sha256[:12]}); "
         "edits and metrics would be meaningless (strict=true makes this an error)"
@@ -80,7 +94,11 @@ def generator_mismatch(recorded: str | None, sha256: str | None) -> str | None:
 
 
 def check_generator(
-    recorded: str | None, sha256: str | None, path: str | Path, *, strict: bool = False
+    recorded: str | None,
+    sha256: str | Sequence[str] | None,
+    path: str | Path,
+    *,
+    strict: bool = False,
 ) -> None:
     """Codes recorded for another generator: a warning, or with ``strict`` an error naming the file."""
     problem = generator_mismatch(recorded, sha256)
@@ -101,8 +119,8 @@ class CodeSet:
     Args:
         path: see above.
         num_ws, w_dim: the generator's sizes (codes are checked against them).
-        sha256: the generator's sha256; codes recorded for another one warn, or raise with
-            ``strict``.
+        sha256: the generator's sha256 (or the several it accepts, :func:`generator_shas`);
+            codes recorded for another one warn, or raise with ``strict``.
     """
 
     def __init__(
@@ -111,7 +129,7 @@ class CodeSet:
         num_ws: int,
         w_dim: int,
         *,
-        sha256: str | None = None,
+        sha256: str | Sequence[str] | None = None,
         strict: bool = False,
     ) -> None:
         self.path = Path(path)
@@ -186,6 +204,9 @@ class CodeSet:
         ):
             raise LsapFileError(path, "'noise' must be a list of tensors or None")
         image_path = obj.get("image_path") if row is None else None
+        tuned = obj.get("generator") if row is None else None
+        if tuned is not None and not isinstance(tuned, str):
+            raise LsapFileError(path, "'generator' must be the path of a generator delta")
         return CodeRecord(
             name=name,
             w_plus=w,
@@ -193,7 +214,13 @@ class CodeSet:
             image_path=str(image_path) if image_path else None,
             generator_sha256=_sha_of(obj),
             source=str(path),
+            generator=str((path.parent / tuned).resolve()) if tuned else None,
         )
+
+    def has_tuned_generators(self) -> bool:
+        """Whether the codes name tuned generators (judged by the first code, as a set is written
+        by one run)."""
+        return len(self) > 0 and self[0].generator is not None
 
 
 def find_images(path: str | Path) -> dict[str, Path]:

@@ -4,7 +4,10 @@ A method is a folder (or file) of results: an ``lsap-invert`` output folder, a f
 codes, or a folder of reconstructed images, matched to the originals by ``<name>`` (the image's
 path relative to the originals' root without suffix, ``/`` -> ``__``). Codes are synthesised
 (with their optimised noise maps when stored) and give SNCD and the editing metrics; image-only
-methods give the fidelity metrics and FID.
+methods give the fidelity metrics and FID. Codes refined by pivotal tuning name their tuned
+generators: a method opened with ``tuned=True`` renders (and edits) each code through its own,
+with ``tuned=False`` through the run's generator (the first stage alone); SNCD is always that of
+the codes (the pivots) under the run's generator.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from lsap.alignment.sncd import sncd
 from lsap.data.images import list_images, load_image, tensor_to_uint8
 from lsap.editing.build import EditSpec
 from lsap.editing.edit import factor_key
-from lsap.editing.render import stack_noise, synthesize
+from lsap.editing.render import stack_noise, synthesize_each
 from lsap.io.errors import LsapFileError
-from lsap.io.inversions import CodeSet, find_images, has_codes, image_name
+from lsap.io.generator_delta import load_tuned_generators
+from lsap.io.inversions import CodeSet, find_images, generator_shas, has_codes, image_name
 from lsap.metrics.scorer import Scorer
 from lsap.metrics.streaming import MethodMetrics
 from lsap.nets.stylegan2 import Generator
@@ -41,6 +45,7 @@ class Method:
     path: Path
     codes: CodeSet | None = None
     images: dict[str, Path] | None = None
+    tuned: bool = False  # render codes through the tuned generators they name (after PTI)
     _index: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -51,14 +56,19 @@ class Method:
         return self.codes.names if self.codes is not None else list(self.images or {})
 
 
-def open_method(name: str, path: str | Path, G: Generator, *, strict: bool = False) -> Method:
-    """Open a method's results (see the module docstring); codes are checked against G."""
+def open_method(
+    name: str, path: str | Path, G: Generator, *, strict: bool = False, tuned: bool = True
+) -> Method:
+    """Open a method's results (see the module docstring); codes are checked against G.
+
+    ``tuned``: render codes that name tuned generators through them (False: through G).
+    """
     path = Path(path)
     if not path.exists():
         raise LsapFileError(path, f"no such file or folder (results of method {name!r})")
     if has_codes(path):
-        codes = CodeSet(path, G.num_ws, G.w_dim, sha256=G.sha256, strict=strict)
-        m = Method(name, path, codes=codes)
+        codes = CodeSet(path, G.num_ws, G.w_dim, sha256=generator_shas(G), strict=strict)
+        m = Method(name, path, codes=codes, tuned=tuned and codes.has_tuned_generators())
         m._index = {n: i for i, n in enumerate(codes.names)}
         return m
     return Method(name, path, images=find_images(path))
@@ -124,6 +134,7 @@ class _Items(Dataset):
         if m.codes is not None:
             rec = m.codes[m._index[name]]
             item["w_plus"], item["noise"] = rec.w_plus, rec.noise
+            item["generator"] = rec.generator if m.tuned else None
         else:
             item["reconstruction"] = load_image(m.images[name], self.size)
         return item
@@ -137,6 +148,7 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     if "w_plus" in items[0]:
         out["w_plus"] = torch.cat([it["w_plus"] for it in items])
         out["noise"] = [it["noise"] for it in items]
+        out["generator"] = [it["generator"] for it in items]
     else:
         out["reconstruction"] = torch.stack([it["reconstruction"] for it in items])
     return out
@@ -226,7 +238,10 @@ def evaluate_method(
         if coded:
             w_plus = batch["w_plus"].to(device)
             noise = stack_noise(G, batch["noise"])
-            recon = synthesize(G, w_plus, noise, batch_size=batch_size)
+            # each image's tuned generator after PTI (one batch's worth loaded at a time), else G
+            tuned = load_tuned_generators(batch["generator"], G)
+            gens = [tuned[p] for p in batch["generator"]]
+            recon = synthesize_each(gens, w_plus, noise, batch_size=batch_size)
         else:
             recon = batch["reconstruction"].to(device)
         emb = scorer.embed(originals)
@@ -259,7 +274,7 @@ def evaluate_method(
         for spec in edits:
             for f in spec.factors:
                 codes = spec.edit(w_plus, f)
-                images = synthesize(G, codes, noise, batch_size=batch_size)
+                images = synthesize_each(gens, codes, noise, batch_size=batch_size)
                 es = scorer.editing(images, recon, original_embeddings=emb)
                 es = {k: v for k, v in es.items() if k in edit_metrics}
                 if anchors is not None and "sncd" in edit_metrics:

@@ -84,6 +84,8 @@ def markdown_report(results: Mapping[str, Any], *, title: str = "Evaluation") ->
                         ]
                     )
             out += _table(["edit", "factor", *edited], rows)
+    if results.get("two_stage"):
+        out += ["", *two_stage_table(results)]
     definitions = results.get("definitions")
     if definitions:
         out += [""] + [f"- {k}: {v}" for k, v in definitions.items()]
@@ -106,3 +108,44 @@ def flat_metrics(results: Mapping[str, Any], prefix: str = "eval") -> dict[str, 
                 for k, v in row.items():
                     out[f"{prefix}/{n}/edit/{e}/{fk}/{k}"] = v
     return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(float(v))}
+
+
+def edited_means(method: Mapping[str, Any]) -> dict[str, float | None]:
+    """Mean edited FID and ID of a method over every edit and non-zero factor (None: no data)."""
+    out: dict[str, float | None] = {}
+    for key in ("fid", "id"):
+        vals = [
+            row[key]
+            for by_factor in (method.get("editing") or {}).values()
+            for fk, row in by_factor.items()
+            if fk not in ("+0", "0", "-0")
+            and isinstance(row.get(key), int | float)
+            and not math.isnan(row[key])
+        ]
+        out[key] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+def two_stage_table(results: Mapping[str, Any]) -> list[str]:
+    """Rows = first-stage method x {no refinement, PTI}: fidelity, edited FID / ID (means over
+    edits and non-zero factors) and SNCD of the pivots; '–' where a stage was not run."""
+    methods: Mapping[str, Any] = results["methods"]
+    cols = [c for c in FIDELITY_COLUMNS if any(c[0] in m["metrics"] for m in methods.values())]
+    header = ["method", "refinement", *[h for _, h, _ in cols]]
+    header += ["edited FID ↓", "edited ID ↑", "SNCD of pivots ↓"]
+    rows = []
+    for entry in results["two_stage"]:
+        for stage, label in (("none", "none"), ("pti", "PTI")):
+            name = entry.get(stage)
+            m = methods.get(name) if name else None
+            if m is None:
+                rows.append([entry["method"], label] + ["–"] * (len(header) - 2))
+                continue
+            ed = edited_means(m)
+            s = m.get("sncd") or {}
+            rows.append(
+                [entry["method"], label]
+                + [_fmt(m["metrics"].get(k), f) for k, _, f in cols]
+                + [_fmt(ed["fid"], ".2f"), _fmt(ed["id"], ".4f"), _fmt(s.get("total"), ".4f")]
+            )
+    return ["Two-stage inversion (first stage x result refinement):", "", *_table(header, rows)]
