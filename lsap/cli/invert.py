@@ -24,10 +24,10 @@ def run(cfg: DictConfig) -> Path:
     from lsap.data import list_images
     from lsap.io import generator_from_config
     from lsap.io.provenance import provenance
-    from lsap.systems.callbacks import InversionLogging, InversionProgressBar
     from lsap.systems.data import InversionDataModule
     from lsap.systems.instantiate import build_trainer
     from lsap.systems.inversion import InversionSystem
+    from lsap.systems.inversion_callbacks import InversionLogging, InversionProgressBar
     from lsap.systems.writer import InversionWriter
 
     output_dir = Path(cfg.paths.output_dir)

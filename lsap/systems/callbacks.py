@@ -1,164 +1,97 @@
-"""Callbacks of the inversion job: a progress bar over images and steps, and logging (per-step
-loss terms of a few images, final metrics, a target | reconstruction grid) through the loggers'
-public API, at rank zero."""
+"""Callbacks of the training jobs: image grids (input | reconstruction) written at rank zero."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
-from PIL import Image
-from pytorch_lightning.callbacks import Callback, ProgressBar
+from torch import Tensor
 
-from lsap.data.images import tensor_to_uint8
+from lsap.data import tensor_to_uint8
 from lsap.io.atomic import atomic_write
-from lsap.io.inversion_layout import METRIC_NAMES
-
-GRID_FILE = "grid.png"
 
 
-class InversionProgressBar(ProgressBar):
-    """Two rich progress bars on rank 0: images of this process's shard, steps of the batch."""
+def input_reconstruction_grid(
+    inputs: Tensor, reconstructions: Tensor, max_images: int = 8
+) -> Tensor:
+    """uint8 grid [3, n*S, 2*S]: one row per image, input left, reconstruction right.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._enabled = True
-        self._progress = None
-        self._images = self._steps = None
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
-
-    def on_predict_start(self, trainer, pl_module) -> None:
-        if not (self._enabled and trainer.is_global_zero):
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
+    Args:
+        inputs, reconstructions: [N, 3, S, S] in [-1, 1].
+    """
+    if inputs.shape != reconstructions.shape or inputs.ndim != 4:
+        raise ValueError(
+            f"inputs {tuple(inputs.shape)} and reconstructions {tuple(reconstructions.shape)} "
+            "must be equal [N, 3, S, S] batches"
         )
-
-        total = getattr(trainer.datamodule, "shard_size", None)
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        )
-        self._progress.start()
-        where = f" (rank 0 of {trainer.world_size})" if trainer.world_size > 1 else ""
-        self._images = self._progress.add_task(f"images{where}", total=total, info="")
-        self._steps = self._progress.add_task("steps", total=pl_module.steps, info="")
-
-    def on_inversion_step(self, trainer, pl_module, step: int, steps: int, values) -> None:
-        if self._progress is None:
-            return
-        if step == 0:
-            self._progress.reset(self._steps, total=steps)
-        info = ""
-        if step == steps - 1 or step % max(1, steps // 20) == 0:  # a host sync now and then only
-            info = f"loss {float(values['loss'].mean()):.4g}"
-        self._progress.update(self._steps, advance=1, **({"info": info} if info else {}))
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if self._progress is not None:
-            done = len(outputs["name"]) + len(outputs["skipped"])
-            self._progress.update(self._images, advance=done)
-
-    def on_predict_end(self, trainer, pl_module) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+    n = min(max_images, inputs.shape[0])
+    rows = torch.cat([inputs[:n], reconstructions[:n]], dim=3)  # [n, 3, S, 2S]
+    return tensor_to_uint8(torch.cat(list(rows), dim=1))  # [3, n*S, 2S]
 
 
-class InversionLogging(Callback):
-    """At rank zero: loss terms per step of the first ``curves`` images, the final metrics (means
-    over the whole results table), and a grid of the first ``grid`` targets | reconstructions.
+class ImageGridCallback(pl.Callback):
+    """Logs input | reconstruction grids of the first validation batch (and every
+    ``every_n_train_steps`` training steps) at rank zero: a PNG under ``dirpath/<stage>/`` and,
+    with a ``WandbLogger``, a W&B image ``<stage>/images``.
 
-    Keys: ``invert/loss/<term>/<name>`` at steps 0..steps-1, ``invert/metric/<metric>`` (mean)
-    at step ``steps``. The grid is saved as ``<output_dir>/grid.png`` and logged as an image to
-    loggers that take images (W&B). Put it after the writer in the callback list: at teardown it
-    reads the table the writer has just merged.
+    Needs the step outputs to hold ``reconstructions`` ([N, 3, S, S] in [-1, 1]) and the batch
+    ``images``.
+
+    Args:
+        dirpath: folder for the PNGs (under the run's output dir).
+        max_images: rows per grid.
+        every_n_train_steps: training grid period (0 = validation grids only).
     """
 
-    def __init__(self, output_dir: str | Path, curves: int = 4, grid: int = 8) -> None:
-        self.output_dir = Path(output_dir)
-        self.curves, self.grid = curves, grid
-        self._histories: list[tuple[str, dict[str, torch.Tensor]]] = []
-        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._curves_logged = False
+    def __init__(self, dirpath: str, max_images: int = 8, every_n_train_steps: int = 0) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.max_images, self.every_n_train_steps = int(max_images), int(every_n_train_steps)
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if not trainer.is_global_zero or "w_plus" not in outputs:
-            return
-        for i, name in enumerate(outputs["name"]):
-            if len(self._histories) < self.curves:
-                self._histories.append((name, {k: v[:, i] for k, v in outputs["history"].items()}))
-            if len(self._pairs) < self.grid:
-                self._pairs.append((outputs["targets"][i], outputs["images"][i]))
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0 and not trainer.sanity_checking:
+            self._log(trainer, outputs, batch, "val")
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        if not trainer.is_global_zero:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        if n > 0 and (trainer.global_step - 1) % n == 0:
+            self._log(trainer, outputs, batch, "train")
+
+    def _log(self, trainer: pl.Trainer, outputs: Any, batch: Any, stage: str) -> None:
+        if not trainer.is_global_zero or not isinstance(outputs, dict):
             return
-        steps = pl_module.steps
-        for s in range(steps):
-            metrics = {
-                f"invert/loss/{term}/{name}": float(h[s])
-                for name, hist in self._histories
-                for term, h in hist.items()
-            }
-            if metrics:
-                _log_metrics(trainer, metrics, s)
-        rows = _writer_rows(trainer)
-        if rows:
-            means = {}
-            for m in (*METRIC_NAMES, "ssim"):
-                vals = torch.tensor([float(r[m]) for r in rows])
-                means[f"invert/metric/{m}"] = (
-                    float(vals.nanmean()) if (~vals.isnan()).any() else float("nan")
-                )
-            means["invert/num_images"] = float(len(rows))
-            _log_metrics(trainer, means, steps)
-        if self._pairs:
-            path = self.output_dir / GRID_FILE
-            _save_grid(self._pairs, path)
-            for logger in trainer.loggers:
-                log_image = getattr(logger, "log_image", None)  # WandbLogger's public method
-                if callable(log_image):
-                    log_image(
-                        key="invert/grid", images=[str(path)], caption=["target | reconstruction"]
-                    )
+        recon = outputs.get("reconstructions")
+        if recon is None or batch.get("images") is None:
+            return
+        grid = input_reconstruction_grid(batch["images"].detach(), recon, self.max_images).cpu()
+        step = trainer.global_step
+        path = self.dirpath / stage / f"step_{step:07d}.png"
+
+        def write(f) -> None:
+            from PIL import Image
+
+            Image.fromarray(grid.permute(1, 2, 0).numpy(), "RGB").save(f, format="PNG")
+
+        atomic_write(path, write)
+        from pytorch_lightning.loggers import WandbLogger
+
         for logger in trainer.loggers:
-            logger.save()
-
-
-def _writer_rows(trainer) -> list[dict[str, Any]]:
-    for cb in trainer.callbacks:
-        summary = getattr(cb, "summary", None)
-        if isinstance(summary, dict) and "rows" in summary:
-            return summary["rows"]
-    return []
-
-
-def _log_metrics(trainer, metrics: dict[str, float], step: int) -> None:
-    for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=step)
-
-
-def _save_grid(pairs, path: Path) -> None:
-    """Rows of ``target | reconstruction`` ([3, R, R] in [-1, 1] each) as one PNG."""
-    rows = [torch.cat([t, r], dim=2) for t, r in pairs]  # [3, R, 2R]
-    grid = tensor_to_uint8(torch.cat(rows, dim=1)).permute(1, 2, 0).numpy()  # [n R, 2R, 3]
-    buf = io.BytesIO()
-    Image.fromarray(grid, "RGB").save(buf, format="PNG")
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+            if isinstance(logger, WandbLogger):
+                logger.log_image(
+                    key=f"{stage}/images",
+                    images=[grid.permute(1, 2, 0).numpy()],
+                    caption=["input | reconstruction"],
+                    step=step,
+                )
