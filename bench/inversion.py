@@ -1,0 +1,193 @@
+"""Benchmark: batched W+ optimisation (LSAP_O) with optimize_latents: steps/s, images/s, the share
+of step time spent in the SNCD term, and peak memory.
+
+Each setting runs in its own subprocess (clean peak-memory figures), all in one invocation on one
+machine. The objective is LSAP_O's: LPIPS(vgg) + sncd 0.5 + noise_reg 1e5, with noise maps
+optimised. LPIPS uses a *random* VGG backbone: the same architecture and cost as the real one, no
+download. The generators have random weights (timing does not depend on them).
+
+    python bench/inversion.py                                   # CPU: 32 px tiny and 1024 px config-f
+    python bench/inversion.py --device cuda --sizes 1024 --batches 1,4,8 --steps 30
+    python bench/inversion.py --device all                      # CPU, and CUDA when present
+
+The SNCD share is measured two ways: the SNCD term's own forward+backward timed alone, divided by
+the full step time (direct); and the step time with sncd 0.5 minus the step time with sncd 0
+(difference; noisy when the share is small). Throughput for a full inversion is extrapolated from
+the median step time: ``s/image = steps_per_inversion * step_time / batch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+SIZES = {  # name -> generator config (channels as StyleGAN2 config-f at 1024 px; tiny as the tests)
+    "32": {
+        "resolution": 32,
+        "z_dim": 64,
+        "w_dim": 64,
+        "n_mlp": 3,
+        "channel_base": 512,
+        "channel_max": 64,
+    },
+    "256": {"resolution": 256, "channel_multiplier": 2},
+    "1024": {"resolution": 1024, "channel_multiplier": 2},
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device: torch.device, rss_before: float) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
+
+
+def worker(args) -> dict:
+    from lsap.alignment import compute_anchors
+    from lsap.inversion import optimize_latents
+    from lsap.losses import LossInputs, build_objective
+    from lsap.nets import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    G = (
+        Generator(GeneratorConfig.from_dict(SIZES[args.size]))
+        .eval()
+        .requires_grad_(False)
+        .to(device)
+    )
+    anchors = compute_anchors(G, args.anchor_samples, 0)
+    targets = torch.rand(args.batch, 3, G.resolution, G.resolution, device=device) * 2 - 1
+    lpips = {"net": "vgg", "backbone": "random", "resize": 256}
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step_times(sncd_weight: float) -> list[float]:
+        cfg = {"lpips": 1.0, "sncd": sncd_weight, "noise_reg": 1e5, "options": {"lpips": lpips}}
+        objective = build_objective(cfg, generator=G, anchors=anchors).to(device)
+        stamps = []
+
+        def tick(step, values):
+            _sync(device)
+            stamps.append(time.perf_counter())
+
+        _sync(device)
+        stamps.append(time.perf_counter())
+        optimize_latents(
+            G, targets, objective, space="w_plus", steps=args.steps, w_std=1.0, callback=tick
+        )
+        times = [b - a for a, b in itertools.pairwise(stamps)]
+        return times[args.warmup :] or times[-1:]
+
+    with_sncd = step_times(0.5)
+    peak = _peak_mb(device, rss_before)
+    without = step_times(0.0)
+
+    # the SNCD term alone, forward + backward to the codes, at the same batch size
+    sncd_term = build_objective({"sncd": 0.5}, generator=G, anchors=anchors).to(device)
+    w = G.w_avg.expand(args.batch, G.num_ws, -1).clone().requires_grad_(True)
+    sncd_times = []
+    for _ in range(args.warmup + max(5, args.steps)):
+        _sync(device)
+        t = time.perf_counter()
+        total, _ = sncd_term(LossInputs(w_plus=w))
+        torch.autograd.grad(total.sum(), [w])
+        _sync(device)
+        sncd_times.append(time.perf_counter() - t)
+    step = statistics.median(with_sncd)
+    step0 = statistics.median(without)
+    sncd_alone = statistics.median(sncd_times[args.warmup :])
+    return {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "size": args.size,
+        "batch": args.batch,
+        "steps_timed": len(with_sncd),
+        "step_s": step,
+        "step_no_sncd_s": step0,
+        "sncd_term_s": sncd_alone,
+        "steps_per_s": 1 / step,
+        "images_per_s": args.batch / (args.steps_per_inversion * step),
+        "s_per_image": args.steps_per_inversion * step / args.batch,
+        "sncd_share_direct": sncd_alone / step,
+        "sncd_share_difference": (step - step0) / step,
+        "peak_mem_mb": peak,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu, cuda, or all (cpu and, when present, cuda)"
+    )
+    p.add_argument("--sizes", default="32,1024", help=f"comma-separated of {sorted(SIZES)}")
+    p.add_argument("--batches", default=None, help="comma-separated batch sizes (default per size)")
+    p.add_argument("--steps", type=int, default=None, help="steps timed per run (default per size)")
+    p.add_argument("--warmup", type=int, default=1, help="first steps not timed")
+    p.add_argument("--steps-per-inversion", type=int, default=1000)
+    p.add_argument("--anchor-samples", type=int, default=2000, help="anchors only shape the cost")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--size", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("no CUDA device present: CPU only")
+        devices = [d for d in devices if d != "cuda"] or ["cpu"]
+    print(
+        f"W+ optimisation, objective LPIPS(vgg) + 0.5 sncd + 1e5 noise_reg, noise maps optimised; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
+    results = []
+    for device in devices:
+        for size in args.sizes.split(","):
+            big = int(size) >= 256
+            batches = args.batches or ("1,2" if big and device == "cpu" else "1,4,8")
+            steps = args.steps or (3 if big and device == "cpu" else 20)
+            for batch in (int(b) for b in batches.split(",")):
+                cmd = [sys.executable, __file__, "--worker", "--device", device, "--size", size]
+                cmd += ["--batch", str(batch), "--steps", str(steps), "--warmup", str(args.warmup)]
+                cmd += ["--steps-per-inversion", str(args.steps_per_inversion)]
+                cmd += ["--anchor-samples", str(args.anchor_samples)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"  {device} {size} px batch {batch}: failed\n{proc.stderr[-2000:]}")
+                    continue
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                results.append(r)
+                print(
+                    f"  {device:<4} {size:>4} px  batch {batch:>2}: step {r['step_s'] * 1e3:9.1f} ms "
+                    f"({r['steps_timed']} timed)  {r['steps_per_s']:7.2f} steps/s  "
+                    f"{r['images_per_s']:8.4f} img/s = {r['s_per_image']:8.1f} s/image "
+                    f"per {args.steps_per_inversion} steps  "
+                    f"SNCD share {100 * r['sncd_share_direct']:5.2f} % direct "
+                    f"({100 * r['sncd_share_difference']:+6.2f} % by difference)  "
+                    f"peak {r['peak_mem_mb']:8.0f} MB"
+                )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

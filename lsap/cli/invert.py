@@ -1,0 +1,91 @@
+"""``lsap-invert``: LSAP_O (or projector) inversion of a folder of images, as a Lightning job.
+
+Writes the lsap-invert layout (``lsap.io.inversion_layout``) under ``paths.output_dir``; runs on
+one or many processes (``trainer=ddp``); a rerun with the same output folder finishes what a killed
+run left.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> Path:
+    """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
+    from lsap.data import list_images
+    from lsap.io import generator_from_config
+    from lsap.io.provenance import provenance
+    from lsap.systems.data import InversionDataModule
+    from lsap.systems.instantiate import build_trainer
+    from lsap.systems.inversion import InversionSystem
+    from lsap.systems.inversion_callbacks import InversionLogging, InversionProgressBar
+    from lsap.systems.writer import InversionWriter
+
+    output_dir = Path(cfg.paths.output_dir)
+    list_images(cfg.data.path)  # fail fast on a missing or empty input, before loading networks
+    G = generator_from_config(cfg.generator, "cpu")  # the trainer moves it to its device
+    system = InversionSystem(
+        G,
+        loss=cfg.loss,
+        inversion=cfg.inversion,
+        alignment=cfg.alignment,
+        metrics=cfg.metrics,
+        seed=cfg.seed,
+    )
+    data = InversionDataModule(
+        cfg.data.path,
+        output_dir,
+        G.resolution,
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        align=cfg.data.align,
+        generator_sha256=G.sha256,
+    )
+    callbacks = [
+        InversionWriter(
+            output_dir, provenance(config=cfg, generator=G, seed=cfg.seed), cfg.save_noise
+        ),
+        InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid),
+    ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(InversionProgressBar())
+    # Shards come from our own sampler: Lightning's DistributedSampler would pad with duplicates.
+    trainer = build_trainer(
+        cfg.trainer, logger=cfg.logger, callbacks=callbacks, use_distributed_sampler=False
+    )
+    try:
+        trainer.predict(system, datamodule=data, return_predictions=False)
+    finally:
+        _finish_wandb()
+    return output_dir
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run, so that each job of a multirun logs to its own run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+@hydra.main(config_path=config_dir(), config_name="invert", version_base="1.3")
+@one_line_errors("lsap-invert")
+def _main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    check_config_dir("invert")
+    _main()
+
+
+if __name__ == "__main__":
+    main()

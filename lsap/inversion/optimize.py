@@ -1,0 +1,192 @@
+"""``optimize_latents``: Adam on W or W+ codes (and noise maps) so that G reproduces target images.
+
+The StyleGAN2 projector, batched: N images are optimised at once, each on its own. Every loss term
+is per sample and the per-sample losses are summed, Adam is elementwise, and the random numbers
+(initial noise maps, latent noise) of image i come from a generator seeded with ``seeds[i]``; so a
+batch of N gives the codes of N runs of 1 (up to float rounding). LSAP_O is this with an objective
+whose ``sncd`` weight is > 0; the projector baseline is the same objective with ``sncd`` 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lsap.inversion.schedules import Schedule
+from lsap.losses import LossInputs, Objective
+from lsap.losses.latent import normalize_noise_
+from lsap.nets.sampling import iter_w
+from lsap.nets.stylegan2 import Generator, broadcast_w
+
+SPACES = ("w", "w_plus")
+
+StepCallback = Callable[[int, dict[str, Tensor]], None]
+
+
+@dataclass
+class InversionResult:
+    """What :func:`optimize_latents` returns (all tensors detached).
+
+    Attributes:
+        w_plus: optimised codes [N, num_ws, w_dim] (in W space the W code repeated on every layer).
+        images: final reconstructions [N, 3, R, R], roughly in [-1, 1] (no latent noise).
+        noise: optimised noise maps, one [N, 1, R_k, R_k] per synthesis conv, or None when the
+            generator's stored noise was used.
+        history: per-step values on the CPU, ``{"loss": [steps, N], <term>: [steps, N], ...}``:
+            the weighted total and every unweighted term of the objective, per image.
+    """
+
+    w_plus: Tensor
+    images: Tensor
+    noise: list[Tensor] | None
+    history: dict[str, Tensor]
+
+
+@torch.no_grad()
+def latent_std(G: Generator, num_samples: int = 10_000, seed: int = 123) -> float:
+    """``sqrt(mean_k ||w_k - mean(w)||^2)`` over mapped samples: the latent-noise unit.
+
+    This is the projector's ``std(w)`` (a root-mean-square distance, not a per-dimension std).
+    """
+    ws = torch.cat(list(iter_w(G, num_samples, seed=seed))).double()  # [K, w_dim]
+    return float((ws - ws.mean(0)).square().sum(1).mean().sqrt())
+
+
+def optimize_latents(
+    G: Generator,
+    targets: Tensor,
+    objective: Objective,
+    *,
+    space: str = "w_plus",
+    steps: int = 1000,
+    lr: float = 0.1,
+    schedule: Schedule | None = None,
+    init: Tensor | None = None,
+    optimize_noise: bool = True,
+    w_std: float | None = None,
+    seeds: Sequence[int] | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    callback: StepCallback | None = None,
+) -> InversionResult:
+    """Invert a batch of images by Adam on their latent codes (StyleGAN2 projector / LSAP_O).
+
+    Args:
+        G: generator; its weights are only read (no ``.grad`` is written, nothing changes).
+        targets: images [N, 3, R, R] in [-1, 1], R = ``G.resolution``, on G's device and in its
+            dtype (codes, noise maps and the optimisation follow the targets' dtype).
+        objective: per-sample loss (``lsap.losses.build_objective``); it sees the images, targets,
+            the (noised) codes as w+ and the noise maps.
+        space: "w_plus" (one code per layer) or "w" (one code repeated on every layer).
+        steps: Adam steps (0 returns the start codes).
+        lr: base learning rate, scaled by ``schedule.lr_scale(step / steps)``.
+        schedule: lr ramps and latent noise (default :class:`Schedule`, the projector's).
+        init: start codes [N, w_dim] or [N, num_ws, w_dim] (e.g. an encoder's output); None =
+            ``G.w_avg`` for every image. In W space a W+ start is averaged over layers.
+        optimize_noise: optimise per-image noise maps (random start, re-normalised to zero mean
+            and unit variance after every step); False = the generator's stored noise.
+        w_std: unit of the latent noise (:func:`latent_std`); None = computed here.
+        seeds: one seed per image (initial noise maps and latent noise); None = 0..N-1. Key them
+            by image (not by batch position) to make results independent of batch composition.
+        betas: Adam betas.
+        callback: called as ``callback(step, {"loss": [N], <term>: [N]})`` after every step with
+            device tensors (no host sync is forced).
+
+    Returns:
+        :class:`InversionResult` with codes, final images, noise maps and per-step loss terms.
+    """
+    schedule = schedule or Schedule()
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    R, num_ws, w_dim = G.resolution, G.num_ws, G.w_dim
+    if targets.ndim != 4 or targets.shape[1:] != (3, R, R):
+        raise ValueError(f"targets must be [N, 3, {R}, {R}], got {tuple(targets.shape)}")
+    N, device = targets.shape[0], targets.device
+    if not targets.is_floating_point():
+        raise ValueError(f"targets must be floating point images in [-1, 1], got {targets.dtype}")
+    targets = targets.detach()
+    dtype = targets.dtype
+    seeds = list(range(N)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != N:
+        raise ValueError(f"{len(seeds)} seeds for {N} images")
+    if not optimize_noise and "noise_reg" in objective.terms:
+        raise ValueError(
+            "the objective regularises noise maps (noise_reg > 0) but optimize_noise is False; "
+            "set the noise_reg weight to 0 or optimise the noise"
+        )
+    rngs = [torch.Generator().manual_seed(s) for s in seeds]  # CPU: same numbers on any device
+
+    start = _start_codes(G, init, N, device, dtype)  # [N, num_ws, w_dim]
+    code = (start.mean(1) if space == "w" else start).clone().requires_grad_(True)
+    noise = _initial_noise(G, rngs, device, dtype) if optimize_noise else None
+    params = [code, *(noise or [])]
+    optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
+    if w_std is None:
+        w_std = latent_std(G) if schedule.noise_factor > 0 else 0.0
+
+    names = ["loss", *objective.terms.keys()]
+    history = {k: torch.zeros(steps, N, device=device, dtype=dtype) for k in names}
+    for step in range(steps):
+        t = step / steps
+        for group in optimizer.param_groups:
+            group["lr"] = lr * schedule.lr_scale(t)
+        w = code
+        strength = w_std * schedule.noise_scale(t)
+        if strength > 0:
+            eps = torch.stack([torch.randn(code.shape[1:], generator=g) for g in rngs])
+            w = code + strength * eps.to(device, dtype)
+        w_plus = broadcast_w(w, num_ws, w_dim)  # [N, num_ws, w_dim]
+        images = G.synthesis(w_plus, noise_mode="const", noise=noise)  # [N, 3, R, R]
+        total, terms = objective(
+            LossInputs(images=images, targets=targets, w_plus=w_plus, noise=noise)
+        )
+        # Summed per-sample losses keep the images independent; autograd.grad (not backward)
+        # leaves the generator's parameters and their .grad untouched.
+        grads = torch.autograd.grad(total.sum(), params, allow_unused=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = torch.zeros_like(p) if g is None else g
+        optimizer.step()
+        if noise is not None:
+            normalize_noise_(noise)
+        values = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+        for k, v in values.items():
+            history[k][step] = v
+        if callback is not None:
+            callback(step, values)
+
+    with torch.no_grad():
+        w_plus = broadcast_w(code.detach(), num_ws, w_dim).contiguous()
+        images = G.synthesis(w_plus, noise_mode="const", noise=noise)
+    return InversionResult(
+        w_plus=w_plus.clone(),
+        images=images,
+        noise=[n.detach().clone() for n in noise] if noise is not None else None,
+        history={k: v.cpu() for k, v in history.items()},
+    )
+
+
+def _start_codes(
+    G: Generator, init: Tensor | None, N: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    if init is None:
+        return G.w_avg.detach().to(device, dtype).expand(N, G.num_ws, -1)
+    init = broadcast_w(init.detach().to(device, dtype), G.num_ws, G.w_dim)
+    if init.shape[0] != N:
+        raise ValueError(f"init holds {init.shape[0]} codes for {N} targets")
+    return init
+
+
+def _initial_noise(
+    G: Generator, rngs: list[torch.Generator], device: torch.device, dtype: torch.dtype
+) -> list[Tensor]:
+    """One standard-normal map per synthesis conv and image: [N, 1, R, R] each, image-keyed."""
+    shapes = G.synthesis.noise_shapes()
+    per_image = [[torch.randn(s, generator=g) for s in shapes] for g in rngs]
+    return [
+        torch.cat([maps[k] for maps in per_image]).to(device, dtype).requires_grad_(True)
+        for k in range(len(shapes))
+    ]

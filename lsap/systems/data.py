@@ -1,0 +1,106 @@
+"""Data module of the inversion job: the images still to invert, sharded over processes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from lsap.data.images import ImageFileDataset, ImageItem, collate_images
+from lsap.io.errors import LsapFileError
+from lsap.systems.sharding import InversionPlan, ShardSampler, plan_inversion
+
+log = logging.getLogger(__name__)
+
+
+def collate_named(items: Sequence[ImageItem], names: Sequence[str]) -> dict[str, Any]:
+    """:func:`collate_images` plus ``name``: the output names of the readable images."""
+    batch = collate_images(items)
+    batch["name"] = [names[int(i)] for i in batch["index"]]
+    return batch
+
+
+class InversionDataModule(pl.LightningDataModule):
+    """Images of ``path`` without a finished code in ``output_dir``, one shard per process.
+
+    Args:
+        path: a folder (searched recursively) or one image file.
+        output_dir: the run's output folder (finished images are skipped: resume).
+        size: the generator resolution (images are resized and center-cropped, see lsap.data).
+        batch_size: images optimised together per process.
+        num_workers: data-loader workers per process.
+        align: FFHQ-style face alignment with MTCNN (``lsap.data.align``).
+        generator_sha256: checked against codes already in ``output_dir``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        output_dir: str | Path,
+        size: int,
+        *,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        align: bool = False,
+        generator_sha256: str | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.path, self.output_dir, self.size = Path(path), Path(output_dir), size
+        self.batch_size, self.num_workers, self.align = batch_size, num_workers, align
+        self.generator_sha256 = generator_sha256
+        self.plan: InversionPlan | None = None
+        self.shard_size = 0
+        # with fewer images left than processes some shards are empty; that is fine
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        plan: InversionPlan | tuple[str, str] | None = None
+        if self.trainer.is_global_zero:
+            try:
+                plan = plan_inversion(self.path, self.output_dir, self.generator_sha256)
+            except LsapFileError as e:  # every process must raise it, not wait for rank 0
+                plan = (e.path, e.problem)
+        plan = strategy.broadcast(plan, src=0)
+        if isinstance(plan, tuple):
+            raise LsapFileError(*plan)
+        self.plan = plan
+        self.shard_size = len(
+            ShardSampler(len(plan.todo), self.trainer.global_rank, self.trainer.world_size)
+        )
+        if self.trainer.is_global_zero:
+            log.info(
+                "%d images in %s: %d finished earlier, %d to invert on %d process(es)",
+                plan.num_images,
+                self.path,
+                plan.num_done,
+                len(plan.todo),
+                self.trainer.world_size,
+            )
+
+    def predict_dataloader(self) -> DataLoader:
+        assert self.plan is not None, "setup() first"
+        files = [p for p, _ in self.plan.todo]
+        names = tuple(n for _, n in self.plan.todo)
+        align = None
+        if self.align:
+            from lsap.data.align import FaceAligner
+
+            align = FaceAligner(self.size)
+        dataset = ImageFileDataset(files, self.size, align=align)
+        sampler = ShardSampler(len(files), self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=functools.partial(collate_named, names=names),
+            persistent_workers=False,
+        )

@@ -1,0 +1,165 @@
+"""Callbacks of the inversion job (lsap-invert): a progress bar over images and steps, and logging
+(per-step loss terms of a few images, final metrics, a target | reconstruction grid) through the
+loggers' public API, at rank zero."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from pytorch_lightning.callbacks import Callback, ProgressBar
+
+from lsap.io.atomic import atomic_write
+from lsap.io.inversion_layout import METRIC_NAMES
+from lsap.systems.callbacks import input_reconstruction_grid
+
+GRID_FILE = "grid.png"
+
+
+class InversionProgressBar(ProgressBar):
+    """Two rich progress bars on rank 0: images of this process's shard, steps of the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._progress = None
+        self._images = self._steps = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if not (self._enabled and trainer.is_global_zero):
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        total = getattr(trainer.datamodule, "shard_size", None)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        self._progress.start()
+        where = f" (rank 0 of {trainer.world_size})" if trainer.world_size > 1 else ""
+        self._images = self._progress.add_task(f"images{where}", total=total, info="")
+        self._steps = self._progress.add_task("steps", total=pl_module.steps, info="")
+
+    def on_inversion_step(self, trainer, pl_module, step: int, steps: int, values) -> None:
+        if self._progress is None:
+            return
+        if step == 0:
+            self._progress.reset(self._steps, total=steps)
+        info = ""
+        if step == steps - 1 or step % max(1, steps // 20) == 0:  # a host sync now and then only
+            info = f"loss {float(values['loss'].mean()):.4g}"
+        self._progress.update(self._steps, advance=1, **({"info": info} if info else {}))
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self._progress is not None:
+            done = len(outputs["name"]) + len(outputs["skipped"])
+            self._progress.update(self._images, advance=done)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class InversionLogging(Callback):
+    """At rank zero: loss terms per step of the first ``curves`` images, the final metrics (means
+    over the whole results table), and a grid of the first ``grid`` targets | reconstructions.
+
+    Keys: ``invert/loss/<term>/<name>`` at steps 0..steps-1, ``invert/metric/<metric>`` (mean)
+    at step ``steps``. The grid is saved as ``<output_dir>/grid.png`` and logged as an image to
+    loggers that take images (W&B). Put it after the writer in the callback list: at teardown it
+    reads the table the writer has just merged.
+    """
+
+    def __init__(self, output_dir: str | Path, curves: int = 4, grid: int = 8) -> None:
+        self.output_dir = Path(output_dir)
+        self.curves, self.grid = curves, grid
+        self._histories: list[tuple[str, dict[str, torch.Tensor]]] = []
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._curves_logged = False
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.is_global_zero or "w_plus" not in outputs:
+            return
+        for i, name in enumerate(outputs["name"]):
+            if len(self._histories) < self.curves:
+                self._histories.append((name, {k: v[:, i] for k, v in outputs["history"].items()}))
+            if len(self._pairs) < self.grid:
+                self._pairs.append((outputs["targets"][i], outputs["images"][i]))
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        steps = pl_module.steps
+        for s in range(steps):
+            metrics = {
+                f"invert/loss/{term}/{name}": float(h[s])
+                for name, hist in self._histories
+                for term, h in hist.items()
+            }
+            if metrics:
+                _log_metrics(trainer, metrics, s)
+        rows = _writer_rows(trainer)
+        if rows:
+            means = {}
+            for m in (*METRIC_NAMES, "ssim"):
+                vals = torch.tensor([float(r[m]) for r in rows])
+                means[f"invert/metric/{m}"] = (
+                    float(vals.nanmean()) if (~vals.isnan()).any() else float("nan")
+                )
+            means["invert/num_images"] = float(len(rows))
+            _log_metrics(trainer, means, steps)
+        if self._pairs:
+            path = self.output_dir / GRID_FILE
+            _save_grid(self._pairs, path)
+            for logger in trainer.loggers:
+                log_image = getattr(logger, "log_image", None)  # WandbLogger's public method
+                if callable(log_image):
+                    log_image(
+                        key="invert/grid", images=[str(path)], caption=["target | reconstruction"]
+                    )
+        for logger in trainer.loggers:
+            logger.save()
+
+
+def _writer_rows(trainer) -> list[dict[str, Any]]:
+    for cb in trainer.callbacks:
+        summary = getattr(cb, "summary", None)
+        if isinstance(summary, dict) and "rows" in summary:
+            return summary["rows"]
+    return []
+
+
+def _log_metrics(trainer, metrics: dict[str, float], step: int) -> None:
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=step)
+
+
+def _save_grid(pairs, path: Path) -> None:
+    """Rows of ``target | reconstruction`` ([3, R, R] in [-1, 1] each) as one PNG."""
+    targets = torch.stack([t for t, _ in pairs])
+    recons = torch.stack([r for _, r in pairs])
+    grid = input_reconstruction_grid(targets, recons, len(pairs))  # uint8 [3, n R, 2R]
+    buf = io.BytesIO()
+    Image.fromarray(grid.permute(1, 2, 0).numpy(), "RGB").save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))

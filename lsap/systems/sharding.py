@@ -1,0 +1,87 @@
+"""Which images a (possibly distributed, possibly resumed) inversion run still has to do, and which
+process does each: every image exactly once, none twice, none skipped.
+
+Rank 0 lists the input and the finished codes and broadcasts the plan (so every process shards the
+same list even while others already write); process r takes items r, r + world, r + 2 world, ...
+with no padding (Lightning's DistributedSampler pads with duplicates, which we must not do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Sampler
+
+from lsap.data.images import list_images
+from lsap.io.errors import LsapFileError, refusal_reason
+from lsap.io.inversion_layout import code_path, finished_names
+from lsap.io.inversions import image_name
+
+
+@dataclass(frozen=True)
+class InversionPlan:
+    """The images of a run: ``todo`` (path, name) pairs in order, and how many were already done."""
+
+    todo: tuple[tuple[str, str], ...]
+    num_images: int
+    num_done: int
+
+
+def plan_inversion(
+    input_path: str | Path, output_dir: str | Path, generator_sha256: str | None = None
+) -> InversionPlan:
+    """List the input images and drop those with a finished code file in ``output_dir``.
+
+    Raises:
+        LsapFileError: the input is missing or holds no images; two inputs map to the same output
+            name; or ``output_dir`` holds codes of a different generator.
+    """
+    root = Path(input_path)
+    files = list_images(root)
+    names: dict[str, Path] = {}
+    for f in files:
+        name = image_name(f, root)
+        if name in names:
+            raise LsapFileError(
+                f, f"has the same output name '{name}' as {names[name]}; rename one of them"
+            )
+        names[name] = f
+    done = finished_names(output_dir) & names.keys()
+    if done and generator_sha256:
+        _check_same_generator(code_path(output_dir, min(done)), generator_sha256)
+    todo = tuple((str(f), n) for n, f in names.items() if n not in done)
+    return InversionPlan(todo=todo, num_images=len(files), num_done=len(done))
+
+
+def _check_same_generator(path: Path, sha256: str) -> None:
+    try:
+        prov = torch.load(path, map_location="cpu", weights_only=True).get("provenance", {})
+    except Exception as e:
+        raise LsapFileError(
+            path, f"unreadable code file of an earlier run ({refusal_reason(e)})"
+        ) from None
+    found = prov.get("generator_sha256")
+    if found and found != sha256:
+        raise LsapFileError(
+            path.parent.parent,
+            f"holds codes of generator {found[:12]}, this run's is {sha256[:12]}; "
+            "use another output directory",
+        )
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...`` of a dataset of ``length`` items (no padding)."""
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.indices: Sequence[int] = range(rank, length, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
