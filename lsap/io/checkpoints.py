@@ -135,7 +135,9 @@ def state_from_checkpoint(obj: Mapping[str, Any]) -> GeneratorState:
     """
     if obj.get("format") == LSAP_GENERATOR_FORMAT:
         cfg = GeneratorConfig.from_dict(obj["config"])
-        return GeneratorState(cfg, dict(obj["state_dict"]), "lsap")
+        # Files may store fp16 (shipped assets); the generator always computes in float32.
+        state = {k: v.float() for k, v in obj["state_dict"].items()}
+        return GeneratorState(cfg, state, "lsap")
     if "g_ema" in obj:  # rosinality release or training checkpoint
         return _from_rosinality(obj["g_ema"], obj.get("latent_avg"), "rosinality", "g_ema.")
     if isinstance(obj.get("state_dict"), Mapping):  # pSp / e4e release
@@ -304,16 +306,23 @@ def load_generator(
 
 
 def save_generator(
-    G: Generator, path: str | Path, provenance: Mapping[str, Any] | None = None
+    G: Generator,
+    path: str | Path,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write ``G`` in lsap's format (weights-only loadable), atomically.
 
-    The file holds ``format``, ``format_version``, ``config`` (dict), ``state_dict`` (float32 CPU
-    tensors, noise buffers included) and ``provenance`` (lsap version plus what the caller gives).
+    The file holds ``format``, ``format_version``, ``config`` (dict), ``state_dict`` (CPU tensors
+    of ``dtype``, noise buffers included) and ``provenance`` (lsap version plus what the caller
+    gives). ``dtype=torch.float16`` halves the file (shipped assets); loading returns float32.
     """
     from lsap import __version__
 
-    state = {k: v.detach().to("cpu", torch.float32) for k, v in G.state_dict().items()}
+    if not dtype.is_floating_point:
+        raise ValueError(f"save_generator: dtype must be a floating type, got {dtype}")
+    state = {k: v.detach().to("cpu", dtype) for k, v in G.state_dict().items()}
     obj = {
         "format": LSAP_GENERATOR_FORMAT,
         "format_version": FORMAT_VERSION,
