@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> Path:
     ckpt = cfg.ckpt_path
     if ckpt == "last":
         ckpt = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").is_file() else None
-    trainer.fit(system, datamodule=data, ckpt_path=ckpt)
+    trainer.fit(system, datamodule=data, ckpt_path=ckpt, weights_only=True)
     # ModelCheckpoint saves every n steps only: keep the final state for a later resume too.
     trainer.save_checkpoint(ckpt_dir / "last.ckpt")
     return Path(cfg.export.path)

@@ -9,8 +9,8 @@ Attributes (``ATTRIBUTES``, in label order; binary labels are 0/1, scalar labels
 ========== ====== ============================================================================
 name       kind   what it changes
 ========== ====== ============================================================================
-smile      binary mouth curves up (1) or down (0); the curvature magnitude is drawn in
-                  [0.35, 1] so both classes are visible
+smile      binary an open smile showing teeth, corners up (1), or a closed mouth, corners
+                  down (0); the curvature magnitude is drawn in [0.35, 1]
 glasses    binary dark-tinted round glasses with a black frame over the eyes (p = 0.3)
 long_hair  binary hair falls to the shoulders behind the head (1) or is a short cap (0)
 beard      binary the lower face (jaw and chin) is covered in hair colour (p = 0.25)
@@ -49,7 +49,7 @@ class Attribute:
 
 
 ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("smile", "binary", "mouth curves up (1) or down (0)"),
+    Attribute("smile", "binary", "open smile with teeth, corners up (1); closed, corners down (0)"),
     Attribute("glasses", "binary", "dark round glasses over the eyes"),
     Attribute("long_hair", "binary", "hair falls to the shoulders (1) or is a short cap (0)"),
     Attribute("beard", "binary", "jaw and chin covered in hair colour"),
@@ -77,6 +77,8 @@ _EYE_WHITE = (245, 245, 240)
 _PUPIL = (25, 20, 30)
 _LENS_TINT = np.array((20, 22, 35), dtype=np.float64)
 _MOUTH = (150, 40, 50)
+_MOUTH_INSIDE = (90, 20, 30)
+_TEETH = (245, 240, 230)
 
 
 def _palette(colors: np.ndarray, t: float) -> tuple[int, int, int]:
@@ -195,12 +197,24 @@ def render_face(labels: np.ndarray, resolution: int = 32, mouth_curve: float = 0
 
     # nose
     d.ellipse(box(fx, cy + 0.2 * ry, 0.07 * rx, 0.1 * ry), fill=shade)
-    # mouth: a parabola, corners up for a smile
-    sign = 1.0 if lab["smile"] > 0.5 else -1.0
-    my, mw, mh = cy + 0.5 * ry, 0.36 * rx, 0.16 * ry * mouth_curve * sign
-    xs = np.linspace(-1.0, 1.0, 13)
-    pts = [((fx + mw * x) * S, (my + mh * (1 - x * x) - mh / 2) * S) for x in xs]
-    d.line(pts, fill=_MOUTH, width=max(1, round(0.075 * ry * S)), joint="curve")
+    # mouth: a smile is an open crescent showing teeth, corners up; otherwise a closed line,
+    # corners down. ``mouth_curve`` scales the curvature of both.
+    my, xs = cy + 0.48 * ry, np.linspace(-1.0, 1.0, 15)
+    lip = max(1, round(0.06 * ry * S))
+    if lab["smile"] > 0.5:
+        mw = 0.44 * rx
+        top = 0.06 * ry * mouth_curve  # the upper lip bends a little
+        bottom = 0.1 * ry + 0.2 * ry * mouth_curve  # the lower lip hangs deeper
+        upper = [((fx + mw * x) * S, (my + top * (1 - x * x)) * S) for x in xs]
+        lower = [((fx + mw * x) * S, (my + bottom * (1 - x * x)) * S) for x in xs[::-1]]
+        teeth = [((fx + mw * x) * S, (my + 0.55 * bottom * (1 - x * x)) * S) for x in xs[::-1]]
+        d.polygon(upper + lower, fill=_MOUTH_INSIDE)
+        d.polygon(upper + teeth, fill=_TEETH)
+        d.line([*upper, *lower, upper[0]], fill=_MOUTH, width=lip, joint="curve")
+    else:
+        mw, mh = 0.36 * rx, 0.16 * ry * mouth_curve
+        pts = [((fx + mw * x) * S, (my - mh * (1 - x * x) + mh / 2) * S) for x in xs]
+        d.line(pts, fill=_MOUTH, width=max(1, round(0.075 * ry * S)), joint="curve")
 
     out = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
     return np.asarray(out, dtype=np.uint8)

@@ -380,12 +380,15 @@ def _owner(G: Generator, param_name: str) -> torch.nn.Module:
 def generator_from_config(cfg: Mapping[str, Any], device: torch.device | str = "cpu") -> Generator:
     """Build the generator a Hydra ``generator`` config group describes.
 
-    ``cfg.path`` set: load that file, checking it against ``cfg.arch`` when given.
+    ``cfg.path`` set: load that file (``asset:<name>`` = a file shipped in ``lsap/assets``),
+    checking it against ``cfg.arch`` when given.
     ``cfg.path`` null: a random generator of architecture ``cfg.arch`` with ``cfg.seed``.
     """
+    from lsap.assets import resolve
+
     arch = dict(cfg.get("arch") or {})
     if cfg.get("path"):
-        return load_generator(cfg["path"], device, expected=arch or None)
+        return load_generator(resolve(cfg["path"]), device, expected=arch or None)
     if not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")
     return init_generator(arch, int(cfg.get("seed", 0))).to(device)
