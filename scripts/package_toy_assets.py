@@ -46,14 +46,17 @@ def wall_time_s(run: Path) -> float:
     return round(max(times) - start, 1)
 
 
-def last_metrics(run: Path) -> dict[str, float]:
-    """The last logged value of every column of the run's CSV logs (all versions, in order)."""
-    out: dict[str, float] = {}
+def last_metrics(run: Path, rows: int = 20) -> dict[str, float]:
+    """Mean of each logged column over its last ``rows`` logged values (all CSV versions, in
+    order), so single noisy GAN steps do not stand for the final losses."""
+    values: dict[str, list[float]] = {}
     for f in sorted((run / "csv").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime):
         with open(f) as fh:
             for row in csv.DictReader(fh):
-                out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return out
+                for k, v in row.items():
+                    if v not in ("", None):
+                        values.setdefault(k, []).append(float(v))
+    return {k: round(sum(v[-rows:]) / len(v[-rows:]), 4) for k, v in values.items()}
 
 
 def git_commit() -> str | None:
@@ -99,6 +102,7 @@ def main() -> None:
             "steps": prov.get("steps"),
             "images_seen": prov.get("seen_images"),
             "final_losses": {k: v for k, v in m.items() if k.startswith("train/")},
+            "final_losses_are": "means of the last 20 logged values (logged every 25 steps)",
         }
 
     def clf_extra(prov, run):

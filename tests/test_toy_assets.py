@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 import lsap
 from lsap.assets import ASSETS_DIR, asset_path, resolve
-from lsap.data.toy import ATTRIBUTES, BINARY, ToyFaces
+from lsap.data.toy import ATTRIBUTES, BINARY, SCALAR, ToyFaces
 from lsap.io import LsapFileError, file_sha256, generator_from_config, save_generator
 from lsap.io.classifier import load_toy_classifier, save_toy_classifier
 from lsap.nets.toy_classifier import ToyClassifier
@@ -21,9 +21,10 @@ from lsap.systems.toy_classifier import evaluate, predict_all
 ROOT_CONF = Path(__file__).resolve().parents[1] / "conf"
 TOY32 = ASSETS_DIR / "toy32"
 NAMES = [a.name for a in ATTRIBUTES]
-# Held-out accuracy measured when the classifier was packaged (manifest.json) minus a margin.
-MIN_BINARY_ACCURACY = 0.9
-SCALAR_MAE_MAX = {"skin_tone": 0.05, "hair_color": 0.05, "background": 0.05, "offset_x": 0.05}
+# The shipped classifier scored 1.000 on every binary attribute and a mean absolute error of
+# 0.013-0.026 on the scalar ones (2,000 held-out faces, manifest.json); thresholds leave a margin.
+MIN_BINARY_ACCURACY = 0.97
+SCALAR_MAE_MAX = 0.05
 KINDS = [a.kind for a in ATTRIBUTES]
 
 
@@ -101,8 +102,8 @@ def test_shipped_classifier_reads_fresh_faces(manifest):
     metrics = evaluate(model, predict_all(model, faces.images.float() / 127.5 - 1), faces.labels)
     for i in BINARY:
         assert metrics[f"acc/{NAMES[i]}"] > MIN_BINARY_ACCURACY, NAMES[i]
-    for name in SCALAR_MAE_MAX:
-        assert metrics[f"mae/{name}"] < SCALAR_MAE_MAX[name], name
+    for i in SCALAR:
+        assert metrics[f"mae/{NAMES[i]}"] < SCALAR_MAE_MAX, NAMES[i]
 
 
 def test_shipped_generator_samples_show_attribute_variation(toy_G):
