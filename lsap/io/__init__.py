@@ -1,4 +1,4 @@
-"""Files: generator checkpoints (rosinality, NVlabs, pSp/e4e, GANInverter, lsap), codes, atomic writes."""
+"""Files: generator checkpoints (rosinality, NVlabs, pSp/e4e, GANInverter, lsap, deltas), codes, atomic writes."""
 
 from lsap.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from lsap.io.checkpoints import (
@@ -11,15 +11,24 @@ from lsap.io.checkpoints import (
 )
 from lsap.io.codes import check_codes, load_codes, read_codes
 from lsap.io.errors import CheckpointError, LsapFileError
+from lsap.io.generator_delta import (
+    apply_generator_delta,
+    check_disk_budget,
+    estimate_delta_nbytes,
+    save_generator_delta,
+)
 from lsap.io.hashing import file_sha256, tensors_sha256
 
 __all__ = [
     "CheckpointError",
     "LsapFileError",
+    "apply_generator_delta",
     "atomic_torch_save",
     "atomic_write_json",
     "atomic_write_text",
     "check_codes",
+    "check_disk_budget",
+    "estimate_delta_nbytes",
     "file_sha256",
     "generator_from_config",
     "init_generator",
@@ -28,6 +37,7 @@ __all__ = [
     "read_codes",
     "read_generator_state",
     "save_generator",
+    "save_generator_delta",
     "save_rosinality",
     "tensors_sha256",
 ]

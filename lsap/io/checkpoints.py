@@ -22,6 +22,7 @@ from torch import Tensor
 from lsap.io import layouts
 from lsap.io.atomic import atomic_torch_save
 from lsap.io.errors import CheckpointError, refusal_reason
+from lsap.io.generator_delta import generator_from_delta, is_generator_delta
 from lsap.io.hashing import file_sha256, tensors_sha256
 from lsap.io.nvlabs_pickle import flatten_module, init_kwargs, is_persistent, safe_load_pickle
 from lsap.nets.sampling import iter_w
@@ -81,7 +82,14 @@ def read_generator_state(path: str | Path) -> GeneratorState:
         raise CheckpointError(path, "no such file")
     if _is_nvlabs_pickle(path):
         return _read_nvlabs(path)
-    obj = read_torch_file(path)
+    return _state_from_loaded(path, read_torch_file(path))
+
+
+def _state_from_loaded(path: Path, obj: Any) -> GeneratorState:
+    if is_generator_delta(obj):
+        raise CheckpointError(
+            path, "is a generator delta; load it with lsap.load_generator(path, base=...)"
+        )
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"expected a dict of tensors, found {type(obj).__name__}")
     try:
@@ -266,24 +274,41 @@ def load_generator(
     device: torch.device | str = "cpu",
     *,
     expected: GeneratorConfig | Mapping | None = None,
+    base: Generator | str | Path | None = None,
 ) -> Generator:
     """Load a StyleGAN2 generator from a file users own.
 
     Reads rosinality ``.pt`` (``{'g_ema', 'latent_avg'}``, also training checkpoints), the
     ``decoder`` of pSp/e4e/GANInverter(LSAP) checkpoints, NVlabs ``.pkl`` (``G_ema``, read without
     executing code) and lsap's own files. The architecture is read off the tensors.
+    A generator delta (``lsap.io.generator_delta``, e.g. a pivotal-tuning result) is added to its
+    base generator: ``base``, or the base file recorded in the delta when ``base`` is None.
 
     Args:
         path: checkpoint file.
         device: where to put the generator.
         expected: architecture from config; a mismatch raises naming the key and both shapes.
+        base: for a delta file only: the base generator or its file (its sha256 must match).
 
     Returns:
         Generator in eval mode with ``requires_grad=False`` and ``.sha256`` = sha256 of the file.
         Without a stored ``latent_avg``, ``w_avg`` is estimated from 10,000 mapped samples (seed 0).
     """
     path = Path(path)
-    gs = read_generator_state(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    if _is_nvlabs_pickle(path):
+        gs = _read_nvlabs(path)
+    else:
+        obj = read_torch_file(path)
+        if is_generator_delta(obj):
+            G = generator_from_delta(obj, path, base, device)
+            if expected is not None:
+                check_config(GeneratorState(G.config, G.state_dict(), "lsap"), expected, path)
+            return G
+        gs = _state_from_loaded(path, obj)
+    if base is not None:
+        raise CheckpointError(path, "base= is for generator deltas, and this file is a generator")
     if expected is not None:
         check_config(gs, expected, path)
     G = Generator(gs.config)
@@ -381,14 +406,21 @@ def generator_from_config(cfg: Mapping[str, Any], device: torch.device | str = "
     """Build the generator a Hydra ``generator`` config group describes.
 
     ``cfg.path`` set: load that file (``asset:<name>`` = a file shipped in ``lsap/assets``),
-    checking it against ``cfg.arch`` when given.
+    checking it against ``cfg.arch`` when given; a generator delta is added to ``cfg.base``
+    (a file, ``asset:`` allowed; null = the base file recorded in the delta).
     ``cfg.path`` null: a random generator of architecture ``cfg.arch`` with ``cfg.seed``.
     """
     from lsap.assets import resolve
 
     arch = dict(cfg.get("arch") or {})
     if cfg.get("path"):
-        return load_generator(resolve(cfg["path"]), device, expected=arch or None)
+        base = cfg.get("base") or None
+        return load_generator(
+            resolve(cfg["path"]),
+            device,
+            expected=arch or None,
+            base=resolve(base) if base else None,
+        )
     if not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")
     return init_generator(arch, int(cfg.get("seed", 0))).to(device)

@@ -24,7 +24,7 @@ def provenance(
 
     out: dict[str, Any] = {
         "lsap_version": __version__,
-        "torch_version": str(torch.__version__),  # TorchVersion would not load weights-only
+        "torch_version": str(torch.__version__),  # TorchVersion is not weights-only loadable
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if generator is not None:

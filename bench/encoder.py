@@ -1,0 +1,201 @@
+"""Benchmark: LSAP_E encoder training steps/s, inference images/s, and the SNCD term's share.
+
+    python bench/encoder.py                                    # CPU: tiny, then FFHQ 256 and 1024 sizes
+    python bench/encoder.py --preset ffhq1024 --device cuda --batch 8 --infer-batch 128 --amp
+
+Presets: ``tiny`` (the 32 px tiny generator and the tiny experiment's narrow e4e, 32 px input,
+no ID term as in that experiment),
+``ffhq256`` / ``ffhq1024`` (config-f generator at 256 / 1024 px, channel multiplier 2; the full
+IR-SE50 e4e at 256 px input: the paper's sizes). Weights are random (the cost does not depend on
+them): LPIPS-alex and the ArcFace ID network run on random backbones.
+
+Timed, median of ``--repeats`` after one warm-up:
+- inference: ``encoder(images)`` without gradients, batch ``--infer-batch`` -> images/s;
+- training step: the system's objective (``encoder_objective``: encoder, generator, resize, L2 +
+  0.8 LPIPS + 0.1 ID + 2e-4 delta_norm + 0.5 SNCD as LSAP_E), backward, Ranger step -> steps/s;
+- SNCD term: its forward+backward alone on the step's codes, and the same step with the term off;
+  share = SNCD time / step time (target <= 2 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from lsap.alignment import compute_anchors
+from lsap.io import init_generator
+from lsap.losses import LossInputs, build_objective
+from lsap.nets import GeneratorConfig
+from lsap.nets.encoder import Encoder4Editing
+from lsap.optim import Ranger
+from lsap.systems.encoder import encoder_objective
+
+TINY_ARCH = {
+    "resolution": 32,
+    "z_dim": 64,
+    "w_dim": 64,
+    "n_mlp": 3,
+    "channel_base": 512,
+    "channel_max": 64,
+}
+TINY_STAGES = [[16, 16, 1], [16, 24, 1], [24, 32, 1], [32, 48, 1]]
+PRESETS = {
+    # the tiny experiment: no ID term (a 112 px face network would dwarf a 32 px model)
+    "tiny": {
+        "arch": TINY_ARCH,
+        "encoder": {"input_size": 32, "stages": TINY_STAGES},
+        "loss": {"id": 0.0},
+    },
+    "ffhq256": {"arch": {"resolution": 256, "channel_multiplier": 2}, "encoder": {}},
+    "ffhq1024": {"arch": {"resolution": 1024, "channel_multiplier": 2}, "encoder": {}},
+}
+LOSS = {
+    "l2": 1.0,
+    "lpips": 0.8,
+    "id": 0.1,
+    "delta_norm": 2e-4,
+    "sncd": 0.5,
+    "options": {
+        "lpips": {"net": "alex", "backbone": "random", "resize": 256},
+        "id": {"backend": "arcface", "weights": "random", "crop": True},
+    },
+}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device, repeats):
+    fn()  # warm-up (allocator, cuDNN autotune, oneDNN primitives)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats: int, amp: bool):
+    p = PRESETS[preset]
+    torch.manual_seed(0)
+    G = init_generator(GeneratorConfig.from_dict(p["arch"]), seed=0).to(device)
+    enc = Encoder4Editing(num_ws=G.num_ws, w_dim=G.w_dim, **p["encoder"]).to(device)
+    enc.set_latent_avg(G.w_avg)
+    size = enc.input_size
+    anchors = compute_anchors(G, 1000, 0, batch_size=500)  # content irrelevant to the timing
+    loss_cfg = {**LOSS, **p.get("loss", {})}
+    objective = {
+        on: build_objective(
+            {**loss_cfg, "sncd": LOSS["sncd"] if on else 0.0}, generator=G, anchors=anchors
+        )
+        .to(device)
+        .eval()
+        for on in (True, False)
+    }
+    opt = Ranger(enc.parameters(), lr=1e-4, betas=(0.95, 0.999))
+    g = torch.Generator().manual_seed(1)
+    images = (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
+    infer_images = (torch.rand(infer_batch, 3, size, size, generator=g) * 2 - 1).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+    @torch.no_grad()
+    def infer():
+        enc.eval()
+        with autocast:
+            enc(infer_images)
+
+    def step(sncd_on=True):
+        enc.train()
+        with autocast:
+            loss, *_ = encoder_objective(enc, G, objective[sncd_on], images, noise_mode="random")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    sncd_term = objective[True].terms["sncd"]
+    w = enc(images).detach().requires_grad_(True)
+
+    def sncd_only():
+        with autocast:
+            v = sncd_term(LossInputs(w_plus=w)).mean()
+        v.backward()
+
+    t_infer = _time(infer, device, repeats)
+    t_step = _time(step, device, repeats)
+    t_step_off = _time(lambda: step(False), device, repeats)
+    t_sncd = _time(sncd_only, device, max(repeats, 5))
+    return {
+        "preset": preset,
+        "device": str(device),
+        "num_ws": G.num_ws,
+        "G px": G.resolution,
+        "enc px": size,
+        "batch": batch,
+        "infer img/s": infer_batch / t_infer,
+        "step s": t_step,
+        "steps/s": 1.0 / t_step,
+        "train img/s": batch / t_step,
+        "sncd ms": 1000 * t_sncd,
+        "sncd share %": 100 * t_sncd / t_step,
+        "step w/o sncd s": t_step_off,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--preset", choices=[*PRESETS, "all"], default="all")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, or all (cpu and cuda if present)")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="training batch (default 8 tiny, 2 real on CPU, 8 CUDA)",
+    )
+    ap.add_argument(
+        "--infer-batch", type=int, default=None, help="inference batch (default 32 CPU, 128 CUDA)"
+    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [torch.device(d) for d in devices if d != "cuda" or torch.cuda.is_available()]
+    if args.device in ("cuda", "all") and not torch.cuda.is_available():
+        print("no CUDA device: CPU only")
+    presets = list(PRESETS) if args.preset == "all" else [args.preset]
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}, amp {args.amp}"
+    )
+    rows = []
+    for device in devices:
+        for preset in presets:
+            cuda = device.type == "cuda"
+            batch = args.batch or (8 if cuda or preset == "tiny" else 2)
+            infer_batch = args.infer_batch or (128 if cuda else 32)
+            rows.append(run(preset, device, batch, infer_batch, args.repeats, args.amp))
+            r = rows[-1]
+            print(
+                f"{r['preset']:>9} {r['device']:>5} G {r['G px']:>4}px num_ws {r['num_ws']:>2} "
+                f"batch {r['batch']:>2}: inference {r['infer img/s']:8.1f} img/s | "
+                f"train {r['steps/s']:7.3f} steps/s ({r['step s']:.3f} s/step, "
+                f"{r['step w/o sncd s']:.3f} s without sncd) | "
+                f"sncd {r['sncd ms']:.2f} ms = {r['sncd share %']:.2f} % of a step",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

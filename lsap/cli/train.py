@@ -1,0 +1,189 @@
+"""``lsap-train``: LSAP_E encoder training (and the e4e / pSp baselines) as a Lightning job.
+
+    lsap-train experiment=tiny                         # offline toy run on the tiny generator
+    lsap-train experiment=lsap_e_ffhq trainer=ddp      # the paper's setting, one node
+    lsap-train experiment=lsap_e_ffhq sweep=sncd       # loss.sncd in (0, 0.1, 0.5, 1.0)
+
+Everything is in ``conf/train.yaml`` and its groups; outputs go to the run folder
+(``checkpoints/``, ``images/``, ``csv/`` or ``wandb/``, ``encoder.pt``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.io.errors import LsapFileError
+
+log = logging.getLogger(__name__)
+
+# Progressive e4e heads sit unused until their stage starts: DDP must allow unused parameters.
+_DDP_STRATEGIES = {
+    "ddp": "ddp_find_unused_parameters_true",
+    "ddp_spawn": "ddp_spawn_find_unused_parameters_true",
+}
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
+    """``None`` -> start fresh; ``"last"`` -> the newest of ``<output_dir>/checkpoints/last*.ckpt``
+    and Lightning's SLURM ``<output_dir>/hpc_ckpt_*.ckpt`` (None if there is none: a first run);
+    a path -> that file (it must exist)."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        out = Path(output_dir)
+        found = [*(out / "checkpoints").glob("last*.ckpt"), *out.glob("hpc_ckpt_*.ckpt")]
+        if not found:
+            log.info("no checkpoint in %s yet: starting from scratch", out)
+            return None
+        return str(max(found, key=lambda p: p.stat().st_mtime))
+    if not Path(ckpt_path).is_file():
+        raise LsapFileError(ckpt_path, "no such checkpoint (trainer.ckpt_path)")
+    return str(ckpt_path)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def build_system(cfg: DictConfig):
+    """The :class:`~lsap.systems.encoder.EncoderSystem` a ``train`` config describes."""
+    from lsap.systems.encoder import EncoderSystem
+
+    return EncoderSystem(
+        encoder=_plain(cfg.encoder),
+        generator=_plain(cfg.generator),
+        loss=_plain(cfg.loss),
+        alignment=_plain(cfg.alignment),
+        optimizer=_plain(cfg.optimizer),
+        noise_mode=cfg.system.noise_mode,
+        val_noise_mode=cfg.system.val_noise_mode,
+    )
+
+
+def _trainer_overrides(cfg: DictConfig) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    strategy = cfg.trainer.get("strategy")
+    if isinstance(strategy, str) and strategy in _DDP_STRATEGIES:
+        over["strategy"] = _DDP_STRATEGIES[strategy]
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if SLURMEnvironment.detect():  # requeue on the configured signal (sbatch --signal)
+        import signal
+
+        over["plugins"] = [
+            SLURMEnvironment(
+                auto_requeue=bool(cfg.slurm.auto_requeue),
+                requeue_signal=getattr(signal, cfg.slurm.requeue_signal),
+            )
+        ]
+    return over
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]  # the last logged values (``val/metric/...``, ``train/loss``, ...)
+    system: Any  # the EncoderSystem
+    trainer: Any
+    encoder_path: Path | None = None  # <output_dir>/encoder.pt (rank zero, not in fast_dev_run)
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Fit the encoder a ``train`` config describes.
+
+    Writes checkpoints (every K steps, last, best ``val/metric/...``) under
+    ``<output_dir>/checkpoints`` and, at the end, the encoder in lsap's format at
+    ``<output_dir>/encoder.pt`` (``lsap.load_encoder`` reads both).
+    """
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from lsap.io.encoders import save_encoder
+    from lsap.io.provenance import provenance
+    from lsap.systems.instantiate import build_trainer, instantiate_group
+
+    pl.seed_everything(int(cfg.seed), workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data)
+    system = build_system(cfg)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if not cfg.get("logger"):  # Lightning refuses a LearningRateMonitor without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    ckpt_path = resolve_ckpt_path(trainer_cfg.pop("ckpt_path", None), output_dir)
+    trainer = build_trainer(
+        trainer_cfg, logger=cfg.get("logger"), callbacks=callbacks, **_trainer_overrides(cfg)
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        _save_final_last(trainer)
+        path = None
+        if trainer.is_global_zero and not trainer.fast_dev_run:
+            path = save_encoder(
+                system.encoder,
+                output_dir / "encoder.pt",
+                generator_sha256=system.G.sha256,
+                provenance=provenance(
+                    config=cfg,
+                    generator=system.G,
+                    seed=int(cfg.seed),
+                    global_step=trainer.global_step,
+                ),
+            )
+            log.info("wrote %s", path)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        return TrainResult(metrics, system, trainer, path)
+    finally:
+        _finish_loggers(trainer)
+
+
+def _save_final_last(trainer) -> None:
+    """Make ``last.ckpt`` the final state. Lightning's ``save_last`` writes it at the end only if
+    the session saved nothing before, so a resumed run would keep its previous periodic state."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    if trainer.fast_dev_run:
+        return
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+            last = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+            trainer.save_checkpoint(last, weights_only=False)  # all ranks call it; rank 0 writes
+
+
+def _finish_loggers(trainer) -> None:
+    """Close W&B runs so each run of a sweep (same process) is a separate W&B run."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            wandb.finish()
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+@one_line_errors("lsap-train")
+def _main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg).metrics
+    monitor = cfg.get("optimized_metric")
+    return metrics.get(monitor) if monitor else None
+
+
+def main() -> None:
+    check_config_dir("train")
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Read the results of an inversion: the ``lsap-invert`` output folder, folders of code files,
+single code files, and folders of reconstructed images.
+
+The ``lsap-invert`` layout (shared by every job that writes or reads inversions)::
+
+    <dir>/codes/<name>.pt          {'w_plus' [1, num_ws, w_dim], 'noise' list of [1, 1, R, R] or None,
+                                    'image_path', 'name', 'metrics', 'provenance': {generator_sha256, ...}}
+    <dir>/reconstructions/<name>.png
+    <dir>/results.csv
+
+``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
+After result refinement (pivotal tuning) a code file may also name its tuned generator:
+``'generator': '../generators/<name>.pt'``, a generator delta against the run's generator, the
+path relative to the code file's folder; the code itself is the pivot, unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lsap.io.codes import CODE_SUFFIXES, check_codes, read_codes
+from lsap.io.errors import LsapFileError
+
+CODES_DIR = "codes"
+RECONSTRUCTIONS_DIR = "reconstructions"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def image_name(path: str | Path, root: str | Path | None = None) -> str:
+    """``<name>`` of an image: its path relative to ``root`` without suffix, ``/`` -> ``__``
+    (the file's stem when ``root`` is None or the file itself)."""
+    path = Path(path)
+    if root is None or Path(root) == path or not Path(root).is_dir():
+        return path.stem
+    rel = path.relative_to(root)
+    return "__".join(rel.with_suffix("").parts)
+
+
+@dataclass
+class CodeRecord:
+    """One inverted image's code.
+
+    Attributes:
+        name: the image's ``<name>``.
+        w_plus: [1, num_ws, w_dim] float32 (CPU).
+        noise: the optimised noise maps, list of [1, 1, R, R], or None.
+        image_path: the original image, when the file records it.
+        generator_sha256: the generator the code was made for, when recorded.
+        source: the file it came from.
+        generator: the tuned generator (a generator delta file) the code is rendered with after
+            refinement, or None (the run's generator).
+    """
+
+    name: str
+    w_plus: Tensor
+    noise: list[Tensor] | None
+    image_path: str | None
+    generator_sha256: str | None
+    source: str
+    generator: str | None = None
+
+
+def _sha_of(obj: Mapping[str, Any]) -> str | None:
+    prov = obj.get("provenance")
+    if isinstance(prov, Mapping) and prov.get("generator_sha256"):
+        return str(prov["generator_sha256"])
+    return None
+
+
+def generator_shas(G: Any) -> tuple[str, ...]:
+    """The sha256s codes for ``G`` may record: its own, and its base's when G is a tuned
+    generator (codes are the pivots it was tuned around)."""
+    return tuple(s for s in (G.sha256, getattr(G, "base_sha256", None)) if s)
+
+
+def generator_mismatch(recorded: str | None, sha256: str | Sequence[str] | None) -> str | None:
+    """Why codes recorded for generator ``recorded`` do not fit the one with ``sha256`` (or any
+    of several, see :func:`generator_shas`) (None: fine or unknown)."""
+    accepted = (sha256,) if isinstance(sha256, str) else tuple(sha256 or ())
+    if not recorded or not accepted or recorded in accepted:
+        return None
+    sha256 = accepted[0]
+    return (
+        f"codes were made for generator {recorded[:12]}, not this one ({sha256[:12]}); "
+        "edits and metrics would be meaningless (strict=true makes this an error)"
+    )
+
+
+def check_generator(
+    recorded: str | None,
+    sha256: str | Sequence[str] | None,
+    path: str | Path,
+    *,
+    strict: bool = False,
+) -> None:
+    """Codes recorded for another generator: a warning, or with ``strict`` an error naming the file."""
+    problem = generator_mismatch(recorded, sha256)
+    if problem and strict:
+        raise LsapFileError(path, problem)
+    if problem:
+        warnings.warn(f"{path}: {problem}", stacklevel=2)
+
+
+class CodeSet:
+    """Codes of an inversion, read lazily one at a time (bounded memory for large folders).
+
+    ``path`` may be: an ``lsap-invert`` output folder (``codes/*.pt``); a folder of code files
+    (``.pt``/``.pth``/``.npy``/``.npz``, one per image, or several codes each); one file holding an
+    ``lsap-invert`` code dict; or one file of N codes ([N, w_dim] or [N, num_ws, w_dim], named
+    ``<stem>_<row>``).
+
+    Args:
+        path: see above.
+        num_ws, w_dim: the generator's sizes (codes are checked against them).
+        sha256: the generator's sha256 (or the several it accepts, :func:`generator_shas`);
+            codes recorded for another one warn, or raise with ``strict``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        num_ws: int,
+        w_dim: int,
+        *,
+        sha256: str | Sequence[str] | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.num_ws, self.w_dim, self.sha256, self.strict = num_ws, w_dim, sha256, strict
+        self._rows: list[tuple[str, Path, int | None]] = []  # name, file, row (None: whole file)
+        self._cache: tuple[Path, Any] | None = None
+        self._warned = False
+        if self.path.is_file():
+            n = self._load(self.path)["w_plus"].shape[0]
+            if n == 1:
+                self._rows.append((self._name(self.path), self.path, None))
+            else:
+                self._rows.extend((f"{self.path.stem}_{i:05d}", self.path, i) for i in range(n))
+        elif self.path.is_dir():
+            # one code per file, named by the file (read lazily: files may hold noise maps)
+            folder = self.path / CODES_DIR if (self.path / CODES_DIR).is_dir() else self.path
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CODE_SUFFIXES)
+            if not files:
+                raise LsapFileError(folder, f"holds no code files ({', '.join(CODE_SUFFIXES)})")
+            self._rows = [(f.stem, f, None) for f in files]
+            self[0]  # fail fast on a wrong shape or generator
+        else:
+            raise LsapFileError(self.path, "no such file or folder (codes)")
+
+    def _name(self, path: Path) -> str:
+        obj = self._load(path)
+        return str(obj.get("name") or path.stem)
+
+    def _load(self, path: Path) -> Any:
+        if self._cache is not None and self._cache[0] == path:
+            return self._cache[1]
+        if path.suffix.lower() in (".pt", ".pth"):
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise LsapFileError(path, f"refused or unreadable ({type(e).__name__})") from None
+            if not (isinstance(obj, Mapping) and "w_plus" in obj):
+                obj = {"w_plus": read_codes(path)}
+        else:
+            obj = {"w_plus": read_codes(path)}
+        if not isinstance(obj["w_plus"], Tensor):
+            raise LsapFileError(path, "'w_plus' is not a tensor")
+        obj = dict(obj)
+        obj["w_plus"] = check_codes(obj["w_plus"].float(), self.num_ws, self.w_dim, path)
+        problem = generator_mismatch(_sha_of(obj), self.sha256)
+        if problem and self.strict:
+            raise LsapFileError(path, problem)
+        if problem and not self._warned:  # once per set, not once per file
+            self._warned = True
+            warnings.warn(f"{path}: {problem}", stacklevel=3)
+        self._cache = (path, obj)
+        return obj
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _, _ in self._rows]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> CodeRecord:
+        name, path, row = self._rows[index]
+        obj = self._load(path)
+        if row is None and obj["w_plus"].shape[0] != 1:
+            raise LsapFileError(
+                path, f"holds {obj['w_plus'].shape[0]} codes; a folder needs one code per file"
+            )
+        w = obj["w_plus"][row if row is not None else 0].unsqueeze(0).contiguous()
+        noise = obj.get("noise") if row is None else None
+        if noise is not None and not (
+            isinstance(noise, list | tuple) and all(isinstance(t, Tensor) for t in noise)
+        ):
+            raise LsapFileError(path, "'noise' must be a list of tensors or None")
+        image_path = obj.get("image_path") if row is None else None
+        tuned = obj.get("generator") if row is None else None
+        if tuned is not None and not isinstance(tuned, str):
+            raise LsapFileError(path, "'generator' must be the path of a generator delta")
+        return CodeRecord(
+            name=name,
+            w_plus=w,
+            noise=[t.float() for t in noise] if noise is not None else None,
+            image_path=str(image_path) if image_path else None,
+            generator_sha256=_sha_of(obj),
+            source=str(path),
+            generator=str((path.parent / tuned).resolve()) if tuned else None,
+        )
+
+    def has_tuned_generators(self) -> bool:
+        """Whether the codes name tuned generators (judged by the first code, as a set is written
+        by one run)."""
+        return len(self) > 0 and self[0].generator is not None
+
+
+def find_images(path: str | Path) -> dict[str, Path]:
+    """Images of a result folder by ``<name>``: ``<path>/reconstructions/`` when present, else the
+    folder itself (recursively, names relative to it).
+
+    Raises:
+        LsapFileError: no such folder, or no images in it.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise LsapFileError(path, "no such folder (images)")
+    root = path / RECONSTRUCTIONS_DIR if (path / RECONSTRUCTIONS_DIR).is_dir() else path
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise LsapFileError(root, f"holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    out: dict[str, Path] = {}
+    for f in files:
+        name = image_name(f, root)
+        if name in out:
+            raise LsapFileError(f, f"two images are named {name!r} ({out[name].name}, {f.name})")
+        out[name] = f
+    return out
+
+
+def has_codes(path: str | Path) -> bool:
+    """Whether ``path`` holds codes (a code file, ``codes/``, or code files at its top level)."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in CODE_SUFFIXES
+    if (path / CODES_DIR).is_dir():
+        return True
+    return path.is_dir() and any(p.suffix.lower() in CODE_SUFFIXES for p in path.iterdir())

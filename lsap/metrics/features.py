@@ -1,0 +1,147 @@
+"""Feature extractors for FID: images [N, 3, H, W] in [-1, 1] -> features [N, D].
+
+- ``inception``: the Inception-v3 FID network (TF 2015-12-05 weights as torch-fidelity ports them,
+  2048-d pool features), run by torchmetrics on the uint8 images, as torchmetrics' FID does.
+  torch-fidelity downloads the weights on first use; offline, pass their local path.
+- ``random``: a fixed, seeded random conv net (64-d). A deterministic stand-in so tests and
+  offline demos run without downloads; its numbers are *not* FID.
+- any ``nn.Module`` built from a Hydra ``_target_`` node, taking the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lsap.data.images import tensor_to_uint8
+from lsap.io.errors import LsapFileError
+
+RANDOM_FEATURES_SEED = 0
+
+
+class InceptionFeatures(nn.Module):
+    """Inception-v3 pool features (2048-d) of images in [-1, 1], quantised to uint8 first.
+
+    Args:
+        weights: torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``; None = download it
+            once into torch hub's cache. Either way the file is read weights-only (torch-fidelity
+            itself unpickles it without that restriction, so it only ever sees a copy of the
+            tensors written here).
+    """
+
+    num_features = 2048
+
+    def __init__(self, weights: str | Path | None = None) -> None:
+        super().__init__()
+        import tempfile
+
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        state = _inception_state(weights)
+        with tempfile.TemporaryDirectory() as tmp:
+            clean = Path(tmp) / "inception.pth"
+            torch.save(state, clean)
+            try:
+                self.net = NoTrainInceptionV3(
+                    name="inception-v3-compat",
+                    features_list=[str(self.num_features)],
+                    feature_extractor_weights_path=str(clean),
+                )
+            except RuntimeError as e:  # missing or unexpected keys
+                raise LsapFileError(
+                    weights or "inception weights", f"not the FID Inception-v3 weights ({e})"
+                ) from None
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images [N, 3, H, W] in [-1, 1] -> [N, 2048] (float32)."""
+        return self.net(tensor_to_uint8(images)).float()
+
+
+def _inception_state(weights: str | Path | None) -> dict[str, Tensor]:
+    if weights is None:
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+        path = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)
+            except Exception as e:  # offline
+                raise RuntimeError(
+                    f"FID's Inception-v3 weights could not be downloaded ({type(e).__name__}: {e}); "
+                    f"get {URL_INCEPTION_V3} and pass metrics.fid.features.weights=/path/to/it, or "
+                    "use metrics.fid.features.name=random for an offline stand-in (not FID)"
+                ) from e
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise LsapFileError(path, "no such file (FID Inception weights)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise LsapFileError(path, f"refused or unreadable ({type(e).__name__})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise LsapFileError(path, "not a state dict of tensors (FID Inception weights)")
+    return dict(state)
+
+
+class RandomFeatures(nn.Module):
+    """A fixed random conv net: images [N, 3, H, W] in [-1, 1] -> [N, 64]. Not FID; for tests."""
+
+    num_features = 64
+
+    def __init__(self, seed: int = RANDOM_FEATURES_SEED) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = nn.Sequential(
+                nn.Conv2d(3, 32, 3, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+                nn.AdaptiveAvgPool2d(4),
+                nn.Flatten(),
+                nn.Linear(64 * 16, self.num_features),
+            )
+        self.requires_grad_(False).eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images.float())
+
+
+def build_feature_extractor(cfg: Mapping[str, Any] | str | nn.Module) -> nn.Module:
+    """The FID feature extractor a config names.
+
+    Args:
+        cfg: ``{"name": "inception", "weights": null | path}``, ``{"name": "random"}``, a Hydra node
+            with ``_target_`` (an ``nn.Module`` with the same input), a bare name, or a module.
+
+    Returns:
+        an ``nn.Module`` in eval mode mapping [N, 3, H, W] in [-1, 1] to [N, D]; it has
+        ``num_features`` when known.
+    """
+    if isinstance(cfg, nn.Module):
+        return cfg.eval()
+    if isinstance(cfg, str):
+        cfg = {"name": cfg}
+    if "_target_" in cfg:
+        from hydra.utils import instantiate
+
+        module = instantiate(cfg)
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"FID features {cfg['_target_']} built a {type(module).__name__}, not a module"
+            )
+        return module.eval().requires_grad_(False)
+    name = cfg.get("name", "inception")
+    if name == "inception":
+        return InceptionFeatures(cfg.get("weights")).eval()
+    if name == "random":
+        return RandomFeatures(int(cfg.get("seed", RANDOM_FEATURES_SEED)))
+    raise ValueError(
+        f"unknown FID feature extractor {name!r}: expected inception, random or a _target_"
+    )

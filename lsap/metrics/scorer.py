@@ -1,0 +1,157 @@
+"""Per-image scores of an inversion and of its edits, from the networks the metrics need.
+
+Images are compared as they would be saved: quantised to uint8 levels first (so a reconstruction
+scores like its PNG), then MSE/PSNR/SSIM on [0, 1], LPIPS and ID on [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lsap.metrics.image import mse, psnr, ssim, to_unit
+
+FIDELITY_METRICS = ("mse", "psnr", "ssim", "lpips", "id")
+
+
+def quantize(images: Tensor) -> Tensor:
+    """[N, 3, H, W] in [-1, 1] -> the same on uint8 levels (what a saved PNG holds)."""
+    return to_unit(images) * 2.0 - 1.0
+
+
+class Scorer(nn.Module):
+    """Networks and per-image scores shared by every method evaluated.
+
+    Args:
+        metrics: fidelity metrics to compute, among ``FIDELITY_METRICS``.
+        lpips: an ``LPIPSLoss`` (needed for ``lpips`` and the editing LPIPS), or None.
+        face: a ``FaceEmbedder`` (needed for ``id`` and the editing ID), or None.
+        features: FID feature extractor (``lsap.metrics.features``), or None (no FID).
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[str] = FIDELITY_METRICS,
+        *,
+        lpips: nn.Module | None = None,
+        face: nn.Module | None = None,
+        features: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        unknown = set(metrics) - set(FIDELITY_METRICS)
+        if unknown:
+            raise ValueError(
+                f"unknown metrics {sorted(unknown)}; expected some of {FIDELITY_METRICS}"
+            )
+        if "lpips" in metrics and lpips is None:
+            raise ValueError("metric 'lpips' needs an LPIPS network")
+        if "id" in metrics and face is None:
+            raise ValueError("metric 'id' needs a face embedder")
+        self.metrics = tuple(m for m in FIDELITY_METRICS if m in metrics)
+        self.lpips, self.face, self.features = lpips, face, features
+
+    @property
+    def num_features(self) -> int | None:
+        """Feature size of the FID extractor (None without one)."""
+        if self.features is None:
+            return None
+        n = getattr(self.features, "num_features", None)
+        if n is None:
+            p = next(self.features.parameters(), None)
+            device = p.device if p is not None else "cpu"
+            n = self.features(torch.zeros(1, 3, 64, 64, device=device)).shape[-1]
+            self.features.num_features = int(n)
+        return int(n)
+
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor | None:
+        """Unit face embeddings [N, E] of quantised images (None without a face network)."""
+        return None if self.face is None else self.face(quantize(images))
+
+    @torch.no_grad()
+    def fid_features(self, images: Tensor) -> Tensor | None:
+        """FID features [N, D] of images [N, 3, H, W] in [-1, 1] (None without an extractor)."""
+        return None if self.features is None else self.features(quantize(images)).float()
+
+    @torch.no_grad()
+    def fidelity(
+        self,
+        originals: Tensor,
+        reconstructions: Tensor,
+        *,
+        original_embeddings: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-image fidelity of reconstructions [N, 3, H, W] to originals (same shape), in [-1, 1].
+
+        Returns:
+            ``{metric: [N]}`` for the configured metrics: ``mse`` in [0, 1], ``psnr`` in dB (capped
+            at ``PSNR_CAP_DB``), ``ssim`` in [-1, 1], ``lpips`` >= 0, ``id`` cosine in [-1, 1].
+        """
+        if originals.shape != reconstructions.shape:
+            raise ValueError(
+                f"originals {tuple(originals.shape)} and reconstructions "
+                f"{tuple(reconstructions.shape)} differ in shape"
+            )
+        out: dict[str, Tensor] = {}
+        if "mse" in self.metrics:
+            out["mse"] = mse(originals, reconstructions)
+        if "psnr" in self.metrics:
+            out["psnr"] = psnr(originals, reconstructions)
+        if "ssim" in self.metrics:
+            out["ssim"] = ssim(originals, reconstructions)
+        if "lpips" in self.metrics:
+            out["lpips"] = self.lpips.distance(quantize(originals), quantize(reconstructions))
+        if "id" in self.metrics:
+            e0 = original_embeddings if original_embeddings is not None else self.embed(originals)
+            out["id"] = (e0 * self.embed(reconstructions)).sum(1)
+        return {k: v.float() for k, v in out.items()}
+
+    @torch.no_grad()
+    def editing(
+        self,
+        edited: Tensor,
+        unedited: Tensor,
+        *,
+        original_embeddings: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-image editing scores.
+
+        Args:
+            edited: edited images [N, 3, H, W] in [-1, 1].
+            unedited: the reconstructions they were edited from (same shape).
+            original_embeddings: face embeddings of the original images (``embed``).
+
+        Returns:
+            ``lpips``: LPIPS(edited, unedited reconstruction) [N], when an LPIPS network is set;
+            ``id``: cosine of the face embeddings of the edited and the original image [N], when a
+            face network and ``original_embeddings`` are given.
+        """
+        out: dict[str, Tensor] = {}
+        if self.lpips is not None:
+            out["lpips"] = self.lpips.distance(quantize(edited), quantize(unedited)).float()
+        if self.face is not None and original_embeddings is not None:
+            out["id"] = (original_embeddings * self.embed(edited)).sum(1).float()
+        return out
+
+
+def build_scorer(cfg: Mapping[str, Any], *, fid: bool = True) -> Scorer:
+    """A :class:`Scorer` from the ``metrics`` config group (networks built only when used)."""
+    from lsap.metrics.features import build_feature_extractor
+
+    metrics = list(cfg.get("fidelity", FIDELITY_METRICS))
+    editing = list(cfg.get("editing", ()))
+    lp, face, feats = None, None, None
+    if "lpips" in metrics or "lpips" in editing:
+        from lsap.losses.perceptual import LPIPSLoss
+
+        lp = LPIPSLoss(**dict(cfg.get("lpips") or {}))
+    if "id" in metrics or "id" in editing:
+        from lsap.losses.identity import FaceEmbedder
+
+        face = FaceEmbedder(**dict(cfg.get("id") or {}))
+    if fid and (cfg.get("fid") or {}).get("enabled", True):
+        feats = build_feature_extractor(dict((cfg.get("fid") or {}).get("features") or {}))
+    return Scorer(metrics, lpips=lp, face=face, features=feats)

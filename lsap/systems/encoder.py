@@ -1,0 +1,284 @@
+"""LSAP_E: encoder training as a LightningModule (e4e / pSp encoders, SNCD alignment).
+
+Per step: ``w_plus = encoder(images)``, ``recon = G.synthesis(w_plus)`` resized to the input size
+(pSp's face pool), loss = the shared named terms of ``lsap.losses`` (``l2``, ``lpips``, ``id``,
+``delta_norm``, ``w_norm``, ``sncd``), with ``delta_norm`` and ``sncd`` restricted to the w+
+indices of the current progressive stage. The stage follows the e4e schedule from the encoder
+config (``progressive_start``, ``progressive_step_every``).
+
+What is trained and saved: the encoder only (its weights, BatchNorm statistics, ``latent_avg``).
+The generator, the loss networks (LPIPS, face recognition) and the S^N anchors are frozen and
+kept out of the module tree: they follow the system's device but are not in ``state_dict()``,
+the checkpoints, the optimiser or DDP. A checkpoint records the generator's sha256; loading it
+with a config that builds another generator is an error. The progressive stage is stored too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lsap.alignment import compute_anchors, sncd
+from lsap.io import generator_from_config
+from lsap.io.encoders import FORMAT_VERSION, LIGHTNING_KEY, LSAP_ENCODER_FORMAT, init_backbone
+from lsap.io.errors import CheckpointError
+from lsap.losses import LossInputs, build_objective
+from lsap.metrics import mse
+from lsap.nets.encoder import PyramidEncoder, progressive_stage
+
+log = logging.getLogger(__name__)
+
+
+def match_size(images: Tensor, size: int) -> Tensor:
+    """Generator output [N, 3, R, R] -> [N, 3, size, size]: area pooling down (pSp's face pool),
+    bilinear up."""
+    if images.shape[-1] == size:
+        return images
+    if images.shape[-1] > size:
+        return F.adaptive_avg_pool2d(images, size)
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def encoder_objective(
+    encoder: PyramidEncoder,
+    G,
+    objective,
+    images: Tensor,
+    *,
+    noise_mode: str = "random",
+    layers: list[int] | None = None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+    """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
+
+    Args:
+        encoder: images [N, 3, S, S] in [-1, 1] -> w_plus [N, num_ws, w_dim].
+        G: the frozen generator.
+        objective: ``lsap.losses.Objective`` (per-sample weighted terms).
+        images: inputs, also the reconstruction targets, [N, 3, S, S] in [-1, 1].
+        noise_mode: generator noise ("random" in training, "const" for reproducible values).
+        layers: w+ indices for the layer-restricted terms (delta_norm, sncd); None = all.
+
+    Returns:
+        ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
+        term's per-sample values {name: [N]}, the codes [N, num_ws, w_dim] and the generator's
+        images resized to S, [N, 3, S, S].
+    """
+    w_plus = encoder(images)
+    recon = match_size(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
+    inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
+    total, values = objective(inputs)
+    return total.mean(), values, w_plus, recon
+
+
+class EncoderSystem(pl.LightningModule):
+    """Train an image encoder into a frozen generator's W+ (LSAP_E; e4e / pSp with ``sncd: 0``).
+
+    All arguments are plain config dicts (they are saved as hyper-parameters, so
+    ``EncoderSystem.load_from_checkpoint(path)`` rebuilds the system; the generator is rebuilt
+    from ``generator`` and checked against the sha256 in the checkpoint).
+
+    Args:
+        encoder: ``net`` (a ``_partial_`` config of an encoder class; num_ws and w_dim come from
+            the generator), ``backbone_weights`` (IR-SE50 ``model_ir_se50.pth`` or null),
+            ``progressive_start`` (null = no progressive training), ``progressive_step_every``.
+        generator: a ``generator`` config (``lsap.io.generator_from_config``).
+        loss: a ``loss`` config (weights and ``options``; ``lsap.losses.build_objective``).
+        alignment: ``num_samples``, ``seed``, ``batch_size``, ``cache_dir`` of the S^N anchors.
+        optimizer: a ``_partial_`` optimiser config, called with the encoder's parameters.
+        noise_mode: generator noise in training ("random" as pSp/e4e/LSAP, or "const").
+        val_noise_mode: generator noise in validation ("const": reproducible).
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: Mapping[str, Any],
+        generator: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        alignment: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        noise_mode: str = "random",
+        val_noise_mode: str = "const",
+    ) -> None:
+        super().__init__()
+        from hydra.utils import instantiate
+
+        self.save_hyperparameters()
+        G = generator_from_config(generator, "cpu").eval().requires_grad_(False)
+        net = instantiate(encoder["net"])(num_ws=G.num_ws, w_dim=G.w_dim)
+        if not isinstance(net, PyramidEncoder):
+            raise TypeError(f"encoder.net must build a PyramidEncoder, got {type(net).__name__}")
+        if encoder.get("backbone_weights"):
+            n = init_backbone(net, encoder["backbone_weights"])
+            log.info("initialised %d backbone tensors from %s", n, encoder["backbone_weights"])
+        with torch.no_grad():
+            net.set_latent_avg(G.w_avg)  # codes start from the average latent
+        self.encoder = net
+        self.progressive_start = encoder.get("progressive_start")
+        self.progressive_step_every = int(encoder.get("progressive_step_every") or 0)
+        if not net.progressive:
+            self.progressive_start = None
+        net.set_progressive_stage(self._stage_at(0))
+
+        a = alignment
+        anchors = compute_anchors(
+            G,
+            int(a["num_samples"]),
+            int(a["seed"]),
+            batch_size=int(a.get("batch_size", 10_000)),
+            cache_dir=a.get("cache_dir"),
+        )
+        objective = build_objective(loss, generator=G, anchors=anchors)
+        lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
+        if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
+            from lsap.losses.perceptual import LPIPSLoss
+
+            lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+        # Frozen parts: outside the module tree (see the module docstring), moved by _apply.
+        self._frozen = {"G": G, "objective": objective.eval(), "lpips": lpips.eval()}
+        self._anchors = [t.clone() for t in anchors]
+        self.noise_mode, self.val_noise_mode = noise_mode, val_noise_mode
+
+        from torchmetrics import MeanMetric
+
+        from lsap.alignment import SNCDMetric
+
+        self.val_metrics = nn.ModuleDict({k: MeanMetric() for k in ("mse", "lpips", "id")})
+        self.val_sncd = SNCDMetric(G.num_ws)
+        self._reported_skips: set[str] = set()
+
+    # -- frozen parts -----------------------------------------------------------------------------
+    @property
+    def G(self):
+        return self._frozen["G"]
+
+    @property
+    def objective(self):
+        return self._frozen["objective"]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for m in self._frozen.values():
+            m._apply(fn, *args, **kwargs)
+        self._anchors = [fn(a) for a in self._anchors]
+        return self
+
+    # -- progressive schedule ---------------------------------------------------------------------
+    def _stage_at(self, step: int) -> int:
+        return progressive_stage(
+            step, self.encoder.num_ws, self.progressive_start, self.progressive_step_every
+        )
+
+    @property
+    def loss_layers(self) -> list[int] | None:
+        """w+ indices for delta_norm and sncd: the active stage (progressive e4e), else all."""
+        return self.encoder.active_layers if self.encoder.progressive else None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.encoder.set_progressive_stage(self._stage_at(self.global_step))
+
+    # -- steps ------------------------------------------------------------------------------------
+    def forward(self, images: Tensor) -> Tensor:
+        """images [N, 3, S, S] in [-1, 1] -> w_plus [N, num_ws, w_dim]."""
+        return self.encoder(images)
+
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Tensor] | None:
+        self._report_skipped(batch)
+        images = batch["images"]
+        if images is None:  # every file of this batch was unreadable
+            return None
+        loss, values, w_plus, recon = encoder_objective(
+            self.encoder,
+            self.G,
+            self.objective,
+            images,
+            noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
+            layers=self.loss_layers,
+        )
+        train = stage == "train"
+        kw = {"batch_size": images.shape[0], "on_step": train, "on_epoch": not train}
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=not train, **kw)
+        for name, v in values.items():
+            self.log(f"{stage}/loss/{name}", v.mean(), sync_dist=not train, **kw)
+        return {"loss": loss, "w_plus": w_plus.detach(), "reconstructions": recon.detach()}
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int):
+        out = self._shared_step(batch, "train")
+        self.log("train/progressive_stage", float(self.encoder.progressive_stage), on_step=True)
+        return out
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int):
+        out = self._shared_step(batch, "val")
+        if out is None:
+            return None
+        images, recon = batch["images"], out["reconstructions"]
+        values = {
+            "mse": mse(recon, images),
+            "lpips": self._frozen["lpips"].distance(recon, images),
+        }
+        if "id" in self.objective.terms:  # cosine similarity of face embeddings (higher = better)
+            emb = self.objective.terms["id"].embedder
+            values["id"] = (emb(recon) * emb(images)).sum(1)
+        for name, v in values.items():
+            metric = self.val_metrics[name]
+            metric.update(v)
+            # Lightning computes (synced over ranks) and resets the metric at epoch end
+            self.log(f"val/metric/{name}", metric, on_step=False, on_epoch=True)
+        _, per_layer = sncd(self.G, out["w_plus"], self._anchors)
+        self.val_sncd.update(per_layer)
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_sncd.update_called:
+            s = self.val_sncd.compute()  # synced over ranks: identical everywhere
+            self.log("val/metric/sncd", s["total"], sync_dist=True)  # sum over the num_ws layers
+            self.log("val/metric/sncd_layer_mean", s["mean"], sync_dist=True)
+        self.val_sncd.reset()
+
+    def configure_optimizers(self):
+        from hydra.utils import instantiate
+
+        return instantiate(self.hparams.optimizer)(self.encoder.parameters())
+
+    def _report_skipped(self, batch: Mapping[str, Any]) -> None:
+        for _, path, reason in batch.get("skipped") or ():
+            if path not in self._reported_skips:
+                self._reported_skips.add(path)
+                log.warning("skipping %s: %s", path, reason)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def encoder_header(self) -> dict[str, Any]:
+        """What lsap.load_encoder needs besides the weights (stored under 'lsap_encoder')."""
+        from lsap import __version__
+
+        return {
+            "format": LSAP_ENCODER_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": self.encoder.config(),
+            "generator_sha256": self.G.sha256,
+            "progressive_stage": self.encoder.progressive_stage,
+            "lsap_version": __version__,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[LIGHTNING_KEY] = self.encoder_header()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        head = checkpoint.get(LIGHTNING_KEY)
+        if not isinstance(head, Mapping):
+            raise CheckpointError(
+                "<checkpoint>", f"not an lsap-train checkpoint (no '{LIGHTNING_KEY}')"
+            )
+        if head.get("generator_sha256") != self.G.sha256:
+            raise CheckpointError(
+                "<checkpoint>",
+                f"trained with generator sha256 {head.get('generator_sha256')}, but the generator "
+                f"config builds {self.G.sha256}",
+            )
+        self.encoder.set_progressive_stage(int(head["progressive_stage"]))

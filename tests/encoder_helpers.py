@@ -1,0 +1,49 @@
+"""Helpers of the encoder tests: a one-thread fixture, and a callback the CLI tests inject
+(``+callbacks.probe._target_=encoder_helpers.RecordBatches``) with which each process writes what
+it trained on to ``<out_dir>/rank<r>.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks on a shared 2-core machine: one thread avoids OpenMP contention (up to 5x
+    faster under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class RecordBatches(pl.Callback):
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.seen: list[dict] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(
+            {
+                "step": trainer.global_step,
+                "index": batch["index"].tolist(),
+                "stage": pl_module.encoder.progressive_stage,
+            }
+        )
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        rank = trainer.global_rank
+        out = {
+            "rank": rank,
+            "world_size": trainer.world_size,
+            "pid": os.getpid(),
+            "seen": self.seen,
+        }
+        (self.out_dir / f"rank{rank}.json").write_text(json.dumps(out))
