@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.data.toy import ATTRIBUTES
@@ -25,7 +26,6 @@ from lsap.io.provenance import provenance
 from lsap.systems.checkpointing import AtomicCheckpointIO
 from lsap.systems.instantiate import build_trainer
 from lsap.systems.toy_classifier import ToyClassifierSystem, evaluate, predict_all
-from lsap.systems.toy_data import ToyFacesDataModule
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
         "kinds": [a.kind for a in ATTRIBUTES],
     }
     system = ToyClassifierSystem(classifier, **plain["optim"])
-    data = ToyFacesDataModule(**plain["data"])
+    data = instantiate(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
     ckpt_dir = out / "checkpoints"
     trainer = build_trainer(
         cfg.trainer,

@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.io.provenance import provenance
@@ -23,7 +24,6 @@ from lsap.systems.checkpointing import AtomicCheckpointIO
 from lsap.systems.gan import GANSystem
 from lsap.systems.gan_callbacks import ExportGenerator, SampleGrid
 from lsap.systems.instantiate import build_trainer
-from lsap.systems.toy_data import ToyFacesDataModule
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -40,7 +40,7 @@ def train(cfg: DictConfig) -> Path:
     system = GANSystem(
         plain["generator"]["arch"], plain["discriminator"], seed=cfg.seed, **plain["gan"]
     )
-    data = ToyFacesDataModule(**plain["data"])
+    data = instantiate(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
     ckpt_dir = out / "checkpoints"
     callbacks = [
         ModelCheckpoint(

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lsap.data.toy import ToyFaces
+from lsap.data.toy import ToyFaces, collate_toy
 from lsap.systems.gan import GANSystem
 from lsap.training import ema_beta
 
@@ -21,7 +21,8 @@ D_ARCH = dict(channel_base=128, channel_max=32)
 
 
 def _fit(system: GANSystem, batches: int, batch_size: int = 4) -> None:
-    data = DataLoader(ToyFaces(batches * batch_size, seed=0, resolution=16), batch_size=batch_size)
+    faces = ToyFaces(batches * batch_size, seed=0, resolution=16)
+    data = DataLoader(faces, batch_size=batch_size, collate_fn=collate_toy)
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=1,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,8 +251,9 @@ class ToyFaces(Dataset):
         resolution: output size (32 default, 64 supported).
         start: index of the first image (held-out sets: another seed or a disjoint range).
 
-    Items are ``{"image": [3, R, R] float32 in [-1, 1], "labels": [A] float32, "index": int}``;
-    ``labels`` follows ``ATTRIBUTE_NAMES`` (binary 0/1, scalar in [0, 1]).
+    Items are ``{"image": [3, R, R] float32 in [-1, 1], "labels": [A] float32, "index": int,
+    "path": "toy:<seed>:<index>"}``; ``labels`` follows ``ATTRIBUTE_NAMES`` (binary 0/1, scalar
+    in [0, 1]). :func:`collate_toy` batches them in ``lsap.data.collate_images``' layout.
     """
 
     attribute_names = ATTRIBUTE_NAMES
@@ -268,15 +270,33 @@ class ToyFaces(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> dict:
+        i = self.start + index
         return {
             "image": self.images[index].float() / 127.5 - 1.0,
             "labels": self.labels[index],
-            "index": self.start + index,
+            "index": i,
+            "path": f"toy:{self.seed}:{i}",
         }
 
     def label_dict(self, index: int) -> dict[str, float]:
         """Labels of item ``index`` by attribute name."""
         return dict(zip(ATTRIBUTE_NAMES, self.labels[index].tolist(), strict=True))
+
+
+def collate_toy(items: Sequence[dict]) -> dict:
+    """Batch :class:`ToyFaces` items like ``lsap.data.collate_images`` (plus the labels).
+
+    Returns:
+        ``{"images": [B, 3, R, R] in [-1, 1], "labels": [B, A], "index": [B] long,
+        "path": list[str], "skipped": []}``
+    """
+    return {
+        "images": torch.stack([it["image"] for it in items]),
+        "labels": torch.stack([it["labels"] for it in items]),
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        "path": [it["path"] for it in items],
+        "skipped": [],
+    }
 
 
 def write_toy_images(

@@ -110,7 +110,7 @@ class GANSystem(pl.LightningModule):
     # -- training ------------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         hp = self.hparams
-        real = batch["image"]  # [N, 3, R, R] in [-1, 1]
+        real = batch["images"]  # [N, 3, R, R] in [-1, 1]
         N = real.shape[0]
         opt_g, opt_d = self.optimizers()
 

@@ -55,13 +55,13 @@ class ToyClassifierSystem(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         hp = self.hparams
-        x = blur_and_noise(batch["image"], blur_prob=hp.blur_prob, noise_std=hp.noise_std)
+        x = blur_and_noise(batch["images"], blur_prob=hp.blur_prob, noise_std=hp.noise_std)
         loss, _ = attribute_loss(self.model(x), batch["labels"], self.model.binary_mask)
         self.log("train/loss/total", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        self._val.append((self.model.predict(batch["image"]), batch["labels"]))
+        self._val.append((self.model.predict(batch["images"]), batch["labels"]))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:

@@ -1,11 +1,15 @@
-"""DataModule over the procedural toy faces (``lsap.data.toy``): rendered once, held in memory."""
+"""DataModule over the procedural toy faces (``lsap.data.toy``): rendered once, held in memory.
+
+Batches follow ``lsap.data.collate_images`` (``images``, ``index``, ``path``, ``skipped``) and add
+``labels [B, A]`` (``lsap.data.toy.collate_toy``).
+"""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from lsap.data.toy import ToyFaces
+from lsap.data.toy import ToyFaces, collate_toy
 
 
 class ToyFacesDataModule(pl.LightningDataModule):
@@ -52,10 +56,16 @@ class ToyFacesDataModule(pl.LightningDataModule):
             shuffle=True,
             drop_last=True,
             num_workers=hp.num_workers,
+            collate_fn=collate_toy,
         )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
         hp = self.hparams
-        return DataLoader(self.val_set, batch_size=hp.batch_size, num_workers=hp.num_workers)
+        return DataLoader(
+            self.val_set,
+            batch_size=hp.batch_size,
+            num_workers=hp.num_workers,
+            collate_fn=collate_toy,
+        )
