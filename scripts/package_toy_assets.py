@@ -101,7 +101,9 @@ def main() -> None:
         return {
             "steps": prov.get("steps"),
             "images_seen": prov.get("seen_images"),
-            "final_losses": {k: v for k, v in m.items() if k.startswith("train/")},
+            "final_losses": {
+                k: v for k, v in m.items() if k.startswith("train/") and k != "train/kimg"
+            },
             "final_losses_are": "means of the last 20 logged values (logged every 25 steps)",
         }
 
