@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from lsap.alignment import compute_anchors
-from lsap.io import init_generator, save_generator
+from lsap.assets import asset_path
+from lsap.io import file_sha256, init_generator, save_generator
 
 pytestmark = pytest.mark.skipif(shutil.which("lsap-sncd") is None, reason="lsap not installed")
 
@@ -34,7 +35,8 @@ def test_default_run_scores_generator_samples(tmp_path):
     assert r["num_codes"] == 500 and len(r["per_layer"]) == 8
     # samples of the generator score at the expectation 1 - ||a_i|| per layer
     assert r["sncd"] == pytest.approx(sum(r["sampled_expectation_per_layer"]), rel=0.05)
-    assert r["provenance"]["generator_sha256"] == init_generator(_tiny_arch(), 0).sha256
+    # the default generator is the trained toy generator shipped in the package
+    assert r["provenance"]["generator_sha256"] == file_sha256(asset_path("toy32/generator.pt"))
     assert r["provenance"]["config"]["num_codes"] == 500
     assert "total" in proc.stdout and list((tmp_path / "cache" / "anchors").glob("anchors-*.pt"))
 
@@ -72,7 +74,7 @@ def test_codes_file_of_a_saved_generator(tmp_path):
 
 def test_bad_codes_file_is_a_one_line_error(tmp_path):
     torch.save(torch.randn(3, 7, 64), tmp_path / "codes.pt")
-    proc = run_cli(tmp_path, f"codes={tmp_path}/codes.pt")
+    proc = run_cli(tmp_path, "generator=tiny", f"codes={tmp_path}/codes.pt")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert (

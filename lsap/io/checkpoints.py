@@ -143,7 +143,9 @@ def state_from_checkpoint(obj: Mapping[str, Any]) -> GeneratorState:
     """
     if obj.get("format") == LSAP_GENERATOR_FORMAT:
         cfg = GeneratorConfig.from_dict(obj["config"])
-        return GeneratorState(cfg, dict(obj["state_dict"]), "lsap")
+        # Files may store fp16 (shipped assets); the generator always computes in float32.
+        state = {k: v.float() for k, v in obj["state_dict"].items()}
+        return GeneratorState(cfg, state, "lsap")
     if "g_ema" in obj:  # rosinality release or training checkpoint
         return _from_rosinality(obj["g_ema"], obj.get("latent_avg"), "rosinality", "g_ema.")
     if isinstance(obj.get("state_dict"), Mapping):  # pSp / e4e release
@@ -329,16 +331,23 @@ def load_generator(
 
 
 def save_generator(
-    G: Generator, path: str | Path, provenance: Mapping[str, Any] | None = None
+    G: Generator,
+    path: str | Path,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write ``G`` in lsap's format (weights-only loadable), atomically.
 
-    The file holds ``format``, ``format_version``, ``config`` (dict), ``state_dict`` (float32 CPU
-    tensors, noise buffers included) and ``provenance`` (lsap version plus what the caller gives).
+    The file holds ``format``, ``format_version``, ``config`` (dict), ``state_dict`` (CPU tensors
+    of ``dtype``, noise buffers included) and ``provenance`` (lsap version plus what the caller
+    gives). ``dtype=torch.float16`` halves the file (shipped assets); loading returns float32.
     """
     from lsap import __version__
 
-    state = {k: v.detach().to("cpu", torch.float32) for k, v in G.state_dict().items()}
+    if not dtype.is_floating_point:
+        raise ValueError(f"save_generator: dtype must be a floating type, got {dtype}")
+    state = {k: v.detach().to("cpu", dtype) for k, v in G.state_dict().items()}
     obj = {
         "format": LSAP_GENERATOR_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -396,14 +405,21 @@ def _owner(G: Generator, param_name: str) -> torch.nn.Module:
 def generator_from_config(cfg: Mapping[str, Any], device: torch.device | str = "cpu") -> Generator:
     """Build the generator a Hydra ``generator`` config group describes.
 
-    ``cfg.path`` set: load that file, checking it against ``cfg.arch`` when given; a generator
-    delta is added to ``cfg.base`` (a file; null = the base file recorded in the delta).
+    ``cfg.path`` set: load that file (``asset:<name>`` = a file shipped in ``lsap/assets``),
+    checking it against ``cfg.arch`` when given; a generator delta is added to ``cfg.base``
+    (a file, ``asset:`` allowed; null = the base file recorded in the delta).
     ``cfg.path`` null: a random generator of architecture ``cfg.arch`` with ``cfg.seed``.
     """
+    from lsap.assets import resolve
+
     arch = dict(cfg.get("arch") or {})
     if cfg.get("path"):
+        base = cfg.get("base") or None
         return load_generator(
-            cfg["path"], device, expected=arch or None, base=cfg.get("base") or None
+            resolve(cfg["path"]),
+            device,
+            expected=arch or None,
+            base=resolve(base) if base else None,
         )
     if not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")

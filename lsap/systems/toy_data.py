@@ -1,0 +1,71 @@
+"""DataModule over the procedural toy faces (``lsap.data.toy``): rendered once, held in memory.
+
+Batches follow ``lsap.data.collate_images`` (``images``, ``index``, ``path``, ``skipped``) and add
+``labels [B, A]`` (``lsap.data.toy.collate_toy``).
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from lsap.data.toy import ToyFaces, collate_toy
+
+
+class ToyFacesDataModule(pl.LightningDataModule):
+    """Train split = images ``0 .. num_train-1`` of ``seed``; val split = ``num_val`` of ``val_seed``.
+
+    Args:
+        num_train: training images (rendered in ``setup``).
+        num_val: held-out images (0 = no validation loader).
+        seed: seed of the training faces.
+        val_seed: seed of the held-out faces (a different seed = disjoint faces).
+        resolution: image size (32 or 64).
+        batch_size: images per batch (training batches drop the remainder).
+        num_workers: DataLoader workers (0: the data are already tensors in memory).
+    """
+
+    def __init__(
+        self,
+        num_train: int = 10_000,
+        num_val: int = 0,
+        *,
+        seed: int = 0,
+        val_seed: int = 1,
+        resolution: int = 32,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_set: ToyFaces | None = None
+        self.val_set: ToyFaces | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if self.train_set is None:
+            self.train_set = ToyFaces(hp.num_train, seed=hp.seed, resolution=hp.resolution)
+        if self.val_set is None and hp.num_val > 0:
+            self.val_set = ToyFaces(hp.num_val, seed=hp.val_seed, resolution=hp.resolution)
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(
+            self.train_set,
+            batch_size=hp.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=hp.num_workers,
+            collate_fn=collate_toy,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        hp = self.hparams
+        return DataLoader(
+            self.val_set,
+            batch_size=hp.batch_size,
+            num_workers=hp.num_workers,
+            collate_fn=collate_toy,
+        )

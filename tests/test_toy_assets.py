@@ -1,0 +1,117 @@
+"""Packaged assets: the asset: paths, fp16 files that load as float32, and the shipped toy models
+(loadable, the manifest's sha256, non-constant samples, a classifier that reads fresh faces)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import lsap
+from lsap.assets import ASSETS_DIR, asset_path, resolve
+from lsap.data.toy import ATTRIBUTES, BINARY, SCALAR, ToyFaces
+from lsap.io import LsapFileError, file_sha256, generator_from_config, save_generator
+from lsap.io.classifier import load_toy_classifier, save_toy_classifier
+from lsap.nets.toy_classifier import ToyClassifier
+from lsap.systems.toy_classifier import evaluate, predict_all
+
+ROOT_CONF = Path(__file__).resolve().parents[1] / "conf"
+TOY32 = ASSETS_DIR / "toy32"
+NAMES = [a.name for a in ATTRIBUTES]
+# The shipped classifier scored 1.000 on every binary attribute and a mean absolute error of
+# 0.013-0.026 on the scalar ones (2,000 held-out faces, manifest.json); thresholds leave a margin.
+MIN_BINARY_ACCURACY = 0.97
+SCALAR_MAE_MAX = 0.05
+KINDS = [a.kind for a in ATTRIBUTES]
+
+
+def test_asset_names_stay_inside_the_package(tmp_path):
+    with pytest.raises(LsapFileError, match="relative paths inside"):
+        asset_path("../io/checkpoints.py")
+    with pytest.raises(LsapFileError, match=r"asset:toy32/nothing\.pt: no such packaged asset"):
+        resolve("asset:toy32/nothing.pt")
+    assert resolve(tmp_path / "g.pt") == tmp_path / "g.pt"
+
+
+def test_fp16_generator_file_is_half_the_size_and_loads_float32(tiny_G, tmp_path):
+    p32 = save_generator(tiny_G, tmp_path / "g32.pt")
+    p16 = save_generator(tiny_G, tmp_path / "g16.pt", dtype=torch.float16)
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    G = lsap.load_generator(p16)
+    assert all(t.dtype == torch.float32 for t in G.state_dict().values())
+    w = tiny_G.mapping(torch.randn(4, tiny_G.z_dim, generator=torch.Generator().manual_seed(0)))
+    ref, got = tiny_G.synthesis(w), G.synthesis(w)
+    assert (ref - got).abs().max() < 0.02 and not torch.equal(ref, got)  # fp16 rounding only
+
+
+def test_classifier_round_trip(tmp_path):
+    model = ToyClassifier(resolution=16, width=8, hidden=16, names=NAMES, kinds=KINDS).eval()
+    path = save_toy_classifier(model, tmp_path / "c.pt", {"note": "x"}, dtype=torch.float16)
+    loaded = load_toy_classifier(path)
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    assert loaded.names == NAMES and next(loaded.parameters()).dtype == torch.float32
+    torch.testing.assert_close(loaded.predict(x), model.predict(x), atol=5e-3, rtol=0)
+    with pytest.raises(LsapFileError, match="not an lsap toy classifier"):
+        save_generator(lsap.Generator(resolution=8, z_dim=4, w_dim=4, n_mlp=1), tmp_path / "g.pt")
+        load_toy_classifier(tmp_path / "g.pt")
+
+
+# -- the shipped toy32 models --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads((TOY32 / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def toy_G():
+    return lsap.load_generator(asset_path("toy32/generator.pt"))
+
+
+def test_shipped_files_match_the_manifest(manifest):
+    for name, entry in manifest["files"].items():
+        path = TOY32 / name
+        assert file_sha256(path) == entry["sha256"], name
+        assert path.stat().st_size == entry["bytes"] < 3_000_000, name
+        for key in ("command", "config", "seed", "steps", "run_wall_time_s"):
+            assert entry[key] is not None, (name, key)
+    g = manifest["files"]["generator.pt"]
+    assert g["images_seen"] > 0 and "train/loss/g" in g["final_losses"]
+
+
+def test_shipped_generator_loads_float32_and_its_samples_vary(toy_G, manifest):
+    assert toy_G.sha256 == manifest["files"]["generator.pt"]["sha256"]
+    assert all(t.dtype == torch.float32 for t in toy_G.state_dict().values())
+    cfg = OmegaConf.load(ROOT_CONF / "generator" / "toy32.yaml")
+    assert toy_G.config.to_dict() == dict(cfg.arch)
+    G = generator_from_config(cfg)  # path asset:toy32/generator.pt, checked against arch
+    assert G.sha256 == toy_G.sha256
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(0))
+    images = G(z)  # [64, 3, 32, 32]
+    assert images.shape == (64, 3, 32, 32)
+    assert images.std(0).mean() > 0.15  # samples differ from each other (not a constant image)
+    assert images.abs().mean() < 1.5  # and stay in the image range
+
+
+def test_shipped_classifier_reads_fresh_faces(manifest):
+    model = load_toy_classifier(asset_path("toy32/classifier.pt"))
+    assert model.names == NAMES
+    faces = ToyFaces(400, seed=777)  # neither the training (0) nor the held-out (1) seed
+    metrics = evaluate(model, predict_all(model, faces.images.float() / 127.5 - 1), faces.labels)
+    for i in BINARY:
+        assert metrics[f"acc/{NAMES[i]}"] > MIN_BINARY_ACCURACY, NAMES[i]
+    for i in SCALAR:
+        assert metrics[f"mae/{NAMES[i]}"] < SCALAR_MAE_MAX, NAMES[i]
+
+
+def test_shipped_generator_samples_show_attribute_variation(toy_G):
+    """The classifier sees both classes of every binary attribute among the generator's samples."""
+    model = load_toy_classifier(asset_path("toy32/classifier.pt"))
+    z = torch.randn(256, toy_G.z_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        p = predict_all(model, toy_G(z))
+    rates = (p[:, list(BINARY)] > 0.5).float().mean(0)
+    for i, r in zip(BINARY, rates.tolist(), strict=True):
+        assert 0.03 < r < 0.97, (NAMES[i], r)
