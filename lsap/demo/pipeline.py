@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,42 @@ def summary_line(setup: DemoSetup, inputs: DemoImages, methods: Sequence[str], w
     )
 
 
+@dataclass
+class Comparison:
+    """Every method's inversions of the same images, their edits, and the scores of both
+    (``score_inversions``, ``score_edits``, ``editability_summary``)."""
+
+    inversions: list[Inversion]
+    methods: dict[str, dict[str, Any]]
+    edited: list[EditedImages]
+    edits: dict[str, dict[str, Any]]
+    editability: dict[str, dict[str, float]]
+
+
+def compare_methods(
+    setup: DemoSetup, inputs: DemoImages, *, seed: int = 0, batch_size: int = 64
+) -> Comparison:
+    """Invert with every method, edit every inversion, score both (no file is written)."""
+    G = setup.G
+    inversions = invert_all(setup, inputs, seed=seed, batch_size=batch_size)
+    methods = score_inversions(
+        G, setup.anchors, inputs, inversions, setup.scorer, batch_size=batch_size
+    )
+    log.info("editing: %d edits x %d methods", len(setup.edits), len(inversions))
+    edited = edit_inversions(G, inversions, setup.edits, batch_size=batch_size)
+    edits = score_edits(
+        G,
+        setup.anchors,
+        inputs,
+        inversions,
+        edited,
+        setup.scorer,
+        classifier=setup.classifier,
+        batch_size=batch_size,
+    )
+    return Comparison(inversions, methods, edited, edits, editability_summary(edits))
+
+
 def run_demo(
     setup: DemoSetup,
     inputs: DemoImages,
@@ -180,23 +217,11 @@ def run_demo(
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
 
-    inversions = invert_all(setup, inputs, seed=seed, batch_size=batch_size)
-    methods = score_inversions(
-        G, setup.anchors, inputs, inversions, setup.scorer, batch_size=batch_size
-    )
+    comparison = compare_methods(setup, inputs, seed=seed, batch_size=batch_size)
+    inversions, methods = comparison.inversions, comparison.methods
+    edited, edits = comparison.edited, comparison.edits
     for inv in inversions:
         save_inversion(output_dir, inv, inputs, methods[inv.name], provenance)
-    edited: list[EditedImages] = edit_inversions(G, inversions, setup.edits, batch_size=batch_size)
-    edits = score_edits(
-        G,
-        setup.anchors,
-        inputs,
-        inversions,
-        edited,
-        setup.scorer,
-        classifier=setup.classifier,
-        batch_size=batch_size,
-    )
     names = [inv.name for inv in inversions]
     images_info = []
     for i, n in enumerate(inputs.names):
@@ -222,7 +247,7 @@ def run_demo(
         "images": images_info,
         "methods": methods,
         "edits": edits,
-        "editability": editability_summary(edits),
+        "editability": comparison.editability,
         "notes": list(setup.notes),
         "definitions": {
             **DEFINITIONS,
