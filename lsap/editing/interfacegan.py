@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lsap.assets import resolve as resolve_asset
 from lsap.editing.edit import Edit, LayerSpec, resolve_layers, restrict
 from lsap.io.errors import LsapFileError
 
@@ -109,12 +110,13 @@ def interfacegan_edit(
     """An InterFaceGAN edit: ``w+[:, layers] += factor * direction``.
 
     Args:
-        direction: a direction file (see the module docstring) or a tensor of those shapes.
+        direction: a direction file (see the module docstring; ``asset:<name>`` for a packaged
+            one, e.g. ``asset:toy32/directions/smile.pt``) or a tensor of those shapes.
         num_ws, w_dim: the generator's sizes (``G.num_ws``, ``G.w_dim``).
         layers: w+ layers to edit (see :func:`lsap.editing.resolve_layers`); None = all.
         name: label; default ``interfacegan/<file stem>``.
     """
-    path = Path(direction) if isinstance(direction, str | Path) else None
+    path = resolve_asset(direction) if isinstance(direction, str | Path) else None
     raw = read_direction(path) if path is not None else direction.detach().float().cpu()
     full = check_direction(raw, num_ws, w_dim, path or "<direction>")
     idx = resolve_layers(layers, num_ws)
@@ -136,30 +138,39 @@ def fit_direction(
     labels: Tensor,
     *,
     kind: str = "binary",
-    l2: float = 1e-3,
+    l2: float = 1e-4,
     balanced: bool = True,
     max_iter: int = 500,
+    rcond: float = 1e-8,
 ) -> Tensor:
     """The unit normal of a linear attribute boundary in W (InterFaceGAN's direction).
 
-    Each W dimension is standardised (mean 0, std 1 over the samples), a linear model is fitted,
-    and its coefficients are mapped back to W coordinates (divided by the std): the result is the
-    gradient of the model's score in W, i.e. the normal of its level sets (the boundary).
+    W is whitened (centred, rotated onto the principal axes of its sample covariance and scaled to
+    unit variance; eigenvalues below ``rcond`` times the largest are clamped), a linear model is
+    fitted there, and its coefficients are mapped back to W coordinates: the result is the
+    gradient of the model's score in W, i.e. the normal of its level sets (the boundary). In
+    whitened coordinates the L2 penalty shrinks towards ``Sigma^-1 (mu_1 - mu_0)``, which is
+    parallel to the true normal when W is elliptically distributed and the label depends on one
+    projection, so the penalty does not tilt the normal towards W's high-variance axes (as it
+    does for a penalty on raw or per-dimension standardised coefficients).
 
     - ``kind="binary"``: L2-regularised logistic regression, fitted in float64 with L-BFGS
       (strong-Wolfe line search) to ``mean_i c_i * BCE(x_i . b + b0, y_i) + l2/2 * |b|^2``;
       ``balanced`` weights both classes equally (``c_i = N / (2 N_class)``), so a rare attribute
       still gets a boundary between the classes rather than one that ignores them.
     - ``kind="scalar"``: ridge least squares, closed form,
-      ``b = (X^T X / N + l2 I)^-1 X^T (y - mean y) / N``.
+      ``b = (X^T X / N + l2 I)^-1 X^T (y - mean y) / N`` (on whitened X: the least-squares
+      direction, ``l2`` only scales it).
 
     Args:
         w: W codes [N, w_dim] (not W+), any float dtype; not modified.
         labels: [N]; binary: 0/1 (bool or numbers); scalar: any finite values.
         kind: "binary" or "scalar".
-        l2: penalty on the standardised coefficients (> 0 keeps separable data finite).
+        l2: penalty on the whitened coefficients (> 0 keeps separable data finite; small values
+            approach the maximum-margin boundary on separable labels).
         balanced: binary only, see above.
         max_iter: L-BFGS iterations (binary only).
+        rcond: relative floor of the covariance eigenvalues (near-singular W).
 
     Returns:
         float32 [w_dim] on ``w``'s device, unit L2 norm, pointing towards label 1 (binary) or
@@ -181,8 +192,13 @@ def fit_direction(
     y = labels.detach().to("cpu", torch.float64)
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise ValueError("w and labels must be finite")
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-12)
-    xs = (x - mean) / std  # [N, w_dim], standardised
+    # whitened, so that the penalty does not tilt the normal (see the docstring)
+    mean = x.mean(0)
+    xc = x - mean
+    evals, evecs = torch.linalg.eigh(xc.T @ xc / x.shape[0])  # [w_dim], [w_dim, w_dim]
+    evals = evals.clamp_min(evals.max().clamp_min(1e-300) * rcond)
+    whiten = evecs / evals.sqrt()  # [w_dim, w_dim]: W coordinates -> whitened
+    xs = xc @ whiten  # [N, w_dim], mean 0, covariance I (on the kept spectrum)
     n, d = xs.shape
     if kind == "scalar":
         if y.std() == 0:
@@ -224,7 +240,7 @@ def fit_direction(
         with torch.enable_grad():
             opt.step(closure)
         coef = coef.detach()
-    normal = coef / std  # the score's gradient in W coordinates
+    normal = whiten @ coef  # the score's gradient in W coordinates
     norm = normal.norm()
     if not torch.isfinite(norm) or norm == 0:
         raise ValueError("the fitted boundary is degenerate (zero or non-finite normal)")
