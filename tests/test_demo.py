@@ -138,8 +138,8 @@ def test_edits_at_factor_zero_change_nothing(demo_run):
         for m in METHODS:
             zero = entry["methods"][m]["+0"]
             # the factor-0 image is the reconstruction up to float rounding of another batch
-            assert zero["others_change"] == pytest.approx(0.0, abs=1e-5)
-            assert zero["target_change"] == pytest.approx(0.0, abs=1e-5)
+            assert zero["others_abs_delta"] == pytest.approx(0.0, abs=1e-5)
+            assert zero["target_shift"] == pytest.approx(0.0, abs=1e-5)
             assert all(abs(v) < 1e-5 for v in zero["attribute_change"].values())
             assert zero["lpips"] == pytest.approx(0.0, abs=1e-5)
             moved = entry["methods"][m]["+3"]
@@ -147,7 +147,7 @@ def test_edits_at_factor_zero_change_nothing(demo_run):
             assert max(abs(v) for v in moved["attribute_change"].values()) > 1e-3
     summary = r["editability"]
     assert set(summary) == set(METHODS)
-    assert all("target_change" in s and "others_change" in s for s in summary.values())
+    assert all("target_shift" in s and "others_abs_delta" in s for s in summary.values())
     assert (out / "grids" / "interfacegan__smile.png").exists()
 
 

@@ -9,28 +9,30 @@ import pytest
 import torch
 
 from lsap.assets import asset_path
-from lsap.metrics.editability import attribute_index, edit_attribute_scores
+from lsap.metrics.attribute_edits import attribute_index
 
 
-def test_edit_scores_sign_the_target_towards_the_edit():
+def test_attribute_effects_sign_the_target_towards_the_edit():
+    from lsap.demo.compare import attribute_effects
+
     before = torch.tensor([[0.2, 0.5, 0.9], [0.6, 0.1, 0.3]])
     after = torch.tensor([[0.7, 0.4, 0.9], [0.9, 0.3, 0.3]])
-    up = edit_attribute_scores(before, after, factor=3.0, target=0)
-    assert torch.allclose(up["target_change"], torch.tensor([0.5, 0.3]))
-    assert torch.allclose(up["target_success"], torch.tensor([1.0, 1.0]))
-    # others: mean |change| of attributes 1 and 2
-    assert torch.allclose(up["others_change"], torch.tensor([0.05, 0.1]))
-    down = edit_attribute_scores(before, after, factor=-3.0, target=0)
-    assert torch.allclose(down["target_change"], torch.tensor([-0.5, -0.3]))
-    assert torch.equal(down["target_success"], torch.tensor([0.0, 0.0]))
-    zero = edit_attribute_scores(before, before, factor=0.0, target=1)
-    assert torch.equal(zero["others_change"], torch.zeros(2))
-    assert torch.isnan(zero["target_success"]).all()
-    none = edit_attribute_scores(before, after, factor=1.0, target=None)
-    assert "target_change" not in none
-    assert torch.allclose(none["others_change"], (after - before).abs().mean(1))
-    with pytest.raises(ValueError, match="outside"):
-        edit_attribute_scores(before, after, factor=1.0, target=3)
+    binary = [True, True, False]
+    up = attribute_effects(before, after, 3.0, 0, binary)
+    assert up["target_shift"] == pytest.approx(0.4) == up["target_delta"]
+    assert up["target_success"] == 1.0  # the one face below 0.5 crossed
+    assert up["others_abs_delta"] == pytest.approx((0.15 + 0.0) / 2)
+    down = attribute_effects(before, after, -3.0, 0, binary)
+    assert down["target_shift"] == pytest.approx(-0.4) and down["target_delta"] == pytest.approx(
+        0.4
+    )
+    zero = attribute_effects(before, before, 0.0, 1, binary)
+    assert zero["others_abs_delta"] == 0.0 and zero["target_shift"] == 0.0
+    # no target (SeFa): every attribute is an "other"
+    none = attribute_effects(before, after, 1.0, None, binary)
+    assert "target_shift" not in none
+    assert none["others_abs_delta"] == pytest.approx(float((after - before).abs().mean()))
+    assert none["others_flip_rate"] == pytest.approx(0.25)  # attribute 0 flips on face 0 of 2
 
 
 def test_attribute_index_reads_the_edit_name():
@@ -80,10 +82,10 @@ def test_reproduction_rows_and_pairs():
         "lsap_e": method([0.5, 2.5, 1.0], [0.2, 0.1, 0.05]),
     }
     names = ["i0", "i1", "i2"]
-    rows = method_rows(methods, {"lsap_e": {"target_change": 0.4}}, names)
+    rows = method_rows(methods, {"lsap_e": {"target_shift": 0.4}}, names)
     assert rows["e4e"]["sncd"] == pytest.approx(2.0)
     assert rows["e4e"]["sncd_sem"] == pytest.approx(1.0 / math.sqrt(3))
-    assert rows["lsap_e"]["edit_target_change"] == 0.4 and "edit_target_change" not in rows["e4e"]
+    assert rows["lsap_e"]["edit_target_shift"] == 0.4 and "edit_target_shift" not in rows["e4e"]
     wins = paired_comparison(methods, "e4e", "lsap_e", names)
     assert wins["sncd"] == pytest.approx(2 / 3)  # lower on i0 and i2
     assert wins["mse"] == pytest.approx((0 + 0.5 + 1) / 3)  # worse, tie, better

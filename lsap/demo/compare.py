@@ -5,7 +5,7 @@ metrics the :class:`lsap.metrics.scorer.Scorer` is configured with) per image an
 domain, and FID of the reconstructions against the originals. Per edit, factor and method: SNCD
 of the edited codes, LPIPS to the unedited reconstruction, ID to the original, FID of the edited
 images against the originals and, on the toy domain with a classifier, editability
-(``lsap.metrics.editability``: the target attribute's change and the other attributes' change).
+(``lsap.metrics.attribute_edits``: the target attribute's change and the other attributes' change).
 Everything comes back as plain numbers (JSON); the edited images come back separately for grids.
 """
 
@@ -25,7 +25,12 @@ from lsap.demo.methods import Inversion
 from lsap.editing.build import EditSpec
 from lsap.editing.edit import factor_key
 from lsap.editing.render import render_edit
-from lsap.metrics.editability import attribute_index, attribute_predictions, edit_attribute_scores
+from lsap.metrics.attribute_edits import (
+    attribute_edit_effects,
+    attribute_index,
+    attribute_predictions,
+    per_attribute_abs_delta,
+)
 from lsap.metrics.scorer import Scorer
 from lsap.nets.stylegan2 import Generator
 
@@ -213,8 +218,10 @@ def score_edits(
         {factor_key: scores}}}`` with scores ``sncd`` (edited codes), ``lpips`` (to the unedited
         reconstruction), ``id`` (to the original; with a face network), ``fid`` (edited images vs
         the originals, on :func:`fid_group`'s images) and, with a classifier and toy images,
-        ``target_change``, ``target_success``, ``others_change`` and ``attribute_change``
-        ({attribute: mean change}) over the toy images (``lsap.metrics.editability``).
+        ``target_delta``, ``target_shift``, ``target_success`` (edits with a target attribute),
+        ``others_abs_delta``,
+        ``others_max_abs_delta``, ``others_flip_rate`` and ``attribute_change`` ({attribute: mean
+        change}) over the toy images (:func:`attribute_effects`).
     """
     device = G.w_avg.device
     sdev = _scores_device(scorer)
@@ -222,6 +229,7 @@ def score_edits(
     toy = inputs.indices(TOY)
     fid_on = fid_group(inputs)
     names = list(classifier.names) if classifier is not None else []
+    binary = [k == "binary" for k in classifier.config.kinds] if classifier is not None else []
     embeddings = None
     if scorer.face is not None:
         embeddings = torch.cat(
@@ -268,12 +276,9 @@ def score_edits(
                 after = attribute_predictions(
                     classifier, images[toy].to(device), batch_size=batch_size
                 ).cpu()
-                a = edit_attribute_scores(before_cache[e.method], after, f, target)
-                s["others_change"] = _mean(a["others_change"])
-                if target is not None:
-                    s["target_change"] = _mean(a["target_change"])
-                    s["target_success"] = _mean(a["target_success"])
-                s["attribute_change"] = {n: _mean(a["change"][:, k]) for k, n in enumerate(names)}
+                s.update(attribute_effects(before_cache[e.method], after, f, target, binary))
+                change = (after - before_cache[e.method]).mean(0)
+                s["attribute_change"] = {n: float(change[k]) for k, n in enumerate(names)}
             if fid_on is not None:
                 fid_sets[factor_key(f)] = images[fid_on[1]]
             per_factor[factor_key(f)] = s
@@ -285,10 +290,31 @@ def score_edits(
     return out
 
 
+def attribute_effects(
+    before: Tensor, after: Tensor, factor: float, target: int | None, binary: Sequence[bool]
+) -> dict[str, float]:
+    """Classifier readings before / after one edit [N, A] -> the edit's effects
+    (``attribute_edit_effects``); without a target attribute (e.g. a SeFa direction) every
+    attribute counts as "other". ``target_shift``: ``target_delta`` signed towards the edit's
+    side (> 0: the target moved the intended way), comparable across factors of both signs."""
+    if target is not None:
+        out = attribute_edit_effects(before, after, target=target, binary=binary, factor=factor)
+        return {**out, "target_shift": (1.0 if factor >= 0 else -1.0) * out["target_delta"]}
+    per = per_attribute_abs_delta(before, after)  # [A]
+    mask = torch.as_tensor(binary, dtype=torch.bool)
+    flips = ((before > 0.5) != (after > 0.5)).float().mean(0)[mask]
+    return {
+        "others_abs_delta": float(per.mean()),
+        "others_max_abs_delta": float(per.max()),
+        "others_flip_rate": float(flips.mean()) if flips.numel() else math.nan,
+    }
+
+
 EDITABILITY_KEYS = (
-    "target_change",
+    "target_shift",
     "target_success",
-    "others_change",
+    "others_abs_delta",
+    "others_flip_rate",
     "fid",
     "lpips",
     "id",
@@ -301,7 +327,7 @@ def editability_summary(
 ) -> dict[str, dict[str, float]]:
     """Per method: the mean of each editing score over every edit and non-zero factor.
 
-    ``target_change`` / ``target_success`` average over the edits that have a target attribute.
+    ``target_shift`` / ``target_success`` average over the edits that have a target attribute.
     """
     acc: dict[str, dict[str, list[float]]] = {}
     for entry in edit_scores.values():

@@ -56,11 +56,14 @@ DEFINITIONS = {
     "id": "cosine similarity of face embeddings of original and reconstruction (higher is better)",
     "fid": "Frechet distance between the feature statistics of the originals and of the "
     "reconstructions (or edited images), in the configured feature space",
-    "target change": "classifier reading of the edited attribute after minus before the edit, "
-    "signed towards the edit's side (toy faces, binary attributes: probability)",
-    "target success": "fraction of toy faces whose edited attribute reads on the edit's side "
-    "afterwards (p > 0.5 for a positive factor, < 0.5 for a negative one)",
-    "others change": "mean absolute change of every other attribute's reading (stability)",
+    "target shift": "classifier reading of the edited attribute after minus before the edit, "
+    "signed towards the edit's side (toy faces; binary attributes: probability, scalar ones: "
+    "value in [0, 1])",
+    "target success": "binary target: of the toy faces on the side the edit leaves, the fraction "
+    "that cross p = 0.5; scalar target: the fraction moved by > 0.1 the intended way",
+    "others |Δ|": "mean absolute change of the other attributes' readings (stability; lower is "
+    "better)",
+    "others flipped": "fraction of the other binary attributes' readings that cross p = 0.5",
     "encoder methods": "e4e: the encoder trained without SNCD; lsap_e: with the SNCD term (LSAP_E)",
     "optimisation methods": "projector: latent optimisation with sncd 0; lsap_o: with sncd > 0 "
     "(LSAP_O); both from w_avg, same steps, seeds and objective otherwise",

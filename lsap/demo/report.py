@@ -33,9 +33,10 @@ INVERSION_COLUMNS = (
     ("id", "ID", "high"),
 )
 EDIT_COLUMNS = (
-    ("target_change", "target change", "high"),
+    ("target_shift", "target shift", "high"),
     ("target_success", "target success", "high"),
-    ("others_change", "others change", "low"),
+    ("others_abs_delta", "others |Δ|", "low"),
+    ("others_flip_rate", "others flipped", "low"),
     ("fid", "FID edited", "low"),
     ("lpips", "LPIPS to unedited", "low"),
     ("id", "ID to original", "high"),
@@ -249,11 +250,11 @@ def render_html(
     if results.get("editability"):
         parts.append("<h2>Editing</h2>")
         parts.append(
-            "<p>Means over every edit and non-zero factor. Target change: the classifier's "
-            "reading of the edited attribute, moved towards the edit's side (probability for "
-            "binary attributes); others change: mean absolute change of every other attribute "
-            "(lower = more stable); both between the unedited reconstruction and the edited "
-            "image, on the toy faces.</p>"
+            "<p>Means over every edit and non-zero factor, on the toy faces, between the "
+            "unedited reconstruction and the edited image as the attribute classifier reads "
+            "them. Target shift: change of the edited attribute towards the edit's side; "
+            "target success: share of faces that cross to that side; others |Δ| / flipped: "
+            "change of every other attribute (lower = more stable). See Definitions.</p>"
         )
         parts.append(editability_table(results["editability"]))
     for edit, entry in (results.get("edits") or {}).items():

@@ -24,9 +24,10 @@ PER_IMAGE = (
     ("id", "ID", "high"),
 )
 EDITING = (
-    ("target_change", "target Δ", "high"),
+    ("target_shift", "target shift", "high"),
     ("target_success", "target success", "high"),
-    ("others_change", "others |Δ|", "low"),
+    ("others_abs_delta", "others |Δ|", "low"),
+    ("others_flip_rate", "others flipped", "low"),
     ("fid", "FID edited", "low"),
 )
 
@@ -49,7 +50,7 @@ def method_rows(
 ) -> dict[str, dict[str, float]]:
     """Per method: ``<metric>`` (mean over ``names``) and ``<metric>_sem`` for the per-image
     metrics, ``fid`` of the reconstructions, ``seconds_per_image``, and the editability means
-    prefixed ``edit_`` (``edit_target_change``, ``edit_others_change``, ``edit_fid``, ...).
+    prefixed ``edit_`` (``edit_target_shift``, ``edit_others_abs_delta``, ``edit_fid``, ...).
 
     Args:
         methods: ``score_inversions``' output.
