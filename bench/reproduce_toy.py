@@ -3,7 +3,7 @@ and the projector vs LSAP_O (optimisation without / with SNCD).
 
     python bench/reproduce_toy.py                           # 256 held-out toy faces (seed 2), CPU
     python bench/reproduce_toy.py --num-images 64 --out /tmp/r.json inversion.steps=100
-    python bench/reproduce_toy.py +optimisation.lsap_o_w005=0.05   # one more SNCD weight
+    python bench/reproduce_toy.py --extra-sncd-weights 0.02 0.5    # LSAP_O at more SNCD weights
 
 The settings are lsap-demo's (``conf/demo.yaml`` + ``conf/demo/toy32.yaml``: the shipped toy
 generator, encoders, InterFaceGAN directions and attribute classifier); trailing arguments are
@@ -35,6 +35,11 @@ import torch
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+def extra_name(weight: float) -> str:
+    """Method name of an extra LSAP_O weight: 0.5 -> ``lsap_o_sncd0p5``."""
+    return "lsap_o_sncd" + f"{weight:g}".replace(".", "p").replace("-", "m")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -43,6 +48,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2, help="toy seed of the faces (2: held out)")
     ap.add_argument("--out", default="outputs/reproduce_toy/results.json", help="JSON output")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument(
+        "--extra-sncd-weights",
+        type=float,
+        nargs="*",
+        default=[0.5],
+        help="more LSAP_O methods, one per SNCD weight (lsap_o_sncd<w>); the demo's lsap_o uses loss.sncd",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/demo.yaml")
     args = ap.parse_args()
     if args.threads:
@@ -70,6 +82,7 @@ def main() -> None:
         f"data.toy.seed={args.seed}",
         "data.astronaut=false",
         "paths.output_dir=" + str(Path(args.out).parent),
+        *[f"+optimisation.{extra_name(w)}={w}" for w in args.extra_sncd_weights],
         *args.overrides,
     ]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
@@ -83,8 +96,9 @@ def main() -> None:
     rows = method_rows(c.methods, c.editability, toy)
     pairs = {
         f"{m} vs {b}": paired_comparison(c.methods, b, m, toy)
-        for b, m in PAIRS
-        if b in c.methods and m in c.methods
+        for b, lsap in PAIRS
+        for m in c.methods
+        if b in c.methods and (m == lsap or m.startswith(f"{lsap}_"))
     }
     wall = time.perf_counter() - t0
 
