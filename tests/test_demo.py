@@ -32,9 +32,10 @@ def _tiny_G():
 
 
 def run_demo_cli(tmp_path, *overrides, timeout=400):
+    generator = [] if any(o.startswith("generator=") for o in overrides) else ["generator=tiny"]
     cmd = [
         "lsap-demo",
-        "generator=tiny",
+        *generator,
         f"paths.log_dir={tmp_path}/logs",
         f"paths.cache_dir={tmp_path}/cache",
         f"paths.output_dir={tmp_path}/out",
@@ -170,3 +171,45 @@ def test_bad_data_path_is_a_one_line_error(tmp_path):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and str(missing) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_generator_file_and_an_image_folder(tmp_path):
+    """The same command on a user's checkpoint and photo folder (no toy faces, no astronaut):
+    images named as lsap-invert names them, the folder's own pixels scored."""
+    from lsap.data.toy import write_toy_images
+    from lsap.io import file_sha256, save_generator
+
+    G = init_generator(_tiny_G().config, 7)
+    gpath = save_generator(G, tmp_path / "G.pt")
+    photos = tmp_path / "photos"
+    write_toy_images(photos / "set_a", 1, seed=9)
+    write_toy_images(photos, 1, seed=8)
+    enc = make_encoder(G, tmp_path / "enc.pt", seed=4)
+    proc = run_demo_cli(
+        tmp_path,
+        "generator=file",
+        f"generator.path={gpath}",
+        f"data.path={photos}",
+        "data.align=false",
+        f"encoders.lsap_e={enc}",
+        "optimisation.lsap_o=null",
+        "inversion.steps=5",
+        "loss.lpips=0",
+        "loss.l2=1",
+        "metrics=offline",
+        "metrics.fidelity=[mse,psnr]",
+        "metrics.editing=[sncd]",
+        "editing.sefa.components=[0]",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert list(r["methods"]) == ["lsap_e", "projector"]
+    names = sorted(r["methods"]["lsap_e"]["per_image"])
+    assert len(names) == 2 and any(n.startswith("set_a__") for n in names)
+    assert {i["domain"] for i in r["images"]} == {"photo"}
+    assert r["generator"]["sha256"] == file_sha256(gpath)
+    assert any("encoders.e4e is null" in n for n in r["notes"])
+    for name in names:
+        src = next(i["source"] for i in r["images"] if i["name"] == name)
+        assert _png(src).shape == (32, 32, 3)
+        assert np.array_equal(_png(src), _png(tmp_path / "out" / "originals" / f"{name}.png"))
