@@ -16,6 +16,7 @@ from demo_helpers import make_encoder, random_directions, save_directions
 from PIL import Image
 
 from lsap.io import init_generator
+from lsap.io.errors import LsapFileError
 
 pytestmark = pytest.mark.skipif(shutil.which("lsap-demo") is None, reason="lsap not installed")
 
@@ -162,6 +163,29 @@ def test_null_encoder_is_skipped_with_a_message(tmp_path):
     assert any("encoders.e4e is null" in n and "skipped" in n for n in notes)
     w = encoders["lsap_e"](torch.zeros(1, 3, 32, 32))
     assert w.shape == (1, G.num_ws, G.w_dim)
+    # a packaged encoder this installation lacks is skipped too; a missing user file is an error
+    encoders, notes = load_encoders({"e4e": "asset:toy32/no_such.pt"}, G, torch.device("cpu"))
+    assert encoders == {} and "not shipped" in notes[0]
+    with pytest.raises(LsapFileError, match="no_such_file.pt"):
+        load_encoders({"e4e": str(tmp_path / "no_such_file.pt")}, G, torch.device("cpu"))
+
+
+def test_edits_fall_back_to_sefa_without_directions(tmp_path):
+    from lsap.demo.build import build_demo_edits
+
+    G = _tiny_G()
+    dirs = save_directions(random_directions(G.w_dim, ["smile"], seed=3), tmp_path)
+    editing = {
+        "interfacegan": {"directions": {"smile": dirs["smile"]}, "factors": [-1.0, 1.0]},
+        "sefa": {"components": [0, 1], "factors": [2.0]},
+    }
+    assert [e.name for e in build_demo_edits(editing, G)] == ["interfacegan/smile"]
+    editing["interfacegan"]["directions"] = {"smile": "asset:toy32/directions/no_such.pt"}
+    notes = []
+    edits = build_demo_edits(editing, G, notes)
+    assert [e.name for e in edits] == ["sefa/all/dir0", "sefa/all/dir1"]
+    assert edits[0].factors == (2.0,)
+    assert any("not shipped" in n for n in notes) and any("SeFa" in n for n in notes)
 
 
 def test_bad_data_path_is_a_one_line_error(tmp_path):

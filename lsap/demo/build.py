@@ -61,14 +61,24 @@ def _plain(cfg: Any) -> Any:
     return copy.deepcopy(cfg)
 
 
+def shipped(path: Any) -> bool:
+    """False for an ``asset:<name>`` that this installation does not ship (any other path: True,
+    so that a missing file of the user's is still an error naming it)."""
+    from lsap.assets import ASSET_PREFIX, ASSETS_DIR
+
+    s = str(path)
+    return not s.startswith(ASSET_PREFIX) or (ASSETS_DIR / s[len(ASSET_PREFIX) :]).is_file()
+
+
 def load_encoders(
     paths: Mapping[str, Any] | None, G: Generator, device: torch.device
 ) -> tuple[dict[str, nn.Module], list[str]]:
     """Encoders named in ``paths`` (name -> file, ``asset:<name>`` allowed; null entries skipped).
 
     Returns:
-        (name -> encoder, notes): a note for each skipped (null) encoder, and for each encoder
-        recorded as trained for another generator (its codes are then scored as they are).
+        (name -> encoder, notes): a note for each skipped encoder (null, or a packaged
+        ``asset:`` this installation lacks), and for each encoder recorded as trained for
+        another generator (its codes are then scored as they are).
 
     Raises:
         CheckpointError: a missing or unreadable file (naming it).
@@ -80,6 +90,11 @@ def load_encoders(
     for name, path in (paths or {}).items():
         if not path:
             msg = f"encoders.{name} is null: method {name} skipped (give encoders.{name}=<file>)"
+            log.warning(msg)
+            notes.append(msg)
+            continue
+        if not shipped(path):
+            msg = f"encoders.{name} = {path} is not shipped with this installation: {name} skipped"
             log.warning(msg)
             notes.append(msg)
             continue
@@ -132,14 +147,23 @@ def build_objectives(
     return out
 
 
-def build_demo_edits(editing: Mapping[str, Any] | None, G: Generator) -> list[EditSpec]:
+def build_demo_edits(
+    editing: Mapping[str, Any] | None, G: Generator, notes: list[str] | None = None
+) -> list[EditSpec]:
     """The InterFaceGAN edits of ``editing.interfacegan.directions``; SeFa (``editing.sefa``)
-    when no direction is configured. Direction paths may be ``asset:<name>``."""
+    when no direction is configured. Direction paths may be ``asset:<name>``; packaged ones
+    this installation lacks are left out (with a note appended to ``notes``)."""
     from lsap.assets import resolve
 
     editing = _plain(editing) or {}
     ig = editing.get("interfacegan") or {}
-    directions = ig.get("directions") or {}
+    directions = {}
+    for name, entry in (ig.get("directions") or {}).items():
+        path = entry["path"] if isinstance(entry, Mapping) else entry
+        if shipped(path):
+            directions[name] = entry
+        elif notes is not None:
+            notes.append(f"InterFaceGAN direction {name} ({path}) is not shipped: left out")
     if directions:
         resolved = {}
         for name, entry in directions.items():
@@ -149,7 +173,11 @@ def build_demo_edits(editing: Mapping[str, Any] | None, G: Generator) -> list[Ed
                 resolved[name] = str(resolve(entry))
         return build_edits({"interfacegan": {**ig, "directions": resolved}}, G)
     if editing.get("sefa"):
-        log.info("no InterFaceGAN direction configured: editing with SeFa directions")
+        log.info("no InterFaceGAN direction: editing with SeFa directions")
+        if notes is not None:
+            notes.append(
+                "no InterFaceGAN direction: edits along SeFa directions (no target attribute)"
+            )
         return build_edits({"sefa": editing["sefa"]}, G)
     return []
 
@@ -179,7 +207,7 @@ def build_setup(
     encoders, notes = load_encoders(cfg.get("encoders"), G, device)
     objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
     options = optimisation_options(cfg["inversion"], G) if objectives else {}
-    edits = build_demo_edits(cfg.get("editing"), G)
+    edits = build_demo_edits(cfg.get("editing"), G, notes)
     scorer = build_scorer(_plain(cfg["metrics"])).to(device)
     classifier = None
     if cfg.get("classifier"):
