@@ -20,13 +20,16 @@ with known labels. For every method:
   (others |Δ|, stability), FID of the edited images against the originals.
 
 Prints a Markdown table (mean ± standard error over images) and, per pair, the fraction of
-images on which the LSAP method is better; writes everything as JSON (``--out``).
+images on which the LSAP method is better; writes everything as JSON (``--out``). Optimisation
+results are kept in ``inversions/`` beside it and reused by a rerun with the same images, seed,
+weights and options (e.g. after new edit directions or encoders).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -57,10 +60,12 @@ def main() -> None:
     )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/demo.yaml")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     from lsap.cli._common import resolve_device
     from lsap.demo.build import build_setup, load_inputs
@@ -92,7 +97,14 @@ def main() -> None:
     setup = build_setup(cfg, device)
     inputs = load_inputs(cfg.data, setup.G.resolution)
     toy = [inputs.names[i] for i in inputs.indices(TOY)]
-    c = compare_methods(setup, inputs, seed=int(cfg.seed), batch_size=int(cfg.batch_size))
+    c = compare_methods(
+        setup,
+        inputs,
+        seed=int(cfg.seed),
+        batch_size=int(cfg.batch_size),
+        cache_dir=Path(args.out).parent / "inversions",
+        cache_extra=OmegaConf.to_yaml(cfg.loss) + OmegaConf.to_yaml(cfg.inversion),
+    )
     rows = method_rows(c.methods, c.editability, toy)
     pairs = {
         f"{m} vs {b}": paired_comparison(c.methods, b, m, toy)

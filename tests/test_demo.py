@@ -166,7 +166,7 @@ def test_null_encoder_is_skipped_with_a_message(tmp_path):
     # a packaged encoder this installation lacks is skipped too; a missing user file is an error
     encoders, notes = load_encoders({"e4e": "asset:toy32/no_such.pt"}, G, torch.device("cpu"))
     assert encoders == {} and "not shipped" in notes[0]
-    with pytest.raises(LsapFileError, match="no_such_file.pt"):
+    with pytest.raises(LsapFileError, match=r"no_such_file\.pt"):
         load_encoders({"e4e": str(tmp_path / "no_such_file.pt")}, G, torch.device("cpu"))
 
 

@@ -12,6 +12,8 @@ Output folder::
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -70,10 +72,34 @@ DEFINITIONS = {
 }
 
 
+def _cache_key(setup: DemoSetup, inputs: DemoImages, name: str, seed: int, extra: str) -> str:
+    h = hashlib.sha256()
+    h.update(
+        f"{name}|{seed}|{setup.G.sha256}|{extra}|{sorted(setup.optimisation.items())}".encode()
+    )
+    h.update(repr(dict(getattr(setup.objectives[name], "weights", {}))).encode())
+    h.update("|".join(inputs.names).encode())
+    h.update(inputs.images.float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def invert_all(
-    setup: DemoSetup, inputs: DemoImages, *, seed: int = 0, batch_size: int = 64
+    setup: DemoSetup,
+    inputs: DemoImages,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    cache_extra: str = "",
 ) -> list[Inversion]:
-    """Every configured method's inversion: the encoders, then the optimisation methods."""
+    """Every configured method's inversion: the encoders, then the optimisation methods.
+
+    Args:
+        cache_dir: where optimisation results are kept (``<method>.pt``) and reused by a later
+            call with the same method, images, seed, generator, weights and options (long
+            benchmark runs resume there); None = no cache.
+        cache_extra: more text the cache key depends on (e.g. the resolved loss options).
+    """
     G = setup.G
     out = []
     for name, enc in setup.encoders.items():
@@ -87,6 +113,16 @@ def invert_all(
             name,
             setup.optimisation.get("steps", 0),
         )
+        cached = None
+        if cache_dir is not None:
+            key = _cache_key(setup, inputs, name, seed, cache_extra)
+            cached = Path(cache_dir) / f"{name}.pt"
+            if cached.is_file():
+                rec = torch.load(cached, weights_only=True)
+                if rec.get("key") == key:
+                    log.info("reusing %s's inversions from %s", name, cached)
+                    out.append(Inversion(**rec["inversion"]))
+                    continue
         with torch.enable_grad():
             inv = invert_with_optimisation(
                 name,
@@ -97,6 +133,8 @@ def invert_all(
                 batch_size=batch_size,
                 **setup.optimisation,
             )
+        if cached is not None:
+            atomic_torch_save(cached, {"key": key, "inversion": dataclasses.asdict(inv)})
         out.append(inv)
     if not out:
         raise ValueError("no method to run: configure encoders and/or optimisation")
@@ -163,11 +201,25 @@ class Comparison:
 
 
 def compare_methods(
-    setup: DemoSetup, inputs: DemoImages, *, seed: int = 0, batch_size: int = 64
+    setup: DemoSetup,
+    inputs: DemoImages,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    cache_extra: str = "",
 ) -> Comparison:
-    """Invert with every method, edit every inversion, score both (no file is written)."""
+    """Invert with every method, edit every inversion, score both (files are written only to
+    ``cache_dir``: see :func:`invert_all`)."""
     G = setup.G
-    inversions = invert_all(setup, inputs, seed=seed, batch_size=batch_size)
+    inversions = invert_all(
+        setup,
+        inputs,
+        seed=seed,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        cache_extra=cache_extra,
+    )
     methods = score_inversions(
         G, setup.anchors, inputs, inversions, setup.scorer, batch_size=batch_size
     )
