@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ASSET_PREFIX = "asset:"
+from lsap.assets import ASSET_PREFIX
 
 
 def config_dir() -> str:
@@ -39,7 +39,7 @@ def generator_choice(
     """Which ``generator`` config option to compose, and the file to put in ``generator.path``.
 
     Args:
-        generator: the name of a ``conf/generator`` option (``"tiny"``, ``"ffhq"``, ...), or a
+        generator: the name of a ``conf/generator`` option (``"toy32"``, ``"tiny"``, ``"ffhq"``, ...), or a
             generator file (an existing path or a packaged ``asset:<name>``), which selects the
             ``file`` option.
         path: a generator file; when given it wins over ``generator`` (``file`` option).

@@ -1,4 +1,5 @@
-"""The notebooks: stored without outputs, glue only, and executed (nbclient) on the tiny generator.
+"""The notebooks: stored without outputs, glue only, and executed (nbclient) on their default
+generator, the embedded toy32 one.
 
 Each run injects a cell after the one tagged ``parameters`` (papermill's convention) that shrinks
 the configs (few steps and samples, random LPIPS/ID/FID networks: no download) and names a
@@ -23,6 +24,7 @@ pytest.importorskip("ipykernel")
 
 from lsap.alignment import compute_anchors, sncd  # noqa: E402
 from lsap.config import compose, plain  # noqa: E402
+from lsap.editing.widgets import widgets_available  # noqa: E402
 from lsap.io import generator_from_config, load_codes  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -30,6 +32,7 @@ KERNEL = "lsap-test-python"
 # glue imports only: lsap, the plotting/tensor stack, and the standard library bits they need
 ALLOWED_IMPORTS = {"lsap", "matplotlib", "torch", "numpy", "tempfile", "pathlib"}
 ANCHOR_SAMPLES = 4000
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def fast_overrides(cache_dir: Path) -> list[str]:
@@ -75,8 +78,9 @@ def run_notebook(name: str, params: str, workdir: Path, kernel_name: str):
     return nb
 
 
-def tiny_generator():
-    return generator_from_config(plain(compose("invert", generator="tiny").generator))
+def toy_generator():
+    """The notebooks' default generator (``asset:toy32/generator.pt``)."""
+    return generator_from_config(plain(compose("invert", generator="toy32").generator))
 
 
 def finite(x) -> bool:
@@ -125,7 +129,7 @@ def test_invert_and_edit_notebook(tmp_path, kernel):
     from lsap.io.encoders import save_encoder
     from lsap.nets.encoder import build_encoder
 
-    G = tiny_generator()
+    G = toy_generator()
     encoder = build_encoder(
         "e4e",
         num_ws=G.num_ws,
@@ -139,13 +143,15 @@ def test_invert_and_edit_notebook(tmp_path, kernel):
     torch.save(direction / direction.norm(), tmp_path / "direction.pt")
     out = tmp_path / "out"
     params = (
-        'GENERATOR = "tiny"\n'
         f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
         f"ENCODER_PATH = {str(tmp_path / 'encoder.pt')!r}\n"
         f"INTERFACEGAN_DIRECTIONS = {{'rand': {str(tmp_path / 'direction.pt')!r}}}\n"
         f"OUTPUT_DIR = {str(out)!r}\n"
     )
-    run_notebook("01_invert_and_edit.ipynb", params, tmp_path / "work", kernel)
+    nb = run_notebook("01_invert_and_edit.ipynb", params, tmp_path / "work", kernel)
+    data = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    if widgets_available():  # the sliders were displayed (else the grid alone)
+        assert any(WIDGET_MIME in d for d in data)
 
     summary = json.loads((out / "invert_and_edit.json").read_text())
     methods = summary["methods"]
@@ -196,7 +202,6 @@ def eval_overrides(cache_dir: Path) -> list[str]:
 def test_sncd_vs_editability_notebook(tmp_path, kernel):
     out = tmp_path / "out"
     params = (
-        'GENERATOR = "tiny"\n'
         "NUM_IMAGES = 3\n"
         f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
         f"EVAL_OVERRIDES = {eval_overrides(tmp_path / 'cache')!r}\n"
@@ -207,7 +212,7 @@ def test_sncd_vs_editability_notebook(tmp_path, kernel):
     summary = json.loads((out / "sncd_vs_editability.json").read_text())
     per_image = summary["per_image"]
     assert set(per_image) == {"projector", "lsap_o"}
-    G = tiny_generator()
+    G = toy_generator()
     anchors = compute_anchors(G, ANCHOR_SAMPLES, 0)
     for name, v in per_image.items():
         assert v["names"] == ["sample000", "sample001", "sample002"]
@@ -224,6 +229,10 @@ def test_sncd_vs_editability_notebook(tmp_path, kernel):
     for name, m in summary["per_method"].items():
         assert m["sncd"] == pytest.approx(mean[name], abs=1e-4)
         assert finite(m["fid"]) and finite(m["lpips"]) and finite(m["id"]), name
+        # the method's means over edits and factors agree with the per-image points plotted
+        for key in ("lpips", "id"):
+            per = per_image[name][f"edit_{key}"]
+            assert m[key] == pytest.approx(sum(per) / len(per), rel=1e-4), (name, key)
     assert Path(summary["figure"]).is_file()
 
 
@@ -232,7 +241,6 @@ def test_sncd_vs_editability_reads_result_folders(tmp_path, kernel):
     """METHODS given as lsap-invert folders: no inversion, the same numbers as the first run."""
     first, second = tmp_path / "first", tmp_path / "second"
     base = (
-        'GENERATOR = "tiny"\n'
         "NUM_IMAGES = 2\n"
         f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
         f"EVAL_OVERRIDES = {eval_overrides(tmp_path / 'cache')!r}\n"
