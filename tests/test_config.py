@@ -38,6 +38,7 @@ def test_compose_gives_the_files_values_and_applies_overrides():
 
 def test_generator_by_name_or_file(tmp_path):
     assert generator_choice("tiny") == ("tiny", None)
+    assert generator_choice("toy32") == ("toy32", None)  # the notebooks' default
     assert generator_choice("ffhq", tmp_path / "G.pt") == ("file", str(tmp_path / "G.pt"))
     f = tmp_path / "my G=1.pt"
     f.write_bytes(b"")
@@ -53,6 +54,7 @@ def test_compose_sets_a_generator_file_without_override_quoting(tmp_path):
     cfg = compose("invert", generator_path=path)
     assert cfg.generator.path == path
     assert cfg.generator.arch is None  # the `file` option: architecture read off the file
+    assert compose("invert", generator="toy32").generator.path == "asset:toy32/generator.pt"
     cfg = compose("eval", ["metrics=offline"], generator="tiny")
     assert plain(cfg.generator) == yaml.safe_load((CONF / "generator" / "tiny.yaml").read_text())
     assert cfg.metrics.lpips.backbone == "random"

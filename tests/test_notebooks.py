@@ -94,6 +94,7 @@ def finite(x) -> bool:
 def test_stored_without_outputs_and_glue_only(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
+    assert "widgets" not in nb.metadata, f"{path.name}: saved widget state (an output)"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "one cell tagged 'parameters' (the tests inject after it)"
     for cell in nb.cells:
