@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,19 +10,10 @@ from typing import Any
 
 import torch
 
+from lsap.config import config_dir
 from lsap.io.errors import LsapFileError
 
-
-def config_dir() -> str:
-    """Absolute path of lsap's ``conf/`` folder.
-
-    ``$LSAP_CONFIG_DIR`` if set, else ``conf/`` beside the package (a source checkout or an
-    editable install: ``pip install -e .``).
-    """
-    env = os.environ.get("LSAP_CONFIG_DIR")
-    if env:
-        return str(Path(env).resolve())
-    return str(Path(__file__).resolve().parents[2] / "conf")
+__all__ = ["check_config_dir", "config_dir", "one_line_errors", "resolve_device"]
 
 
 def check_config_dir(command: str) -> None:

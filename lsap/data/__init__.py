@@ -8,6 +8,7 @@ from lsap.data.images import (
     list_images,
     load_image,
     save_image,
+    tensor_to_pil,
     tensor_to_uint8,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "list_images",
     "load_image",
     "save_image",
+    "tensor_to_pil",
     "tensor_to_uint8",
 ]

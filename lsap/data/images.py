@@ -79,10 +79,16 @@ def tensor_to_uint8(images: Tensor) -> Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def tensor_to_pil(image: Tensor) -> Image.Image:
+    """[3, H, W] in [-1, 1] -> an 8-bit RGB PIL image (clamped, rounded; ``plt.imshow`` shows it)."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an image [3, H, W], got {tuple(image.shape)}")
+    return Image.fromarray(tensor_to_uint8(image).permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
 def save_image(image: Tensor, path: str | Path) -> None:
     """Write [3, H, W] in [-1, 1] as PNG (no atomicity; see ``lsap.io.atomic`` for that)."""
-    arr = tensor_to_uint8(image).permute(1, 2, 0).cpu().numpy()
-    Image.fromarray(arr, "RGB").save(path)
+    tensor_to_pil(image).save(path)
 
 
 def load_image(

@@ -13,6 +13,7 @@ from lsap.losses.base import LossInputs, LossTerm
 
 # FFHQ-aligned faces: the crop pSp/e4e/LSAP take from a 256 px image before the ID network.
 FACE_CROP_256 = (35, 223, 32, 220)  # rows, columns
+RANDOM_WEIGHTS_SEED = 0  # weights="random": the same fixed network in every process
 
 
 class FaceEmbedder(nn.Module):
@@ -30,6 +31,12 @@ class FaceEmbedder(nn.Module):
     ) -> None:
         super().__init__()
         self.backend, self.crop = backend, crop
+        with torch.random.fork_rng(devices=[]):  # random weights are made on the CPU
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            net = self._build(backend, weights)
+        self.net = net.eval().requires_grad_(False)
+
+    def _build(self, backend: str, weights: str) -> nn.Module:
         if backend == "facenet":
             from facenet_pytorch import InceptionResnetV1
 
@@ -51,7 +58,7 @@ class FaceEmbedder(nn.Module):
             self.size = 112
         else:
             raise ValueError(f"ID backend must be 'facenet' or 'arcface', got {backend!r}")
-        self.net = net.eval().requires_grad_(False)
+        return net
 
     def train(self, mode: bool = True) -> FaceEmbedder:
         super().train(mode)

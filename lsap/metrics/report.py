@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # column, header, direction (for the reader), format
@@ -110,19 +110,52 @@ def flat_metrics(results: Mapping[str, Any], prefix: str = "eval") -> dict[str, 
     return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(float(v))}
 
 
-def edited_means(method: Mapping[str, Any]) -> dict[str, float | None]:
-    """Mean edited FID and ID of a method over every edit and non-zero factor (None: no data)."""
+ZERO_FACTORS = ("+0", "0", "-0")
+
+
+def edited_means(
+    method: Mapping[str, Any], keys: Sequence[str] = ("fid", "id")
+) -> dict[str, float | None]:
+    """Mean edited FID and ID (or other ``keys`` among fid, id, lpips, sncd) of a method over
+    every edit and non-zero factor (None: no data)."""
     out: dict[str, float | None] = {}
-    for key in ("fid", "id"):
+    for key in keys:
         vals = [
             row[key]
             for by_factor in (method.get("editing") or {}).values()
             for fk, row in by_factor.items()
-            if fk not in ("+0", "0", "-0")
+            if fk not in ZERO_FACTORS
             and isinstance(row.get(key), int | float)
             and not math.isnan(row[key])
         ]
         out[key] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+def edited_means_per_image(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    """Per image, the mean of an editing metric over every edit and non-zero factor.
+
+    Args:
+        rows: per-image rows of ``evaluate_method`` (``per_image/<method>.csv``), with columns
+            ``edit/<edit name>/<factor>/<metric>``.
+        key: the metric (id, lpips, sncd).
+
+    Returns:
+        One value per row, in order (NaN where a row has no such column).
+    """
+    out = []
+    for r in rows:
+        vals = []
+        for col, v in r.items():
+            parts = col.split("/")
+            if len(parts) < 4 or parts[0] != "edit" or parts[-1] != key:
+                continue
+            if parts[-2] in ZERO_FACTORS or v is None or v == "":
+                continue
+            x = float(v)
+            if not math.isnan(x):
+                vals.append(x)
+        out.append(sum(vals) / len(vals) if vals else float("nan"))
     return out
 
 

@@ -1,0 +1,260 @@
+"""The notebooks: stored without outputs, glue only, and executed (nbclient) on their default
+generator, the embedded toy32 one.
+
+Each run injects a cell after the one tagged ``parameters`` (papermill's convention) that shrinks
+the configs (few steps and samples, random LPIPS/ID/FID networks: no download) and names a
+temporary output folder; the tests then check the numbers the notebook wrote against the codes it
+wrote, recomputed here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+from lsap.alignment import compute_anchors, sncd  # noqa: E402
+from lsap.config import compose, plain  # noqa: E402
+from lsap.editing.widgets import widgets_available  # noqa: E402
+from lsap.io import generator_from_config, load_codes  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+KERNEL = "lsap-test-python"
+# glue imports only: lsap, the plotting/tensor stack, and the standard library bits they need
+ALLOWED_IMPORTS = {"lsap", "matplotlib", "torch", "numpy", "tempfile", "pathlib"}
+ANCHOR_SAMPLES = 4000
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def fast_overrides(cache_dir: Path) -> list[str]:
+    return [
+        "inversion.steps=30",
+        "inversion.w_std_samples=2000",
+        f"alignment.num_samples={ANCHOR_SAMPLES}",
+        "loss.options.lpips.backbone=random",
+        "loss.options.lpips.resize=null",
+        f"paths.cache_dir={cache_dir}",
+    ]
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    """A kernelspec running this test's Python (the venv's lsap), in a private JUPYTER_PATH."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "lsap tests",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny networks on a shared 2-core machine
+    monkeypatch.setenv("LSAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    return KERNEL
+
+
+def run_notebook(name: str, params: str, workdir: Path, kernel_name: str):
+    """Execute a notebook with ``params`` injected after its parameters cell; returns it."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    check = f"import sys\nassert sys.executable == {sys.executable!r}, sys.executable\n"
+    nb.cells.insert(idx + 1, nbformat.v4.new_code_cell(check + params))
+    workdir.mkdir(parents=True, exist_ok=True)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name=kernel_name, resources={"metadata": {"path": str(workdir)}}
+    )
+    client.execute()
+    return nb
+
+
+def toy_generator():
+    """The notebooks' default generator (``asset:toy32/generator.pt``)."""
+    return generator_from_config(plain(compose("invert", generator="toy32").generator))
+
+
+def finite(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+# -- stored form -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_stored_without_outputs_and_glue_only(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert "widgets" not in nb.metadata, f"{path.name}: saved widget state (an output)"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "one cell tagged 'parameters' (the tests inject after it)"
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert cell.outputs == [], f"{path.name}: a cell has outputs"
+        assert cell.execution_count is None, f"{path.name}: a cell has an execution count"
+        tree = ast.parse(cell.source)
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), (
+                f"{path.name}: logic defined in a cell (put it in the library): {cell.source[:80]}"
+            )
+            if isinstance(node, ast.Import):
+                roots = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert roots <= ALLOWED_IMPORTS, f"{path.name} imports {roots - ALLOWED_IMPORTS}"
+
+
+def test_both_notebooks_exist():
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {
+        "01_invert_and_edit.ipynb",
+        "02_sncd_vs_editability.ipynb",
+    }
+
+
+# -- 01: invert and edit ----------------------------------------------------------------------
+
+
+def test_invert_and_edit_notebook(tmp_path, kernel):
+    from lsap.io.encoders import save_encoder
+    from lsap.nets.encoder import build_encoder
+
+    G = toy_generator()
+    encoder = build_encoder(
+        "e4e",
+        num_ws=G.num_ws,
+        w_dim=G.w_dim,
+        input_size=32,
+        stages=[[16, 16, 1], [16, 24, 1], [24, 32, 1], [32, 48, 1]],
+    )
+    encoder.set_latent_avg(G.w_avg)
+    save_encoder(encoder.eval(), tmp_path / "encoder.pt", generator_sha256=G.sha256)
+    direction = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(3))
+    torch.save(direction / direction.norm(), tmp_path / "direction.pt")
+    out = tmp_path / "out"
+    params = (
+        f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
+        f"ENCODER_PATH = {str(tmp_path / 'encoder.pt')!r}\n"
+        f"INTERFACEGAN_DIRECTIONS = {{'rand': {str(tmp_path / 'direction.pt')!r}}}\n"
+        f"OUTPUT_DIR = {str(out)!r}\n"
+    )
+    nb = run_notebook("01_invert_and_edit.ipynb", params, tmp_path / "work", kernel)
+    data = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    if widgets_available():  # the sliders were displayed (else the grid alone)
+        assert any(WIDGET_MIME in d for d in data)
+
+    summary = json.loads((out / "invert_and_edit.json").read_text())
+    methods = summary["methods"]
+    assert set(methods) == {"projector", "lsap_o", "encoder", "encoder+lsap_o"}
+    anchors = compute_anchors(G, ANCHOR_SAMPLES, 0)
+    for name, m in methods.items():
+        assert len(m["sncd_per_layer"]) == G.num_ws
+        assert all(finite(v) for v in m["sncd_per_layer"]), name
+        assert m["sncd"] == pytest.approx(sum(m["sncd_per_layer"]), abs=1e-4)
+        assert finite(m["psnr"]) and finite(m["lpips"]), name
+        # the numbers are those of the codes the notebook wrote
+        w = load_codes(Path(m["codes"]) / "codes" / "target.pt", G.num_ws, G.w_dim)
+        total, per_layer = sncd(G, w, anchors)
+        assert float(total[0]) == pytest.approx(m["sncd"], abs=1e-4), name
+        assert per_layer[0].tolist() == pytest.approx(m["sncd_per_layer"], abs=1e-5), name
+    # the SNCD term aligns the code: far lower SNCD than the projector's
+    assert methods["lsap_o"]["sncd"] < 0.5 * methods["projector"]["sncd"]
+    assert methods["encoder+lsap_o"]["sncd"] < methods["projector"]["sncd"]
+
+    # edit grid: rows = (3 SeFa directions + 1 InterFaceGAN file) x 4 codes, columns = 5 factors
+    edits = [e["name"] for e in summary["edits"]]
+    assert edits == ["sefa/all/dir0", "sefa/all/dir1", "sefa/all/dir2", "interfacegan/rand"]
+    assert len(summary["edit_grid"]["rows"]) == len(edits) * len(methods)
+    from PIL import Image
+
+    with Image.open(summary["edit_grid"]["file"]) as grid:
+        pad, cell = 2, G.resolution
+        assert grid.size == (pad + 5 * (cell + pad), pad + 16 * (cell + pad))
+    for f in summary["figures"]:
+        with Image.open(f) as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+
+
+# -- 02: SNCD against editability ---------------------------------------------------------------
+
+
+def eval_overrides(cache_dir: Path) -> list[str]:
+    return [
+        "metrics=offline",
+        "metrics.lpips.resize=null",
+        "editing.sefa.components=[0,1]",
+        "editing.sefa.factors=[-3,0,3]",
+        f"alignment.num_samples={ANCHOR_SAMPLES}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+
+
+def test_sncd_vs_editability_notebook(tmp_path, kernel):
+    out = tmp_path / "out"
+    params = (
+        "NUM_IMAGES = 3\n"
+        f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
+        f"EVAL_OVERRIDES = {eval_overrides(tmp_path / 'cache')!r}\n"
+        f"OUTPUT_DIR = {str(out)!r}\n"
+    )
+    run_notebook("02_sncd_vs_editability.ipynb", params, tmp_path / "work", kernel)
+
+    summary = json.loads((out / "sncd_vs_editability.json").read_text())
+    per_image = summary["per_image"]
+    assert set(per_image) == {"projector", "lsap_o"}
+    G = toy_generator()
+    anchors = compute_anchors(G, ANCHOR_SAMPLES, 0)
+    for name, v in per_image.items():
+        assert v["names"] == ["sample000", "sample001", "sample002"]
+        for key in ("sncd", "edit_lpips", "edit_id"):
+            assert len(v[key]) == 3 and all(finite(x) for x in v[key]), (name, key)
+        assert all(x > 0 for x in v["edit_lpips"]), "non-zero edits change the images"
+        assert all(-1 <= x <= 1 for x in v["edit_id"])
+        # per-image SNCD is that of the codes written in the lsap-invert layout
+        for n, s in zip(v["names"], v["sncd"], strict=True):
+            w = load_codes(out / name / "codes" / f"{n}.pt", G.num_ws, G.w_dim)
+            assert float(sncd(G, w, anchors)[0][0]) == pytest.approx(s, abs=1e-4)
+    mean = {k: sum(v["sncd"]) / 3 for k, v in per_image.items()}
+    assert mean["lsap_o"] < 0.5 * mean["projector"]
+    for name, m in summary["per_method"].items():
+        assert m["sncd"] == pytest.approx(mean[name], abs=1e-4)
+        assert finite(m["fid"]) and finite(m["lpips"]) and finite(m["id"]), name
+        # the method's means over edits and factors agree with the per-image points plotted
+        for key in ("lpips", "id"):
+            per = per_image[name][f"edit_{key}"]
+            assert m[key] == pytest.approx(sum(per) / len(per), rel=1e-4), (name, key)
+    assert Path(summary["figure"]).is_file()
+
+
+@pytest.mark.slow
+def test_sncd_vs_editability_reads_result_folders(tmp_path, kernel):
+    """METHODS given as lsap-invert folders: no inversion, the same numbers as the first run."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = (
+        "NUM_IMAGES = 2\n"
+        f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
+        f"EVAL_OVERRIDES = {eval_overrides(tmp_path / 'cache')!r}\n"
+    )
+    run_notebook(
+        "02_sncd_vs_editability.ipynb", base + f"OUTPUT_DIR = {str(first)!r}\n", tmp_path, kernel
+    )
+    methods = {"a": str(first / "lsap_o"), "b": str(first / "projector")}
+    params = base + f"METHODS = {methods!r}\nOUTPUT_DIR = {str(second)!r}\n"
+    run_notebook("02_sncd_vs_editability.ipynb", params, tmp_path, kernel)
+    one = json.loads((first / "sncd_vs_editability.json").read_text())["per_image"]
+    two = json.loads((second / "sncd_vs_editability.json").read_text())["per_image"]
+    assert not (second / "lsap_o").exists(), "no inversion when METHODS is given"
+    for new, old in (("a", "lsap_o"), ("b", "projector")):
+        for key in ("sncd", "edit_lpips", "edit_id"):
+            assert two[new][key] == pytest.approx(one[old][key], abs=1e-5)
