@@ -1,6 +1,15 @@
-"""Per-image latent optimisation (LSAP_O and the StyleGAN2 projector): pure functions, no I/O."""
+"""Per-image inversion: latent optimisation (LSAP_O and the StyleGAN2 projector) and encoder codes;
+pure functions, no I/O. Where the inversion job's codes come from: ``lsap.inversion.sources``."""
 
+from lsap.inversion.encode import encode_images, encoder_input
 from lsap.inversion.optimize import InversionResult, latent_std, optimize_latents
 from lsap.inversion.schedules import Schedule
 
-__all__ = ["InversionResult", "Schedule", "latent_std", "optimize_latents"]
+__all__ = [
+    "InversionResult",
+    "Schedule",
+    "encode_images",
+    "encoder_input",
+    "latent_std",
+    "optimize_latents",
+]
