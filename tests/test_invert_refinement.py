@@ -138,7 +138,9 @@ def test_pti_writes_both_stages_and_refines(pti_run, images, G):
     assert grid.size == (3 * G.resolution, len(names) * G.resolution)  # target | stage 1 | PTI
 
 
-def test_resume_never_refines_a_finished_image_twice(pti_run, images, tmp_path, monkeypatch):
+def test_resume_never_refines_a_finished_image_twice(
+    pti_run, images, encoder_file, tmp_path, monkeypatch
+):
     """A killed run leaves finished images (code files) and, for an unfinished one, maybe a
     delta; the rerun refines exactly the unfinished images."""
     import lsap.systems.inversion as system
@@ -170,6 +172,16 @@ def test_resume_never_refines_a_finished_image_twice(pti_run, images, tmp_path, 
     # a folder refined with PTI is not continued without it (its images would not match)
     with pytest.raises(LsapFileError, match="holds results of refinement=pti"):
         _run(tmp_path, images, out, "refinement=none")
+    # ... nor with codes from another source (LSAP_O codes and encoder codes in one table)
+    with pytest.raises(LsapFileError, match="holds codes of code_source=optimize, this run uses"):
+        _run(
+            tmp_path,
+            images,
+            out,
+            *PTI,
+            "code_source=encoder",
+            f"code_source.encoder={encoder_file}",
+        )
 
 
 def test_tuned_generators_past_the_disk_budget_are_refused_before_any_work(images, tmp_path):

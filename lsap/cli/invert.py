@@ -58,6 +58,7 @@ def run(cfg: DictConfig) -> Path:
         align=cfg.data.align,
         generator_sha256=G.sha256,
         refinement=refinement,
+        code_source=source.name,
     )
     record = provenance(
         config=cfg,
