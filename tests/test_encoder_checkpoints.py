@@ -114,6 +114,30 @@ def test_lsap_format_round_trip(tmp_path, tiny_G):
     torch.testing.assert_close(loaded(_images()), enc(_images()), rtol=0, atol=0)
 
 
+def test_fp16_encoder_file_is_smaller_and_loads_float32(tmp_path, tiny_G):
+    """Shipped toy encoders are stored fp16: weights rounded once, latent_avg kept exact."""
+    enc = _encoder("e4e", seed=5)
+    with torch.no_grad():
+        enc.latent_avg.copy_(torch.randn(8, 64) + 0.123456789)  # not representable in fp16
+    p32 = save_encoder(enc, tmp_path / "e32.pt", generator_sha256=tiny_G.sha256)
+    p16 = save_encoder(enc, tmp_path / "e16.pt", dtype=torch.float16)
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    raw = torch.load(p16, weights_only=True)["state_dict"]
+    assert (
+        raw["latent_avg"].dtype == torch.float32
+        and raw["styles.0.linear.weight"].dtype == torch.float16
+    )
+    loaded = lsap.load_encoder(p16)
+    assert all(
+        t.dtype == torch.float32 for t in loaded.state_dict().values() if t.is_floating_point()
+    )
+    assert torch.equal(loaded.latent_avg, enc.latent_avg)
+    ref, got = enc(_images()), loaded(_images())
+    assert not torch.equal(ref, got) and (ref - got).abs().max() < 0.05 * ref.abs().max()
+    with pytest.raises(ValueError, match="floating"):
+        save_encoder(enc, tmp_path / "bad.pt", dtype=torch.int8)
+
+
 def test_old_files_without_num_batches_tracked(tmp_path):
     enc = _encoder("e4e")
     weights, latent_avg = _reference_encoder_keys(enc)

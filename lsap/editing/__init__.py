@@ -6,7 +6,12 @@ Every method yields an :class:`Edit`, ``edit(w_plus [N, num_ws, w_dim], factor) 
 from lsap.editing.build import EditSpec, build_edits, describe_edits
 from lsap.editing.edit import Edit, factor_key, layer_mask, resolve_layers
 from lsap.editing.ganspace import PCA, compute_pca, ganspace_edit, load_pca, pca_of_samples
-from lsap.editing.interfacegan import check_direction, interfacegan_edit, read_direction
+from lsap.editing.interfacegan import (
+    check_direction,
+    fit_direction,
+    interfacegan_edit,
+    read_direction,
+)
 from lsap.editing.sefa import modulation_weights, sefa, sefa_edits
 
 __all__ = [
@@ -18,6 +23,7 @@ __all__ = [
     "compute_pca",
     "describe_edits",
     "factor_key",
+    "fit_direction",
     "ganspace_edit",
     "interfacegan_edit",
     "layer_mask",

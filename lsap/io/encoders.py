@@ -264,15 +264,29 @@ def save_encoder(
     *,
     generator_sha256: str | None = None,
     provenance: Mapping[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write ``encoder`` in lsap's format (weights-only loadable), atomically."""
+    """Write ``encoder`` in lsap's format (weights-only loadable), atomically.
+
+    ``dtype=torch.float16`` stores the floating-point weights in half precision (shipped assets:
+    half the file); ``latent_avg`` stays float32 (the codes' offset, where rounding would shift
+    every code) and loading returns a float32 encoder either way.
+    """
     from lsap import __version__
 
+    if not dtype.is_floating_point:
+        raise ValueError(f"save_encoder: dtype must be a floating type, got {dtype}")
+    state = {}
+    for k, v in encoder.state_dict().items():
+        v = v.detach().to("cpu")
+        if v.is_floating_point() and k != "latent_avg":
+            v = v.to(dtype)
+        state[k] = v
     obj = {
         "format": LSAP_ENCODER_FORMAT,
         "format_version": FORMAT_VERSION,
         "config": encoder.config(),
-        "state_dict": {k: v.detach().to("cpu") for k, v in encoder.state_dict().items()},
+        "state_dict": state,
         "generator_sha256": generator_sha256,
         "provenance": {"lsap_version": __version__, **dict(provenance or {})},
     }
