@@ -34,10 +34,13 @@ def tiny_arch() -> dict:
     return dict(OmegaConf.load(f"{config_dir()}/generator/tiny.yaml")["arch"])
 
 
-def make_images(folder: Path, n: int = 5, *, nested: int = 2, bad: bool = True) -> list[str]:
-    """``n`` images of the default tiny generator (the last ``nested`` in ``sub/``), a corrupt
-    ``bad.png`` and a non-image file. Returns the expected output names, sorted."""
-    G = init_generator(tiny_arch(), 0)
+def make_images(
+    folder: Path, n: int = 5, *, nested: int = 2, bad: bool = True, generator_seed: int = 0
+) -> list[str]:
+    """``n`` images of the default tiny generator (another random one with ``generator_seed``;
+    the last ``nested`` in ``sub/``), a corrupt ``bad.png`` and a non-image file. Returns the
+    expected output names, sorted."""
+    G = init_generator(tiny_arch(), generator_seed)
     with torch.no_grad():
         w = G.mapping(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(5)))
         images = G.synthesis(w, noise_mode="const")

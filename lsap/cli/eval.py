@@ -5,7 +5,9 @@ originals: MSE, PSNR, SSIM, LPIPS, ID, FID, SNCD per layer and total, and per ed
 FID of edited images against the originals, ID to the original and LPIPS to the unedited
 reconstruction. Codes refined by pivotal tuning are scored through their tuned generators; with
 ``two_stage=true`` also without them, and ``eval.md`` gets the two-stage table (first stage x
-{no refinement, PTI}). Writes ``eval.json`` (every number), ``eval.md`` (tables), ``per_image/<method>.csv``
+{no refinement, PTI}). An ``lsap-invert`` folder refined without saved tuned generators has only
+the refined images (``refined/``): with ``two_stage=true`` they are scored as images (fidelity and
+FID; no edits). Writes ``eval.json`` (every number), ``eval.md`` (tables), ``per_image/<method>.csv``
 and PNG grids under the run folder; logs to W&B with ``logger=wandb``. Under torchrun the images
 are sharded over ranks and the metrics synced (rank 0 writes; pass ``hydra.run.dir`` so that every
 rank agrees on the folder).
@@ -37,6 +39,7 @@ from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
+from lsap.io.inversions import REFINED_DIR
 from lsap.io.provenance import provenance
 from lsap.metrics.evaluation import (
     evaluate_method,
@@ -56,7 +59,8 @@ DEFINITIONS = {
     "sncd": "sum over w+ layers of 1 - cos(n_i, a_i) (LSAP); 'layer mean' = sum / num_ws",
     "editing.lpips": "LPIPS between the edited image and the unedited reconstruction",
     "editing.fid": "FID of the edited images against the originals",
-    "refinement": "pti: codes rendered and edited through their tuned generators (pivotal tuning); "
+    "refinement": "pti: codes rendered and edited through their tuned generators (pivotal tuning), "
+    "or the refined images of an lsap-invert folder without saved tuned generators (no edits); "
     "none: through the run's generator; SNCD is that of the codes (pivots) in both",
     "two_stage.edited": "edited FID / ID: mean over every edit and non-zero factor",
 }
@@ -75,11 +79,17 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     if not cfg.methods:
         raise ValueError("no methods given: methods='{e4e: dirA, lsap_e: dirB}'")
     G = generator_from_config(cfg.generator, device)
-    methods, two_stage = [], []
+    methods, two_stage, refined = [], [], set()
     for n, p in cfg.methods.items():
         m = open_method(str(n), p, G, strict=cfg.strict)
+        images_after = Path(p) / REFINED_DIR
         if cfg.two_stage and m.tuned:  # refined by PTI: score the first stage alone, then both
             methods += [replace(m, tuned=False), replace(m, name=f"{n}+pti")]
+            two_stage.append({"method": str(n), "none": str(n), "pti": f"{n}+pti"})
+        elif cfg.two_stage and m.codes is not None and images_after.is_dir():
+            # refined without saved tuned generators: the refined images are the PTI result
+            methods += [m, open_method(f"{n}+pti", images_after, G)]
+            refined.add(f"{n}+pti")
             two_stage.append({"method": str(n), "none": str(n), "pti": f"{n}+pti"})
         else:
             methods.append(m)
@@ -120,7 +130,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         results["methods"][m.name] = {
             "path": str(m.path),
             "source": m.source,
-            "refinement": "pti" if m.tuned else "none",
+            "refinement": "pti" if m.tuned or m.name in refined else "none",
             **r.results,
         }
         rows = gather_rows(r.rows)

@@ -1,4 +1,6 @@
-"""``lsap-invert``: LSAP_O (or projector) inversion of a folder of images, as a Lightning job.
+"""``lsap-invert``: inversion of a folder of images as a Lightning job: stage-one codes (LSAP_O or
+projector optimisation, an encoder, an encoder then optimisation, or a codes file: the
+``code_source`` group), then optional result refinement by pivotal tuning (the ``refinement`` group).
 
 Writes the lsap-invert layout (``lsap.io.inversion_layout``) under ``paths.output_dir``; runs on
 one or many processes (``trainer=ddp``); a rerun with the same output folder finishes what a killed
@@ -15,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.cli._runtime import config_errors
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.data import list_images
+    from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
     from lsap.io.provenance import provenance
     from lsap.systems.data import InversionDataModule
@@ -33,6 +37,8 @@ def run(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.paths.output_dir)
     list_images(cfg.data.path)  # fail fast on a missing or empty input, before loading networks
     G = generator_from_config(cfg.generator, "cpu")  # the trainer moves it to its device
+    source = build_code_source(cfg.code_source, G)
+    refinement = str(cfg.refinement.name)
     system = InversionSystem(
         G,
         loss=cfg.loss,
@@ -40,6 +46,8 @@ def run(cfg: DictConfig) -> Path:
         alignment=cfg.alignment,
         metrics=cfg.metrics,
         seed=cfg.seed,
+        code_source=source,
+        refinement=cfg.refinement,
     )
     data = InversionDataModule(
         cfg.data.path,
@@ -49,10 +57,24 @@ def run(cfg: DictConfig) -> Path:
         num_workers=cfg.data.num_workers,
         align=cfg.data.align,
         generator_sha256=G.sha256,
+        refinement=refinement,
+        code_source=source.name,
+    )
+    record = provenance(
+        config=cfg,
+        generator=G,
+        seed=cfg.seed,
+        code_source=source.describe(),
+        refinement=refinement,
     )
     callbacks = [
         InversionWriter(
-            output_dir, provenance(config=cfg, generator=G, seed=cfg.seed), cfg.save_noise
+            output_dir,
+            record,
+            cfg.save_noise,
+            refinement=refinement,
+            save_generators=cfg.refinement.get("save"),
+            base_path=cfg.generator.get("path"),
         ),
         InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid),
     ]
@@ -77,6 +99,7 @@ def _finish_wandb() -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="invert", version_base="1.3")
+@config_errors("lsap-invert")  # bad settings (codes, refinement) in one line, exit status 2
 @one_line_errors("lsap-invert")
 def _main(cfg: DictConfig) -> None:
     run(cfg)

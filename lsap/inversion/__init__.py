@@ -1,6 +1,8 @@
-"""Per-image latent optimisation (LSAP_O and the StyleGAN2 projector): pure functions, no I/O;
+"""Per-image inversion: latent optimisation (LSAP_O and the StyleGAN2 projector) and encoder codes;
+pure functions, no I/O. Where the inversion job's codes come from: ``lsap.inversion.sources``;
 ``results`` writes in-memory inversions in the ``lsap-invert`` output layout."""
 
+from lsap.inversion.encode import encode_images, encoder_input
 from lsap.inversion.optimize import (
     InversionResult,
     latent_std,
@@ -9,4 +11,12 @@ from lsap.inversion.optimize import (
 )
 from lsap.inversion.schedules import Schedule
 
-__all__ = ["InversionResult", "Schedule", "latent_std", "optimize_latents", "optimize_settings"]
+__all__ = [
+    "InversionResult",
+    "Schedule",
+    "encode_images",
+    "encoder_input",
+    "latent_std",
+    "optimize_latents",
+    "optimize_settings",
+]

@@ -62,8 +62,8 @@ def optimize_settings(cfg: Mapping[str, Any], G: Generator) -> dict[str, Any]:
     Args:
         cfg: ``conf/inversion/{w_plus,w}.yaml`` as plain values: ``space``, ``steps``, ``lr``,
             ``schedule`` (:class:`Schedule` fields), ``optimize_noise``, ``w_std_samples`` and
-            ``w_std_seed``. ``init`` (a folder of start codes) is the caller's to read: pass the
-            codes as ``init=``.
+            ``w_std_seed``. Start codes (``code_source``) are the caller's to read: pass them
+            as ``init=``.
         G: the generator (``w_std``, the latent-noise unit, is computed from its samples when
             the schedule adds latent noise).
 

@@ -8,6 +8,16 @@
     <output_dir>/results.csv                one row per image (RESULT_COLUMNS first)
     <output_dir>/skipped.csv                unreadable inputs of the last run: image_path,reason
 
+With result refinement (``refinement=pti``) also::
+
+    <output_dir>/refined/<name>.png         the image after pivotal tuning (its tuned generator)
+    <output_dir>/generators/<name>.pt       tuned generators as deltas, only when asked for
+                                            (``lsap.refinement.outputs``; per set: set__<name>.pt)
+    codes/<name>.pt                         + 'refinement' {name, steps_run, settings} and, with
+                                            saved deltas, 'generator': '../generators/<...>.pt';
+                                            'metrics' + pti_mse, pti_psnr, ... (after refinement)
+    results.csv                             + REFINED_METRIC_NAMES columns and pti_steps
+
 ``<name>`` is :func:`lsap.io.inversions.image_name`: the image's path relative to the input root
 without its suffix, ``/`` replaced by ``__`` (the file's stem when the input is a single file). A
 code file is written last (atomically), so its presence marks an image as finished.
@@ -20,12 +30,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lsap.io.inversions import CODES_DIR, RECONSTRUCTIONS_DIR
+from lsap.io.inversions import CODES_DIR, RECONSTRUCTIONS_DIR, REFINED_DIR
 
 RESULTS_FILE = "results.csv"
 SKIPPED_FILE = "skipped.csv"
 RESULT_COLUMNS = ("name", "image_path", "mse", "psnr", "lpips", "id", "sncd")
 METRIC_NAMES = ("mse", "psnr", "lpips", "id", "sncd")
+# after refinement; no pti_sncd: PTI keeps the codes, their SNCD is the stage-one column
+REFINED_METRIC_NAMES = ("pti_mse", "pti_psnr", "pti_ssim", "pti_lpips", "pti_id")
 
 
 def code_path(output_dir: str | Path, name: str) -> Path:
@@ -34,6 +46,10 @@ def code_path(output_dir: str | Path, name: str) -> Path:
 
 def reconstruction_path(output_dir: str | Path, name: str) -> Path:
     return Path(output_dir) / RECONSTRUCTIONS_DIR / f"{name}.png"
+
+
+def refined_path(output_dir: str | Path, name: str) -> Path:
+    return Path(output_dir) / REFINED_DIR / f"{name}.png"
 
 
 def finished_names(output_dir: str | Path) -> set[str]:
@@ -59,17 +75,20 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
             if len(fields) != len(header):
                 continue
             row = dict(zip(header, fields, strict=True))
-            if not row.get("name") or not all(_is_number(row[k]) for k in METRIC_NAMES if k in row):
+            numeric = (*METRIC_NAMES, *REFINED_METRIC_NAMES)
+            if not row.get("name") or not all(_is_number(row[k]) for k in numeric if k in row):
                 continue
             rows.append(row)
     return rows
 
 
 def read_results(output_dir: str | Path) -> list[dict[str, Any]]:
-    """``results.csv`` as a list of dicts, metric columns as floats (NaN where not computed)."""
+    """``results.csv`` as a list of dicts, metric columns (both stages) as floats (NaN where not
+    computed)."""
+    numeric = (*METRIC_NAMES, *REFINED_METRIC_NAMES)
     out = []
     for row in read_rows(Path(output_dir) / RESULTS_FILE):
-        out.append({k: float(v) if k in METRIC_NAMES else v for k, v in row.items()})
+        out.append({k: float(v) if k in numeric else v for k, v in row.items()})
     return out
 
 

@@ -7,6 +7,7 @@ The ``lsap-invert`` layout (shared by every job that writes or reads inversions)
                                     'image_path', 'name', 'metrics', 'provenance': {generator_sha256, ...}}
     <dir>/reconstructions/<name>.png
     <dir>/results.csv
+    <dir>/refined/<name>.png       after result refinement (PTI): the tuned generator's image
 
 ``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
 After result refinement (pivotal tuning) a code file may also name its tuned generator:
@@ -30,6 +31,7 @@ from lsap.io.errors import LsapFileError
 
 CODES_DIR = "codes"
 RECONSTRUCTIONS_DIR = "reconstructions"
+REFINED_DIR = "refined"  # reconstructions after result refinement (PTI)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 

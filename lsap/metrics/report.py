@@ -176,6 +176,8 @@ def two_stage_table(results: Mapping[str, Any]) -> list[str]:
                 continue
             ed = edited_means(m)
             s = m.get("sncd") or {}
+            if not s and stage == "pti" and entry.get("none") in methods:
+                s = methods[entry["none"]].get("sncd") or {}  # PTI keeps the pivots: same SNCD
             rows.append(
                 [entry["method"], label]
                 + [_fmt(m["metrics"].get(k), f) for k, _, f in cols]

@@ -36,6 +36,8 @@ class InversionDataModule(pl.LightningDataModule):
         num_workers: data-loader workers per process.
         align: FFHQ-style face alignment with MTCNN (``lsap.data.align``).
         generator_sha256: checked against codes already in ``output_dir``.
+        refinement: this run's refinement ("none", "pti"), checked against ``output_dir``.
+        code_source: this run's code source name, checked against ``output_dir``.
     """
 
     def __init__(
@@ -48,6 +50,8 @@ class InversionDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         align: bool = False,
         generator_sha256: str | None = None,
+        refinement: str | None = None,
+        code_source: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -55,6 +59,7 @@ class InversionDataModule(pl.LightningDataModule):
         self.path, self.output_dir, self.size = Path(path), Path(output_dir), size
         self.batch_size, self.num_workers, self.align = batch_size, num_workers, align
         self.generator_sha256 = generator_sha256
+        self.refinement, self.code_source = refinement, code_source
         self.plan: InversionPlan | None = None
         self.shard_size = 0
         # with fewer images left than processes some shards are empty; that is fine
@@ -65,7 +70,13 @@ class InversionDataModule(pl.LightningDataModule):
         plan: InversionPlan | tuple[str, str] | None = None
         if self.trainer.is_global_zero:
             try:
-                plan = plan_inversion(self.path, self.output_dir, self.generator_sha256)
+                plan = plan_inversion(
+                    self.path,
+                    self.output_dir,
+                    self.generator_sha256,
+                    self.refinement,
+                    self.code_source,
+                )
             except LsapFileError as e:  # every process must raise it, not wait for rank 0
                 plan = (e.path, e.problem)
         plan = strategy.broadcast(plan, src=0)

@@ -1,15 +1,17 @@
-"""The inversion LightningModule: ``predict_step`` runs ``optimize_latents`` on its batch.
+"""The inversion LightningModule: ``predict_step`` makes stage-one codes for its batch and, with
+``refinement: pti``, refines them by pivotal tuning.
 
-Wiring only: the optimisation is :func:`lsap.inversion.optimize_latents`, the objective
-``lsap.losses.build_objective``, the per-image metrics :class:`ReconstructionMetrics`. Writing the
-results is the job of :class:`lsap.systems.writer.InversionWriter`.
+Wiring only: the codes come from a :class:`lsap.inversion.sources.CodeSource` (an encoder, a codes
+file, or w_avg) and/or :func:`lsap.inversion.optimize_latents` (objective
+``lsap.losses.build_objective``); refinement is :func:`lsap.refinement.pivotal_tuning`; the
+per-image metrics of both stages are :class:`ReconstructionMetrics`. Writing the results is the job
+of :class:`lsap.systems.writer.InversionWriter`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,11 +22,13 @@ from lsap.alignment.anchors import compute_anchors
 from lsap.inversion.optimize import latent_std, optimize_latents
 from lsap.inversion.report import ReconstructionMetrics
 from lsap.inversion.schedules import Schedule
-from lsap.io.codes import load_codes
-from lsap.io.errors import LsapFileError
-from lsap.io.inversions import CODES_DIR
+from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
 from lsap.nets.stylegan2 import Generator
+from lsap.refinement import MODES, build_pti_terms, pivotal_tuning, pti_options
+from lsap.refinement.locality import Locality
+
+PTI_PREFIX = "pti_"  # metric keys after refinement: pti_mse, pti_psnr, ...
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -34,21 +38,31 @@ def image_seed(seed: int, name: str) -> int:
 
 
 class InversionSystem(pl.LightningModule):
-    """Per-image latent optimisation of a data set (LSAP_O / projector) as Lightning prediction.
+    """Inversion of a data set as Lightning prediction: stage-one codes (an encoder, a codes file,
+    per-image latent optimisation (LSAP_O / projector), or an encoder then optimisation), then
+    optionally pivotal tuning (PTI) around them.
 
     Args:
         generator: the StyleGAN2 generator (frozen; its weights are never changed).
         loss: the ``loss`` config (weights and ``options``; see ``conf/loss/lsap_o.yaml``).
         inversion: the ``inversion`` config (space, steps, lr, schedule, optimize_noise,
-            w_std_samples, w_std_seed, init).
+            w_std_samples, w_std_seed).
         alignment: the ``alignment`` config (anchors: num_samples, seed, batch_size, cache_dir).
         metrics: networks of the reported metrics: ``lpips`` and ``id`` option dicts, or None.
         seed: run seed; image i's random numbers come from ``image_seed(seed, name_i)``.
+        code_source: where the codes come from (``lsap.inversion.sources.build_code_source``); None =
+            optimisation from w_avg.
+        refinement: the ``refinement`` config (``name: none`` or ``pti`` with its settings).
 
     ``predict_step`` returns, on the CPU: ``name``, ``path``, ``skipped`` (from the batch),
     ``seed`` [N] image seeds, ``w_plus`` [N, num_ws, w_dim], ``images`` and ``targets``
-    [N, 3, R, R] in [-1, 1], ``noise`` (list of [N, 1, R, R] or None), ``metrics`` {name: [N]} and
-    ``history`` {term: [steps, N]}.
+    [N, 3, R, R] in [-1, 1], ``noise`` (list of [N, 1, R, R] or None), ``metrics`` {name: [N]},
+    ``history`` {term: [steps, N]} (no steps without optimisation) and ``code_files`` (per image,
+    the file a code was read from, or None). With PTI also ``refined``: ``images`` [N, 3, R, R]
+    (through each image's tuned generator), ``metrics`` {pti_<name>: [N]} (SNCD left out: the
+    codes are unchanged), ``steps`` [N] PTI steps run, ``settings``, and ``result`` (the
+    :class:`lsap.refinement.PTIResult` with the tuned generators, on the device; only when they
+    are to be saved).
     """
 
     def __init__(
@@ -60,6 +74,8 @@ class InversionSystem(pl.LightningModule):
         alignment: Mapping[str, Any],
         metrics: Mapping[str, Any] | None = None,
         seed: int = 0,
+        code_source: CodeSource | None = None,
+        refinement: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.generator = generator.eval().requires_grad_(False)
@@ -68,12 +84,28 @@ class InversionSystem(pl.LightningModule):
         self.alignment_cfg = _plain(alignment)
         self.metrics_cfg = _plain(metrics or {})
         self.seed = int(seed)
+        self.source = code_source if code_source is not None else CodeSource("optimize", True)
         inv = self.inversion_cfg
         self.schedule = Schedule(**dict(inv["schedule"]))
-        self.steps = int(inv["steps"])
+        self.steps = int(inv["steps"]) if self.source.optimize else 0
         self.objective = None
         self.metrics = None
         self.w_std = 0.0
+        ref = _plain(refinement or {"name": "none"})
+        self.refinement = str(ref.get("name", "none"))
+        if self.refinement not in ("none", "pti"):
+            raise ValueError(f"refinement must be 'none' or 'pti', got {self.refinement!r}")
+        self.pti_kwargs = pti_options(ref) if self.refinement == "pti" else {}
+        self.pti_steps = int(self.pti_kwargs.get("steps", 0))
+        if self.refinement == "pti":  # fail before any work on settings pivotal_tuning refuses
+            if self.pti_kwargs.get("mode", "per_image") not in MODES or self.pti_steps < 1:
+                raise ValueError(
+                    f"refinement.mode must be one of {MODES} and refinement.steps >= 1, got "
+                    f"{self.pti_kwargs.get('mode')!r} and {self.pti_steps}"
+                )
+            Locality.from_any(self.pti_kwargs.get("locality"))
+        self.save_tuned = bool((ref.get("save") or {}).get("deltas", False))
+        self.pti_terms = None
 
     # -- setup: anchors, objective, metric networks ------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -96,22 +128,35 @@ class InversionSystem(pl.LightningModule):
         )
         if self.trainer.is_global_zero:
             strategy.barrier("anchors")
+        datamodule = getattr(self.trainer, "datamodule", None)
+        plan = getattr(datamodule, "plan", None)
+        if plan is not None:  # every process raises the same error: the plan is broadcast
+            self.source.check_names([n for _, n in plan.todo])
+        self.source.to(device)
         inv = self.inversion_cfg
-        if self.schedule.noise_factor > 0:
-            self.w_std = latent_std(
-                self.generator,
-                int(inv["w_std_samples"]),
-                int(inv["w_std_seed"]),
+        if self.source.optimize:
+            if self.schedule.noise_factor > 0:
+                self.w_std = latent_std(
+                    self.generator,
+                    int(inv["w_std_samples"]),
+                    int(inv["w_std_seed"]),
+                )
+            self.objective = build_objective(
+                self.loss_cfg, generator=self.generator, anchors=anchors
             )
-        self.objective = build_objective(self.loss_cfg, generator=self.generator, anchors=anchors)
+            self.objective.to(device)
         self.metrics = ReconstructionMetrics(
             self.generator,
             anchors,
             lpips=self._metric_net("lpips", "lpips"),
             face=self._metric_net("id", "id"),
         )
-        self.objective.to(device)
         self.metrics.to(device)
+        if self.refinement == "pti":
+            k = self.pti_kwargs
+            loc = Locality.from_any(k.get("locality"))
+            terms = build_pti_terms(k["weights"], loc, k.get("loss_options"))
+            self.pti_terms = {n: t.to(device) for n, t in terms.items()}
 
     def on_predict_start(self) -> None:
         if torch.is_inference_mode_enabled():
@@ -126,7 +171,7 @@ class InversionSystem(pl.LightningModule):
             return None
         options = dict(options)
         same = options == dict((self.loss_cfg.get("options") or {}).get(term) or {})
-        if same and term in self.objective.terms:
+        if same and self.objective is not None and term in self.objective.terms:
             t = self.objective.terms[term]
             return t if metric == "lpips" else t.embedder
         if metric == "lpips":
@@ -147,38 +192,82 @@ class InversionSystem(pl.LightningModule):
         targets = batch["images"]
         if targets is None:  # every image of the batch was unreadable
             return out
-        inv = self.inversion_cfg
+        G, inv = self.generator, self.inversion_cfg
         seeds = [image_seed(self.seed, n) for n in out["name"]]
-        init = self._init_codes(out["name"])
-        with torch.enable_grad():  # Lightning's prediction loop runs under no_grad
-            result = optimize_latents(
-                self.generator,
-                targets,
-                self.objective,
-                space=str(inv["space"]),
-                steps=self.steps,
-                lr=float(inv["lr"]),
-                schedule=self.schedule,
-                init=init.to(targets) if init is not None else None,
-                optimize_noise=bool(inv["optimize_noise"]),
-                w_std=self.w_std,
-                seeds=seeds,
-                callback=self._on_step,
+        start = self.source.start(out["name"], targets)
+        if self.source.optimize:
+            with torch.enable_grad():  # Lightning's prediction loop runs under no_grad
+                result = optimize_latents(
+                    G,
+                    targets,
+                    self.objective,
+                    space=str(inv["space"]),
+                    steps=self.steps,
+                    lr=float(inv["lr"]),
+                    schedule=self.schedule,
+                    init=start.w_plus if start is not None else None,
+                    optimize_noise=bool(inv["optimize_noise"]),
+                    w_std=self.w_std,
+                    seeds=seeds,
+                    callback=self._on_step,
+                )
+            w_plus, images, noise, history = (
+                result.w_plus,
+                result.images,
+                result.noise,
+                result.history,
             )
-        metrics = self.metrics(result.images, targets, result.w_plus)
-        hist = result.history["loss"]
+        else:  # the source's codes are the result
+            w_plus, noise = start.w_plus, start.noise
+            with torch.no_grad():
+                images = G.synthesis(w_plus, noise_mode="const", noise=noise)
+            history = {"loss": torch.zeros(0, targets.shape[0])}
+        metrics = self.metrics(images, targets, w_plus)
+        hist = history["loss"]
         metrics["loss"] = (
             hist[-1].to(targets) if len(hist) else torch.full_like(metrics["mse"], float("nan"))
         )
         out.update(
             seed=seeds,
-            w_plus=result.w_plus.cpu(),
-            images=result.images.cpu(),
+            w_plus=w_plus.cpu(),
+            images=images.cpu(),
             targets=targets.detach().cpu(),
-            noise=[n.cpu() for n in result.noise] if result.noise is not None else None,
+            noise=[n.cpu() for n in noise] if noise is not None else None,
             metrics={k: v.cpu() for k, v in metrics.items()},
-            history=result.history,
+            history=history,
+            code_files=start.files if start is not None and start.files else None,
         )
+        if self.refinement == "pti":
+            out["refined"] = self._refine(targets, w_plus, noise)
+        return out
+
+    def _refine(self, targets: Tensor, w_plus: Tensor, noise: list[Tensor] | None) -> dict:
+        """Pivotal tuning of the batch around its codes (one generator per image, or per batch)."""
+        with torch.enable_grad():
+            res = pivotal_tuning(
+                self.generator,
+                targets,
+                w_plus,
+                noise=noise,
+                terms=self.pti_terms,
+                pivot_sha256=self.generator.sha256,
+                on_step=self._on_pti_step,
+                **self.pti_kwargs,
+            )
+        metrics = self.metrics(res.images, targets, w_plus)
+        metrics.pop("sncd")  # the codes (pivots) are unchanged: their SNCD is stage one's
+        steps = torch.zeros(targets.shape[0], dtype=torch.long)
+        for n, idx in zip(res.steps_run, res.image_index, strict=True):
+            steps[idx] = n
+        out = {
+            "images": res.images.cpu(),
+            "metrics": {PTI_PREFIX + k: v.cpu() for k, v in metrics.items()},
+            "steps": steps,
+            "settings": res.settings,
+            "result": None,
+        }
+        if self.save_tuned:
+            out["result"] = res  # the writer stores the tuned generators as deltas
         return out
 
     def _on_step(self, step: int, values: dict[str, Tensor]) -> None:
@@ -188,22 +277,12 @@ class InversionSystem(pl.LightningModule):
             if hook is not None:
                 hook(self.trainer, self, step, self.steps, values)
 
-    def _init_codes(self, names: Sequence[str]) -> Tensor | None:
-        """Start codes [N, num_ws, w_dim] from ``inversion.init`` (a folder of codes), or None."""
-        folder = self.inversion_cfg.get("init")
-        if not folder:
-            return None
-        folder, G = Path(folder), self.generator
-        codes = []
-        for n in names:
-            candidates = [folder / CODES_DIR / f"{n}.pt", folder / f"{n}.pt"]
-            path = next((p for p in candidates if p.is_file()), None)
-            if path is None:
-                raise LsapFileError(
-                    candidates[0], f"no start code for image '{n}' (inversion.init)"
-                )
-            codes.append(load_codes(path, G.num_ws, G.w_dim)[:1])
-        return torch.cat(codes)
+    def _on_pti_step(self, generator: int, step: int, values: dict[str, float]) -> None:
+        """Forward PTI progress to callbacks that define ``on_refinement_step``."""
+        for cb in self.trainer.callbacks:
+            hook = getattr(cb, "on_refinement_step", None)
+            if hook is not None:
+                hook(self.trainer, self, generator, step, self.pti_steps, values)
 
 
 def _plain(cfg: Any) -> Any:

@@ -1,6 +1,6 @@
-"""Callbacks of the inversion job (lsap-invert): a progress bar over images and steps, and logging
-(per-step loss terms of a few images, final metrics, a target | reconstruction grid) through the
-loggers' public API, at rank zero."""
+"""Callbacks of the inversion job (lsap-invert): a progress bar over images and steps (optimisation
+and PTI), and logging (per-step loss terms of a few images, final metrics of both stages, a
+target | reconstruction (| refined) grid) through the loggers' public API, at rank zero."""
 
 from __future__ import annotations
 
@@ -12,21 +12,23 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import Callback, ProgressBar
 
+from lsap.data.images import tensor_to_uint8
 from lsap.io.atomic import atomic_write
-from lsap.io.inversion_layout import METRIC_NAMES
+from lsap.io.inversion_layout import METRIC_NAMES, REFINED_METRIC_NAMES
 from lsap.systems.callbacks import input_reconstruction_grid
 
 GRID_FILE = "grid.png"
 
 
 class InversionProgressBar(ProgressBar):
-    """Two rich progress bars on rank 0: images of this process's shard, steps of the batch."""
+    """Rich progress bars on rank 0: images of this process's shard, optimisation steps of the
+    batch, and with refinement the PTI steps of the generator being tuned."""
 
     def __init__(self) -> None:
         super().__init__()
         self._enabled = True
         self._progress = None
-        self._images = self._steps = None
+        self._images = self._steps = self._pti = None
 
     def disable(self) -> None:
         self._enabled = False
@@ -59,6 +61,8 @@ class InversionProgressBar(ProgressBar):
         where = f" (rank 0 of {trainer.world_size})" if trainer.world_size > 1 else ""
         self._images = self._progress.add_task(f"images{where}", total=total, info="")
         self._steps = self._progress.add_task("steps", total=pl_module.steps, info="")
+        if getattr(pl_module, "refinement", "none") == "pti":
+            self._pti = self._progress.add_task("PTI steps", total=pl_module.pti_steps, info="")
 
     def on_inversion_step(self, trainer, pl_module, step: int, steps: int, values) -> None:
         if self._progress is None:
@@ -69,6 +73,18 @@ class InversionProgressBar(ProgressBar):
         if step == steps - 1 or step % max(1, steps // 20) == 0:  # a host sync now and then only
             info = f"loss {float(values['loss'].mean()):.4g}"
         self._progress.update(self._steps, advance=1, **({"info": info} if info else {}))
+
+    def on_refinement_step(self, trainer, pl_module, generator: int, step: int, steps: int, values):
+        if self._progress is None or self._pti is None:
+            return
+        if step == 0:
+            self._progress.reset(self._pti, total=steps)
+        info = (
+            f"loss {values['loss']:.4g}"
+            if step == steps - 1 or step % max(1, steps // 20) == 0
+            else ""
+        )
+        self._progress.update(self._pti, advance=1, **({"info": info} if info else {}))
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if self._progress is not None:
@@ -83,10 +99,11 @@ class InversionProgressBar(ProgressBar):
 
 class InversionLogging(Callback):
     """At rank zero: loss terms per step of the first ``curves`` images, the final metrics (means
-    over the whole results table), and a grid of the first ``grid`` targets | reconstructions.
+    over the whole results table), and a grid of the first ``grid`` targets | reconstructions
+    (| refined images, with refinement).
 
     Keys: ``invert/loss/<term>/<name>`` at steps 0..steps-1, ``invert/metric/<metric>`` (mean)
-    at step ``steps``. The grid is saved as ``<output_dir>/grid.png`` and logged as an image to
+    at step ``steps`` (``invert/metric/pti_<metric>`` after refinement). The grid is saved as ``<output_dir>/grid.png`` and logged as an image to
     loggers that take images (W&B). Put it after the writer in the callback list: at teardown it
     reads the table the writer has just merged.
     """
@@ -95,7 +112,7 @@ class InversionLogging(Callback):
         self.output_dir = Path(output_dir)
         self.curves, self.grid = curves, grid
         self._histories: list[tuple[str, dict[str, torch.Tensor]]] = []
-        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._pairs: list[tuple[torch.Tensor, ...]] = []
         self._curves_logged = False
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
@@ -105,7 +122,10 @@ class InversionLogging(Callback):
             if len(self._histories) < self.curves:
                 self._histories.append((name, {k: v[:, i] for k, v in outputs["history"].items()}))
             if len(self._pairs) < self.grid:
-                self._pairs.append((outputs["targets"][i], outputs["images"][i]))
+                cells = (outputs["targets"][i], outputs["images"][i])
+                if "refined" in outputs:
+                    cells += (outputs["refined"]["images"][i],)
+                self._pairs.append(cells)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if not trainer.is_global_zero:
@@ -122,7 +142,8 @@ class InversionLogging(Callback):
         rows = _writer_rows(trainer)
         if rows:
             means = {}
-            for m in (*METRIC_NAMES, "ssim"):
+            names = (*METRIC_NAMES, "ssim", *(m for m in REFINED_METRIC_NAMES if m in rows[0]))
+            for m in names:
                 vals = torch.tensor([float(r[m]) for r in rows])
                 means[f"invert/metric/{m}"] = (
                     float(vals.nanmean()) if (~vals.isnan()).any() else float("nan")
@@ -135,9 +156,10 @@ class InversionLogging(Callback):
             for logger in trainer.loggers:
                 log_image = getattr(logger, "log_image", None)  # WandbLogger's public method
                 if callable(log_image):
-                    log_image(
-                        key="invert/grid", images=[str(path)], caption=["target | reconstruction"]
+                    caption = "target | reconstruction" + (
+                        " | refined" if len(self._pairs[0]) > 2 else ""
                     )
+                    log_image(key="invert/grid", images=[str(path)], caption=[caption])
         for logger in trainer.loggers:
             logger.save()
 
@@ -156,10 +178,13 @@ def _log_metrics(trainer, metrics: dict[str, float], step: int) -> None:
 
 
 def _save_grid(pairs, path: Path) -> None:
-    """Rows of ``target | reconstruction`` ([3, R, R] in [-1, 1] each) as one PNG."""
-    targets = torch.stack([t for t, _ in pairs])
-    recons = torch.stack([r for _, r in pairs])
-    grid = input_reconstruction_grid(targets, recons, len(pairs))  # uint8 [3, n R, 2R]
+    """Rows of ``target | reconstruction`` (``| refined``) ([3, R, R] in [-1, 1] each) as one PNG."""
+    columns = [torch.stack([p[k] for p in pairs]) for k in range(len(pairs[0]))]
+    if len(columns) == 2:
+        grid = input_reconstruction_grid(*columns, len(pairs))  # uint8 [3, n R, 2R]
+    else:
+        rows = torch.cat(columns, dim=3)  # [n, 3, R, 3R]
+        grid = tensor_to_uint8(torch.cat(list(rows), dim=1))  # [3, n R, 3R]
     buf = io.BytesIO()
     Image.fromarray(grid.permute(1, 2, 0).numpy(), "RGB").save(buf, format="PNG")
     atomic_write(path, lambda f: f.write(buf.getvalue()))

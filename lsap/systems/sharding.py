@@ -31,13 +31,24 @@ class InversionPlan:
 
 
 def plan_inversion(
-    input_path: str | Path, output_dir: str | Path, generator_sha256: str | None = None
+    input_path: str | Path,
+    output_dir: str | Path,
+    generator_sha256: str | None = None,
+    refinement: str | None = None,
+    code_source: str | None = None,
 ) -> InversionPlan:
     """List the input images and drop those with a finished code file in ``output_dir``.
 
+    Args:
+        generator_sha256: this run's generator; a folder holding codes of another is refused.
+        refinement: this run's refinement ("none", "pti"); a folder whose finished images were
+            refined otherwise is refused (its finished images would not match the new ones).
+        code_source: this run's code source name (``optimize``, ``encoder``, ...); a folder whose
+            finished images got their codes otherwise is refused, for the same reason.
+
     Raises:
         LsapFileError: the input is missing or holds no images; two inputs map to the same output
-            name; or ``output_dir`` holds codes of a different generator.
+            name; or ``output_dir`` holds codes of a different generator, code source or refinement.
     """
     root = Path(input_path)
     files = list_images(root)
@@ -50,21 +61,38 @@ def plan_inversion(
             )
         names[name] = f
     done = finished_names(output_dir) & names.keys()
-    if done and generator_sha256:
-        _check_same_generator(code_path(output_dir, min(done)), generator_sha256)
+    if done and (generator_sha256 or refinement or code_source):
+        _check_same_run(code_path(output_dir, min(done)), generator_sha256, refinement, code_source)
     todo = tuple((str(f), n) for n, f in names.items() if n not in done)
     return InversionPlan(todo=todo, num_images=len(files), num_done=len(done))
 
 
-def _check_same_generator(path: Path, sha256: str) -> None:
+def _check_same_run(
+    path: Path, sha256: str | None, refinement: str | None, code_source: str | None = None
+) -> None:
     try:
         prov = torch.load(path, map_location="cpu", weights_only=True).get("provenance", {})
     except Exception as e:
         raise LsapFileError(
             path, f"unreadable code file of an earlier run ({refusal_reason(e)})"
         ) from None
+    earlier = str(prov.get("refinement") or "none")  # files from before refinement existed: none
+    if refinement and earlier != refinement:
+        raise LsapFileError(
+            path.parent.parent,
+            f"holds results of refinement={earlier}, this run uses refinement={refinement}; use "
+            "another output directory (code_source=codes code_source.codes=<this folder> reuses its codes)",
+        )
+    source = prov.get("code_source")  # files from before code sources existed: optimize
+    earlier = str(source.get("name") if isinstance(source, dict) else "optimize")
+    if code_source and earlier != code_source:
+        raise LsapFileError(
+            path.parent.parent,
+            f"holds codes of code_source={earlier}, this run uses code_source={code_source}; "
+            "use another output directory",
+        )
     found = prov.get("generator_sha256")
-    if found and found != sha256:
+    if sha256 and found and found != sha256:
         raise LsapFileError(
             path.parent.parent,
             f"holds codes of generator {found[:12]}, this run's is {sha256[:12]}; "

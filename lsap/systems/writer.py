@@ -1,8 +1,10 @@
 """Write each inverted image in the lsap-invert layout (``lsap.io.inversion_layout``), atomically.
 
-Per image, in this order: the reconstruction PNG, then the code file (its presence marks the image
-finished, so a killed run resumes after the last complete image), then a row appended to this
-process's part of the results table. At the end (the ``teardown`` hook) rank 0 merges the parts (and any earlier
+Per image, in this order: the reconstruction PNG, with refinement the refined PNG (and, when asked
+for, the tuned generator's delta; a set's delta before any of its code files), then the code file
+(its presence marks the image finished, so a killed run resumes after the last complete image and
+never refines a finished image again), then a row appended to this process's part of the results
+table. At the end (the ``teardown`` hook) rank 0 merges the parts (and any earlier
 ``results.csv``) into ``results.csv``: one row per finished image, sorted by name; an image whose
 row was lost to a kill gets it back from the metrics stored in its code file.
 """
@@ -24,8 +26,11 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from lsap.data.images import tensor_to_uint8
 from lsap.io.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from lsap.io.errors import LsapFileError
+from lsap.io.generator_delta import check_disk_budget, estimate_delta_nbytes
 from lsap.io.inversion_layout import (
     METRIC_NAMES,
+    REFINED_METRIC_NAMES,
     RESULT_COLUMNS,
     RESULTS_FILE,
     SKIPPED_FILE,
@@ -33,14 +38,18 @@ from lsap.io.inversion_layout import (
     finished_names,
     read_rows,
     reconstruction_path,
+    refined_path,
     write_csv_text,
 )
+from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
+from lsap.systems.sharding import ShardSampler
 
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "results_parts"  # per-process append-only parts, merged and removed at the end
 EXTRA_COLUMNS = ("ssim", "loss", "seed", "steps")
 COLUMNS = (*RESULT_COLUMNS, *EXTRA_COLUMNS)
+REFINED_COLUMNS = (*REFINED_METRIC_NAMES, "pti_steps")  # appended with refinement=pti
 SKIPPED_COLUMNS = ("image_path", "reason")
 
 
@@ -53,21 +62,62 @@ class InversionWriter(BasePredictionWriter):
             its own ``image_seed``.
         save_noise: store the optimised noise maps in the code files (about 11 MB per 1024 px
             image); False stores ``noise: None``.
+        refinement: "none" or "pti" (then refined PNGs, ``pti_*`` metrics and columns).
+        save_generators: store the tuned generators as deltas (``refinement.save``: ``deltas``,
+            ``dtype``, ``max_total_gb``), or None; ``base_path`` is the generator file recorded
+            in the deltas as a hint.
     """
 
     def __init__(
-        self, output_dir: str | Path, provenance: Mapping[str, Any], save_noise: bool = True
+        self,
+        output_dir: str | Path,
+        provenance: Mapping[str, Any],
+        save_noise: bool = True,
+        *,
+        refinement: str = "none",
+        save_generators: Mapping[str, Any] | None = None,
+        base_path: str | Path | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.provenance = dict(provenance)
         self.save_noise = save_noise
+        self.refinement = refinement
+        self.columns = (*COLUMNS, *REFINED_COLUMNS) if refinement != "none" else COLUMNS
+        save = dict(save_generators or {})
+        self.save_deltas = refinement != "none" and bool(save.get("deltas", False))
+        self.delta_dtype = str(save.get("dtype", "float16"))
+        gb = save.get("max_total_gb")
+        self.max_total_bytes = None if gb is None else int(float(gb) * 1e9)
+        self.base_path = str(Path(base_path).resolve()) if base_path else None
         self.num_written = 0
         self.num_skipped = 0
         self.summary: dict[str, Any] = {}
 
     def _part(self, kind: str, rank: int) -> Path:
         return self.output_dir / PARTS_DIR / f"{kind}-rank{rank}.csv"
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Before any work: the tuned generators still to save must fit the configured limit and
+        the free disk (rank 0 checks; every process raises the same error)."""
+        if not self.save_deltas:
+            return
+        problem = None
+        if trainer.is_global_zero:
+            try:
+                count = _num_tuned_generators(trainer, pl_module)
+                check_disk_budget(
+                    self.output_dir / GENERATORS_DIR,
+                    count,
+                    estimate_delta_nbytes(pl_module.generator, self.delta_dtype),
+                    max_total_bytes=self.max_total_bytes,
+                    what="tuned generator deltas",
+                )
+            except LsapFileError as e:
+                problem = (str(e.path), e.problem)
+        problem = trainer.strategy.broadcast(problem, src=0)
+        if problem is not None:
+            raise LsapFileError(*problem)
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
@@ -84,36 +134,63 @@ class InversionWriter(BasePredictionWriter):
         if "w_plus" not in prediction:
             return
         steps = int(prediction["history"]["loss"].shape[0])
+        names = prediction["name"]
+        refined = prediction.get("refined")
+        tuned = [None] * len(names)
+        if refined is not None:
+            for i, name in enumerate(names):
+                _save_png(refined["images"][i], refined_path(self.output_dir, name))
+            if self.save_deltas and refined.get("result") is not None:
+                tuned = save_tuned_generators(
+                    refined["result"],
+                    pl_module.generator,
+                    self.output_dir,
+                    names,
+                    dtype=self.delta_dtype,
+                    max_total_bytes=self.max_total_bytes,
+                    base_path=self.base_path,
+                    provenance=self.provenance,
+                )
         rows = []
-        for i, name in enumerate(prediction["name"]):
+        for i, name in enumerate(names):
             metrics = {k: float(v[i]) for k, v in prediction["metrics"].items()}
             _save_png(prediction["images"][i], reconstruction_path(self.output_dir, name))
             noise = None
             if self.save_noise and prediction["noise"] is not None:
                 noise = [n[i : i + 1].clone() for n in prediction["noise"]]
+            prov = {**self.provenance, "image_seed": prediction["seed"][i], "steps": steps}
+            files = prediction.get("code_files")
+            if files and files[i] and isinstance(prov.get("code_source"), Mapping):
+                prov["code_source"] = {**prov["code_source"], "code_file": files[i]}
             record = {
                 "w_plus": prediction["w_plus"][i : i + 1].clone().float(),
                 "noise": noise,
                 "image_path": prediction["path"][i],
                 "name": name,
                 "metrics": metrics,
-                "provenance": {
-                    **self.provenance,
-                    "image_seed": prediction["seed"][i],
-                    "steps": steps,
-                },
+                "provenance": prov,
             }
-            atomic_torch_save(code_path(self.output_dir, name), record)
-            rows.append(
-                {
-                    "name": name,
-                    "image_path": prediction["path"][i],
-                    **metrics,
-                    "seed": prediction["seed"][i],
-                    "steps": steps,
+            row = {
+                "name": name,
+                "image_path": prediction["path"][i],
+                **metrics,
+                "seed": prediction["seed"][i],
+                "steps": steps,
+            }
+            if refined is not None:
+                pti = {k: float(v[i]) for k, v in refined["metrics"].items()}
+                record["metrics"] = {**metrics, **pti}
+                record["refinement"] = {
+                    "name": self.refinement,
+                    "steps_run": int(refined["steps"][i]),
+                    "settings": refined["settings"],
                 }
-            )
-        _append_rows(self._part("results", rank), COLUMNS, rows)
+                if tuned[i] is not None:
+                    record["generator"] = tuned[i]  # relative to codes/, see lsap.io.inversions
+                row.update(pti, pti_steps=int(refined["steps"][i]))
+            atomic_torch_save(code_path(self.output_dir, name), record)
+            rows.append(row)
+        _append_rows(self._part("results", rank), self.columns, rows)
         self.num_written += len(rows)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
@@ -156,11 +233,16 @@ def merge_results(output_dir: str | Path) -> dict[str, Any]:
             "seed": prov.get("image_seed", ""),
             "steps": prov.get("steps", ""),
         }
+        if isinstance(record.get("refinement"), Mapping):
+            rows[name]["pti_steps"] = record["refinement"].get("steps_run", "")
     final = [rows[n] for n in sorted(done & rows.keys())]
+    refined = any(r.get("pti_mse") not in (None, "") for r in final)
+    numeric = (*METRIC_NAMES, "ssim", "loss", *(REFINED_METRIC_NAMES if refined else ()))
     for r in final:
-        for k in (*METRIC_NAMES, "ssim", "loss"):
+        for k in numeric:
             r[k] = float(r.get(k, "nan") or "nan")
-    atomic_write_text(output_dir / RESULTS_FILE, write_csv_text(final, COLUMNS))
+    columns = (*COLUMNS, *REFINED_COLUMNS) if refined else COLUMNS
+    atomic_write_text(output_dir / RESULTS_FILE, write_csv_text(final, columns))
     skipped: dict[str, str] = {}
     for part in sorted(parts.glob("skipped-rank*.csv")) if parts.is_dir() else []:
         with open(part, newline="", encoding="utf-8") as f:
@@ -174,6 +256,16 @@ def merge_results(output_dir: str | Path) -> dict[str, Any]:
     )
     shutil.rmtree(parts, ignore_errors=True)
     return {"num_images": len(final), "skipped": skipped_list, "rows": final}
+
+
+def _num_tuned_generators(trainer, pl_module) -> int:
+    """Deltas a run will save: one per image (per_image) or one per batch of each shard."""
+    dm = trainer.datamodule
+    todo = len(dm.plan.todo)
+    if pl_module.pti_kwargs.get("mode", "per_image") == "per_image":
+        return todo
+    shards = [len(ShardSampler(todo, r, trainer.world_size)) for r in range(trainer.world_size)]
+    return sum(-(-n // dm.batch_size) for n in shards)
 
 
 def _append_rows(path: Path, columns, rows) -> None:
