@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lsap.editing.render import synthesize
@@ -53,30 +52,20 @@ class Inversion:
         return None if self.noise is None else [n[i : i + 1].clone() for n in self.noise]
 
 
-def resize_to(images: Tensor, size: int) -> Tensor:
-    """[N, 3, R, R] -> [N, 3, size, size]: area pooling down (pSp's face pool), bilinear up."""
-    if images.shape[-1] == size:
-        return images
-    if images.shape[-1] > size:
-        return F.adaptive_avg_pool2d(images, size)
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-
-
 @torch.no_grad()
-def encode(encoder: nn.Module, images: Tensor, *, batch_size: int = 64) -> Tensor:
-    """W+ codes of images [N, 3, R, R] in [-1, 1] -> [N, num_ws, w_dim].
+def encode(
+    encoder: nn.Module, images: Tensor, *, num_ws: int, w_dim: int, batch_size: int = 64
+) -> Tensor:
+    """W+ codes of images [N, 3, R, R] in [-1, 1] -> [N, num_ws, w_dim] float32 (CPU), in batches
+    of ``lsap.inversion.encode.encode_images`` (resized to the encoder's ``input_size``)."""
+    from lsap.inversion.encode import encode_images
 
-    Images are resized to the encoder's ``input_size`` first (e.g. 1024 -> 256 px, as pSp/e4e
-    feed their encoders); the encoder runs in eval mode.
-    """
-    encoder.eval()
-    size = int(encoder.input_size)
     p = next(encoder.parameters())
     out = [
-        encoder(resize_to(images[s : s + batch_size].to(p), size)).float().cpu()
+        encode_images(encoder, images[s : s + batch_size].to(p.device), num_ws=num_ws, w_dim=w_dim)
         for s in range(0, images.shape[0], batch_size)
     ]
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
 def invert_with_encoder(
@@ -87,13 +76,9 @@ def invert_with_encoder(
     Raises:
         ValueError: the encoder's codes do not fit the generator (num_ws or w_dim).
     """
-    if (encoder.num_ws, encoder.w_dim) != (G.num_ws, G.w_dim):
-        raise ValueError(
-            f"encoder {name!r} makes codes [{encoder.num_ws}, {encoder.w_dim}], the generator "
-            f"takes [{G.num_ws}, {G.w_dim}]"
-        )
     t0 = time.perf_counter()
-    w_plus = encode(encoder, images, batch_size=batch_size)
+    encoder.eval()
+    w_plus = encode(encoder, images, num_ws=G.num_ws, w_dim=G.w_dim, batch_size=batch_size)
     seconds = time.perf_counter() - t0
     recon = synthesize(G, w_plus.to(G.w_avg.device), batch_size=batch_size).cpu()
     info = {
@@ -106,7 +91,8 @@ def invert_with_encoder(
 
 
 def image_seeds(seed: int, names: Sequence[str]) -> list[int]:
-    """One 63-bit seed per image from the run seed and the image's name (batch-independent)."""
+    """One 63-bit seed per image from the run seed and the image's name (batch-independent; the
+    seeds lsap-invert draws, ``lsap.systems.inversion.image_seed``, without importing Lightning)."""
     out = []
     for n in names:
         digest = hashlib.sha256(f"{seed}/{n}".encode()).digest()
