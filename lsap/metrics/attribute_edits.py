@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def attribute_edit_effects(
@@ -84,3 +84,31 @@ def per_attribute_abs_delta(before: Tensor, after: Tensor) -> Tensor:
             f"before and after must be equal [N, A], got {tuple(before.shape)}, {tuple(after.shape)}"
         )
     return (after.float() - before.float()).abs().mean(0)
+
+
+@torch.no_grad()
+def attribute_predictions(
+    classifier: nn.Module, images: Tensor, *, batch_size: int = 256
+) -> Tensor:
+    """The classifier's reading of images [N, 3, R, R] in [-1, 1] -> [N, A] in [0, 1].
+
+    Binary attributes as probabilities, scalar ones as values clamped to [0, 1]
+    (``ToyClassifier.predict``). Images are quantised to uint8 levels first, as saved PNGs.
+    """
+    from lsap.metrics.scorer import quantize
+
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [N, 3, R, R], got {tuple(images.shape)}")
+    out = [
+        classifier.predict(quantize(images[s : s + batch_size]))
+        for s in range(0, images.shape[0], batch_size)
+    ]
+    return torch.cat(out).float() if out else images.new_zeros(0, len(classifier.names))
+
+
+def attribute_index(names: Sequence[str], edit_name: str) -> int | None:
+    """The attribute an edit targets, from its name's last part (``interfacegan/smile`` -> the
+    index of ``smile``), or None when no attribute has that name."""
+    short = edit_name.rsplit("/", 1)[-1]
+    names = list(names)
+    return names.index(short) if short in names else None

@@ -5,6 +5,9 @@
   torch-fidelity downloads the weights on first use; offline, pass their local path.
 - ``random``: a fixed, seeded random conv net (64-d). A deterministic stand-in so tests and
   offline demos run without downloads; its numbers are *not* FID.
+- ``toy_classifier``: the hidden layer (128-d) of the toy attribute classifier
+  (``weights: asset:toy32/classifier.pt``): a trained network that works offline, meaningful on
+  the toy domain only. Frechet distances in its feature space are not comparable with FID.
 - any ``nn.Module`` built from a Hydra ``_target_`` node, taking the same input.
 """
 
@@ -113,11 +116,40 @@ class RandomFeatures(nn.Module):
         return self.net(images.float())
 
 
+class ToyClassifierFeatures(nn.Module):
+    """Hidden-layer features of the toy attribute classifier: images [N, 3, H, W] in [-1, 1] ->
+    [N, hidden] (images of another size are resized to the classifier's, area / bilinear).
+
+    Args:
+        weights: a file written by ``lsap.io.classifier.save_toy_classifier``, or ``asset:<name>``.
+    """
+
+    def __init__(self, weights: str | Path = "asset:toy32/classifier.pt") -> None:
+        super().__init__()
+        from lsap.assets import resolve
+        from lsap.io.classifier import load_toy_classifier
+
+        self.classifier = load_toy_classifier(resolve(weights))
+        self.num_features = int(self.classifier.config.hidden)
+        self.requires_grad_(False).eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        import torch.nn.functional as F
+
+        R = self.classifier.config.resolution
+        x = images.float()
+        if x.shape[-1] != R or x.shape[-2] != R:
+            mode = "area" if x.shape[-1] > R else "bilinear"
+            x = F.interpolate(x, size=(R, R), mode=mode)
+        return self.classifier.features(x)
+
+
 def build_feature_extractor(cfg: Mapping[str, Any] | str | nn.Module) -> nn.Module:
     """The FID feature extractor a config names.
 
     Args:
-        cfg: ``{"name": "inception", "weights": null | path}``, ``{"name": "random"}``, a Hydra node
+        cfg: ``{"name": "inception", "weights": null | path}``, ``{"name": "random"}``,
+            ``{"name": "toy_classifier", "weights": path | "asset:..."}``, a Hydra node
             with ``_target_`` (an ``nn.Module`` with the same input), a bare name, or a module.
 
     Returns:
@@ -142,6 +174,9 @@ def build_feature_extractor(cfg: Mapping[str, Any] | str | nn.Module) -> nn.Modu
         return InceptionFeatures(cfg.get("weights")).eval()
     if name == "random":
         return RandomFeatures(int(cfg.get("seed", RANDOM_FEATURES_SEED)))
+    if name == "toy_classifier":
+        return ToyClassifierFeatures(cfg.get("weights") or "asset:toy32/classifier.pt")
     raise ValueError(
-        f"unknown FID feature extractor {name!r}: expected inception, random or a _target_"
+        f"unknown FID feature extractor {name!r}: expected inception, random, toy_classifier "
+        "or a _target_"
     )

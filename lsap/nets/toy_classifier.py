@@ -84,6 +84,14 @@ class ToyClassifier(nn.Module):
             raise ValueError(f"classifier expects [N, 3, {R}, {R}], got {tuple(images.shape)}")
         return self.head(self.trunk(images))
 
+    def features(self, images: Tensor) -> Tensor:
+        """images [N, 3, R, R] in [-1, 1] -> [N, hidden]: the fully connected layer's activations
+        (the last layer before the per-attribute outputs; e.g. FID features on the toy domain)."""
+        R = self.config.resolution
+        if images.ndim != 4 or images.shape[1:] != (3, R, R):
+            raise ValueError(f"classifier expects [N, 3, {R}, {R}], got {tuple(images.shape)}")
+        return self.head[:3](self.trunk(images))  # Flatten, Linear, LeakyReLU
+
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
         """[N, A]: probabilities for binary attributes, values clamped to [0, 1] for scalar ones."""

@@ -1,0 +1,282 @@
+"""The demo's pieces from its config (``conf/demo.yaml`` and ``conf/demo/<generator>.yaml``):
+generator and anchors, encoders, one objective per optimisation method, edits, metric networks,
+the toy classifier, and the input images. Used by ``lsap-demo`` and ``bench/reproduce_toy.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lsap.demo.inputs import DemoImages, astronaut_image, concat, folder_images, toy_images
+from lsap.editing.build import EditSpec, build_edits
+from lsap.metrics.scorer import Scorer
+from lsap.nets.stylegan2 import Generator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoSetup:
+    """Everything a comparison needs besides the images.
+
+    Attributes:
+        G: the generator (eval mode, no gradients).
+        anchors: its S^N anchors (num_ws tensors [C_i]).
+        encoders: method name -> encoder (``lsap.load_encoder``), in config order.
+        objectives: method name -> objective of latent optimisation (``build_objective``).
+        optimisation: keyword options of ``optimize_latents`` (space, steps, lr, schedule,
+            optimize_noise, w_std).
+        edits: the edits and their factors.
+        scorer: metric networks (LPIPS, ID, FID features) and fidelity metrics.
+        classifier: the toy attribute classifier, or None.
+        notes: caveats for the report (offline stand-ins, missing parts).
+    """
+
+    G: Generator
+    anchors: list[Tensor]
+    encoders: dict[str, nn.Module]
+    objectives: dict[str, nn.Module]
+    optimisation: dict[str, Any]
+    edits: list[EditSpec]
+    scorer: Scorer
+    classifier: nn.Module | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _plain(cfg: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig | ListConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return copy.deepcopy(cfg)
+
+
+def shipped(path: Any) -> bool:
+    """False for an ``asset:<name>`` that this installation does not ship (any other path: True,
+    so that a missing file of the user's is still an error naming it)."""
+    from lsap.assets import ASSET_PREFIX, ASSETS_DIR
+
+    s = str(path)
+    return not s.startswith(ASSET_PREFIX) or (ASSETS_DIR / s[len(ASSET_PREFIX) :]).is_file()
+
+
+def load_encoders(
+    paths: Mapping[str, Any] | None, G: Generator, device: torch.device
+) -> tuple[dict[str, nn.Module], list[str]]:
+    """Encoders named in ``paths`` (name -> file, ``asset:<name>`` allowed; null entries skipped).
+
+    Returns:
+        (name -> encoder, notes): a note for each skipped encoder (null, or a packaged
+        ``asset:`` this installation lacks), and for each encoder recorded as trained for
+        another generator (its codes are then scored as they are).
+
+    Raises:
+        CheckpointError: a missing or unreadable file (naming it).
+    """
+    from lsap.assets import resolve
+    from lsap.io.encoders import load_encoder
+
+    out, notes = {}, []
+    for name, path in (paths or {}).items():
+        if not path:
+            msg = f"encoders.{name} is null: method {name} skipped (give encoders.{name}=<file>)"
+            log.warning(msg)
+            notes.append(msg)
+            continue
+        if not shipped(path):
+            msg = f"encoders.{name} = {path} is not shipped with this installation: {name} skipped"
+            log.warning(msg)
+            notes.append(msg)
+            continue
+        enc = load_encoder(resolve(path), device)
+        trained_for = getattr(enc, "generator_sha256", None)
+        if trained_for and G.sha256 and trained_for != G.sha256:
+            msg = (
+                f"encoder {name} ({path}) was trained for generator {trained_for[:12]}, "
+                f"not this one ({G.sha256[:12]})"
+            )
+            log.warning(msg)
+            notes.append(msg)
+        out[str(name)] = enc.requires_grad_(False)
+    return out, notes
+
+
+def optimisation_options(inversion: Mapping[str, Any], G: Generator) -> dict[str, Any]:
+    """``optimize_latents`` keyword options from the ``inversion`` config group."""
+    from lsap.inversion import Schedule, latent_std
+
+    if inversion.get("init"):
+        raise ValueError("inversion.init is not used by lsap-demo (optimisation starts at w_avg)")
+    schedule = Schedule(**dict(inversion.get("schedule") or {}))
+    w_std = 0.0
+    if schedule.noise_factor > 0:
+        w_std = latent_std(G, int(inversion["w_std_samples"]), int(inversion["w_std_seed"]))
+    return {
+        "space": str(inversion["space"]),
+        "steps": int(inversion["steps"]),
+        "lr": float(inversion["lr"]),
+        "schedule": schedule,
+        "optimize_noise": bool(inversion["optimize_noise"]),
+        "w_std": w_std,
+    }
+
+
+def build_objectives(
+    loss: Mapping[str, Any], sncd_weights: Mapping[str, float] | None, G: Generator, anchors
+) -> dict[str, nn.Module]:
+    """One objective per optimisation method: the ``loss`` config with its ``sncd`` weight set
+    to the method's (``projector: 0``, ``lsap_o: 0.5``)."""
+    from lsap.losses import build_objective
+
+    out = {}
+    for name, weight in (sncd_weights or {}).items():
+        if weight is None:
+            continue
+        cfg = {**_plain(loss), "sncd": float(weight)}
+        out[str(name)] = build_objective(cfg, generator=G, anchors=anchors)
+    return out
+
+
+def build_demo_edits(
+    editing: Mapping[str, Any] | None, G: Generator, notes: list[str] | None = None
+) -> list[EditSpec]:
+    """The InterFaceGAN edits of ``editing.interfacegan.directions``; SeFa (``editing.sefa``)
+    when no direction is configured. Direction paths may be ``asset:<name>``; packaged ones
+    this installation lacks are left out (with a note appended to ``notes``)."""
+    from lsap.assets import resolve
+
+    editing = _plain(editing) or {}
+    ig = editing.get("interfacegan") or {}
+    directions = {}
+    for name, entry in (ig.get("directions") or {}).items():
+        path = entry["path"] if isinstance(entry, Mapping) else entry
+        if shipped(path):
+            directions[name] = entry
+        elif notes is not None:
+            notes.append(f"InterFaceGAN direction {name} ({path}) is not shipped: left out")
+    if directions:
+        resolved = {}
+        for name, entry in directions.items():
+            if isinstance(entry, Mapping):
+                resolved[name] = {**entry, "path": str(resolve(entry["path"]))}
+            else:
+                resolved[name] = str(resolve(entry))
+        return build_edits({"interfacegan": {**ig, "directions": resolved}}, G)
+    if editing.get("sefa"):
+        log.info("no InterFaceGAN direction: editing with SeFa directions")
+        if notes is not None:
+            notes.append(
+                "no InterFaceGAN direction: edits along SeFa directions (no target attribute)"
+            )
+        return build_edits({"sefa": editing["sefa"]}, G)
+    return []
+
+
+def load_generator_for_demo(cfg: Mapping[str, Any], device: torch.device) -> Generator:
+    """The ``generator`` config's generator, in eval mode without gradients."""
+    from lsap.io import generator_from_config
+
+    return generator_from_config(cfg["generator"], device).eval().requires_grad_(False)
+
+
+def build_setup(
+    cfg: Mapping[str, Any], device: torch.device, G: Generator | None = None
+) -> DemoSetup:
+    """All pieces from the demo config (see ``conf/demo.yaml``); ``G``: the generator when
+    already loaded (:func:`load_generator_for_demo`)."""
+    from lsap.alignment import compute_anchors
+    from lsap.assets import resolve
+    from lsap.metrics.scorer import build_scorer
+
+    G = load_generator_for_demo(cfg, device) if G is None else G
+    a = cfg["alignment"]
+    anchors = compute_anchors(
+        G, int(a["num_samples"]), int(a["seed"]), batch_size=int(a["batch_size"]),
+        cache_dir=a.get("cache_dir"),
+    )  # fmt: skip
+    encoders, notes = load_encoders(cfg.get("encoders"), G, device)
+    objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
+    options = optimisation_options(cfg["inversion"], G) if objectives else {}
+    edits = build_demo_edits(cfg.get("editing"), G, notes)
+    scorer = build_scorer(_plain(cfg["metrics"])).to(device)
+    classifier = None
+    if cfg.get("classifier"):
+        from lsap.io.classifier import load_toy_classifier
+
+        classifier = load_toy_classifier(resolve(cfg["classifier"]), device)
+        if classifier.config.resolution != G.resolution:
+            raise ValueError(
+                f"the classifier reads {classifier.config.resolution} px images, the generator "
+                f"makes {G.resolution} px"
+            )
+    for obj in objectives.values():
+        obj.to(device)
+    notes += metric_notes(_plain(cfg["metrics"]))
+    return DemoSetup(
+        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes
+    )
+
+
+def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
+    """Caveats about metric networks that are offline stand-ins rather than the published ones."""
+    notes = []
+    fidelity = list(metrics.get("fidelity") or [])
+    lp = metrics.get("lpips") or {}
+    if "lpips" in fidelity and str(lp.get("backbone", "torchvision")) == "random":
+        notes.append(
+            "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
+            "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
+        )
+    if "id" in fidelity and str((metrics.get("id") or {}).get("weights")) == "random":
+        notes.append("ID uses a random face network: NOT identity similarity.")
+    if "id" not in fidelity:
+        notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
+    fid = metrics.get("fid") or {}
+    feats = fid.get("features") or {}
+    if fid.get("enabled", True):
+        name = feats.get("name", "inception") if "_target_" not in feats else feats["_target_"]
+        if name == "toy_classifier":
+            notes.append(
+                "FID uses the toy attribute classifier's 128-d hidden features (a trained network "
+                "that works offline): a Frechet distance on the toy domain, not comparable with "
+                "Inception FID; on a handful of images it is a rough indicator only."
+            )
+        elif name == "random":
+            notes.append("FID uses a fixed random feature network: NOT FID.")
+    return notes
+
+
+def load_inputs(data: Mapping[str, Any], resolution: int) -> DemoImages:
+    """The demo's images from the ``data`` config: ``data.path`` (a folder or image) or, without
+    it, the held-out toy faces (``data.toy``) and the astronaut (``data.astronaut``)."""
+    if data.get("path"):
+        return folder_images(
+            data["path"],
+            resolution,
+            align=bool(data.get("align", False)),
+            max_images=data.get("max_images"),
+        )
+    parts = []
+    toy = data.get("toy") or {}
+    if int(toy.get("num_images", 0)) > 0:
+        parts.append(
+            toy_images(
+                int(toy["num_images"]),
+                seed=int(toy["seed"]),
+                start=int(toy.get("start", 0)),
+                resolution=resolution,
+            )
+        )
+    if data.get("astronaut"):
+        parts.append(astronaut_image(resolution, align=bool(data.get("astronaut_align", True))))
+    return concat(parts)

@@ -1,0 +1,160 @@
+"""The demo's images: held-out toy faces, the astronaut photo aligned with MTCNN, or a folder.
+
+Every source gives :class:`DemoImages`: images at the generator's resolution in [-1, 1] with a
+name (used for file names), where it came from, its domain (``toy``: a procedural face with known
+labels; ``photo``: anything else) and, for toy faces, the labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+TOY = "toy"
+PHOTO = "photo"
+
+
+@dataclass
+class DemoImages:
+    """A batch of demo inputs.
+
+    Attributes:
+        images: [N, 3, R, R] float32 in [-1, 1].
+        names: N unique names (file stems of the outputs).
+        sources: N descriptions of the origin (``toy:<seed>:<index>``, a file path, ...).
+        domains: N of ``"toy"`` / ``"photo"``.
+        labels: [N, A] toy labels (``lsap.data.toy.ATTRIBUTE_NAMES`` order; NaN rows for photos),
+            or None when no image is a toy face.
+    """
+
+    images: Tensor
+    names: list[str]
+    sources: list[str]
+    domains: list[str]
+    labels: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        N = self.images.shape[0]
+        if self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be [N, 3, R, R], got {tuple(self.images.shape)}")
+        if not len(self.names) == len(self.sources) == len(self.domains) == N:
+            raise ValueError("names, sources and domains need one entry per image")
+        if len(set(self.names)) != N:
+            raise ValueError(f"image names must be unique, got {self.names}")
+        if self.labels is not None and self.labels.shape[0] != N:
+            raise ValueError(f"labels hold {self.labels.shape[0]} rows for {N} images")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def indices(self, domain: str) -> list[int]:
+        """Positions of the images of one domain."""
+        return [i for i, d in enumerate(self.domains) if d == domain]
+
+
+def toy_images(num_images: int, *, seed: int, start: int = 0, resolution: int = 32) -> DemoImages:
+    """Toy faces ``start .. start + num_images - 1`` of ``seed`` (``lsap.data.toy``), named
+    ``toy_<seed>_<index>`` as ``write_toy_images`` names its files."""
+    from lsap.data.toy import render_toy_faces
+
+    arr, labels = render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
+    images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    idx = range(start, start + num_images)
+    return DemoImages(
+        images=images,
+        names=[f"toy_{seed}_{i:06d}" for i in idx],
+        sources=[f"toy:{seed}:{i}" for i in idx],
+        domains=[TOY] * num_images,
+        labels=torch.from_numpy(labels),
+    )
+
+
+def astronaut_image(resolution: int, *, align: bool = True) -> DemoImages:
+    """``skimage.data.astronaut()`` (Eileen Collins, NASA; shipped inside scikit-image), cropped
+    FFHQ-style around the face MTCNN finds (``lsap.data.align``), resized to ``resolution``."""
+    from PIL import Image
+    from skimage import data
+
+    from lsap.data.images import pil_to_tensor, resize_center_crop
+
+    img = Image.fromarray(data.astronaut()).convert("RGB")
+    if align:
+        from lsap.data.align import FaceAligner
+
+        img = FaceAligner(resolution)(img)
+    image = pil_to_tensor(resize_center_crop(img, resolution))
+    return DemoImages(
+        images=image[None],
+        names=["astronaut"],
+        sources=["skimage.data.astronaut()" + (" aligned with MTCNN" if align else "")],
+        domains=[PHOTO],
+    )
+
+
+def folder_images(
+    path: str | Path, resolution: int, *, align: bool = False, max_images: int | None = None
+) -> DemoImages:
+    """Images of a folder (recursively, sorted) or one image file, resized and centre-cropped to
+    ``resolution`` (``lsap.data.load_image``), optionally face-aligned first; named as
+    ``lsap-invert`` names its outputs (path relative to the folder, ``/`` -> ``__``).
+
+    Raises:
+        LsapFileError: no such path, no image in it, or an unreadable image / no face found
+            (naming the file).
+    """
+    from lsap.data.images import list_images, load_image
+    from lsap.io.errors import LsapFileError
+    from lsap.io.inversions import image_name
+
+    path = Path(path)
+    if not path.exists():
+        raise LsapFileError(path, "no such file or folder (data.path)")
+    files = list_images(path)
+    if not files:
+        raise LsapFileError(path, "holds no image (jpg, png, webp, bmp)")
+    if max_images is not None:
+        files = files[:max_images]
+    aligner = None
+    if align:
+        from lsap.data.align import FaceAligner
+
+        aligner = FaceAligner(resolution)
+    images = []
+    for f in files:
+        try:
+            images.append(load_image(f, resolution, align=aligner))
+        except ValueError as e:  # MTCNN found no face
+            raise LsapFileError(f, str(e)) from None
+    return DemoImages(
+        images=torch.stack(images),
+        names=[image_name(f, path) for f in files],
+        sources=[str(f) for f in files],
+        domains=[PHOTO] * len(files),
+    )
+
+
+def concat(parts: Sequence[DemoImages]) -> DemoImages:
+    """One :class:`DemoImages` of several (labels kept where any part has them; NaN elsewhere)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise ValueError("no demo images")
+    A = next((p.labels.shape[1] for p in parts if p.labels is not None), None)
+    labels = None
+    if A is not None:
+        labels = torch.cat(
+            [
+                p.labels if p.labels is not None else torch.full((len(p), A), float("nan"))
+                for p in parts
+            ]
+        )
+    return DemoImages(
+        images=torch.cat([p.images for p in parts]),
+        names=[n for p in parts for n in p.names],
+        sources=[s for p in parts for s in p.sources],
+        domains=[d for p in parts for d in p.domains],
+        labels=labels,
+    )

@@ -1,0 +1,103 @@
+"""The demo's and the reproduction's pure pieces: editability scores, the toy classifier's FID
+features, the reproduction table's statistics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lsap.assets import asset_path
+from lsap.metrics.attribute_edits import attribute_index
+
+
+def test_attribute_effects_sign_the_target_towards_the_edit():
+    from lsap.demo.compare import attribute_effects
+
+    before = torch.tensor([[0.2, 0.5, 0.9], [0.6, 0.1, 0.3]])
+    after = torch.tensor([[0.7, 0.4, 0.9], [0.9, 0.3, 0.3]])
+    binary = [True, True, False]
+    up = attribute_effects(before, after, 3.0, 0, binary)
+    assert up["target_shift"] == pytest.approx(0.4) == up["target_delta"]
+    assert up["target_success"] == 1.0  # the one face below 0.5 crossed
+    assert up["others_abs_delta"] == pytest.approx((0.15 + 0.0) / 2)
+    down = attribute_effects(before, after, -3.0, 0, binary)
+    assert down["target_shift"] == pytest.approx(-0.4) and down["target_delta"] == pytest.approx(
+        0.4
+    )
+    zero = attribute_effects(before, before, 0.0, 1, binary)
+    assert zero["others_abs_delta"] == 0.0 and zero["target_shift"] == 0.0
+    # no target (SeFa): every attribute is an "other"
+    none = attribute_effects(before, after, 1.0, None, binary)
+    assert "target_shift" not in none
+    assert none["others_abs_delta"] == pytest.approx(float((after - before).abs().mean()))
+    assert none["others_flip_rate"] == pytest.approx(0.25)  # attribute 0 flips on face 0 of 2
+
+
+def test_attribute_index_reads_the_edit_name():
+    names = ["smile", "glasses", "beard"]
+    assert attribute_index(names, "interfacegan/glasses") == 1
+    assert attribute_index(names, "sefa/all/dir0") is None
+
+
+def test_toy_classifier_features_are_its_hidden_layer():
+    from lsap.io.classifier import load_toy_classifier
+    from lsap.metrics.features import build_feature_extractor
+    from lsap.metrics.fid import FIDSets
+
+    feats = build_feature_extractor({"name": "toy_classifier"})
+    C = load_toy_classifier(asset_path("toy32/classifier.pt"))
+    x = torch.rand(6, 3, 32, 32) * 2 - 1
+    f = feats(x)
+    assert f.shape == (6, C.config.hidden)
+    # the hidden layer feeds the attribute head: the rest of the head turns it into the logits
+    assert torch.allclose(C.head[3:](f), C(x), atol=1e-5)
+    # 64 px images are area-pooled to 32 px: a nearest 2x upscale gives the same features
+    big = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    assert torch.allclose(feats(big), f, atol=1e-5)
+    fids = FIDSets(["same", "other"], feats.num_features)
+    fids.update_reference(f)
+    fids.update("same", f)
+    fids.update("other", feats(-x))
+    d = fids.compute()
+    assert abs(d["same"]) < 1e-3 < d["other"]
+
+
+def test_reproduction_rows_and_pairs():
+    from lsap.demo.reproduce import markdown_table, method_rows, paired_comparison
+
+    def method(sncd, mse):
+        return {
+            "per_image": {
+                f"i{k}": {"sncd": s, "mse": m}
+                for k, (s, m) in enumerate(zip(sncd, mse, strict=True))
+            },
+            "fid": {"toy": 3.0},
+            "seconds_per_image": 0.5,
+        }
+
+    methods = {
+        "e4e": method([1.0, 2.0, 3.0], [0.1, 0.1, 0.1]),
+        "lsap_e": method([0.5, 2.5, 1.0], [0.2, 0.1, 0.05]),
+    }
+    names = ["i0", "i1", "i2"]
+    rows = method_rows(methods, {"lsap_e": {"target_shift": 0.4}}, names)
+    assert rows["e4e"]["sncd"] == pytest.approx(2.0)
+    assert rows["e4e"]["sncd_sem"] == pytest.approx(1.0 / math.sqrt(3))
+    assert rows["lsap_e"]["edit_target_shift"] == 0.4 and "edit_target_shift" not in rows["e4e"]
+    wins = paired_comparison(methods, "e4e", "lsap_e", names)
+    assert wins["sncd"] == pytest.approx(2 / 3)  # lower on i0 and i2
+    assert wins["mse"] == pytest.approx((0 + 0.5 + 1) / 3)  # worse, tie, better
+    table = markdown_table(rows).splitlines()
+    assert len(table) == 2 + 2 and table[2].startswith("| e4e | 2.0000 ± 0.5774")
+
+
+def test_demo_seeds_are_lsap_invert_seeds():
+    """The demo's optimisation draws the same per-image random numbers as lsap-invert."""
+    from lsap.demo.methods import image_seeds
+    from lsap.systems.inversion import image_seed
+
+    names = ["toy_2_000000", "astronaut", "a__b"]
+    assert image_seeds(3, names) == [image_seed(3, n) for n in names]
+    assert len(set(image_seeds(3, names))) == 3
