@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from lsap.io import generator_from_config
 from lsap.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from lsap.io.classifier import load_toy_classifier
 from lsap.io.hashing import file_sha256
-from lsap.io.provenance import provenance
+from lsap.io.provenance import git_commit, provenance
 from lsap.metrics.attribute_edits import attribute_edit_effects, per_attribute_abs_delta
 from lsap.nets.sampling import sample_z
 
@@ -90,15 +89,6 @@ def recommended_factor(per_factor: dict[str, dict], min_success: float) -> float
         if min(per_factor[f"{f:+g}"]["target_success"], neg["target_success"]) >= min_success:
             return f
     return None
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def markdown(results: dict) -> str:

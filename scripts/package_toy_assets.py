@@ -15,7 +15,6 @@ import csv
 import os
 import platform
 import shutil
-import subprocess
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ import torch
 from lsap.assets import ASSETS_DIR
 from lsap.io.atomic import atomic_write_json
 from lsap.io.hashing import file_sha256
+from lsap.io.provenance import git_commit
 
 
 def machine() -> str:
@@ -57,15 +57,6 @@ def last_metrics(run: Path, rows: int = 20) -> dict[str, float]:
                     if v not in ("", None):
                         values.setdefault(k, []).append(float(v))
     return {k: round(sum(v[-rows:]) / len(v[-rows:]), 4) for k, v in values.items()}
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def entry(src: Path, dst: Path, run: Path, extra: dict) -> dict:

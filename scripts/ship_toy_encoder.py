@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -38,6 +37,7 @@ from lsap.io import generator_from_config
 from lsap.io.atomic import atomic_write_json
 from lsap.io.encoders import load_encoder, save_encoder
 from lsap.io.hashing import file_sha256
+from lsap.io.provenance import git_commit
 from lsap.metrics.image import mse
 
 HELDOUT_SEED = 2  # lsap.data.toy faces seen by no toy model (GAN and encoders: seed 0, val: 1)
@@ -83,15 +83,6 @@ def wall_time_s(run: Path) -> float | None:
             start = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
             return round(max(p.stat().st_mtime for p in ckpts) - start, 1)
     return None
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def pick_checkpoint(run: Path, which: str) -> Path:

@@ -49,3 +49,16 @@ def _plain(config: Any) -> Any:
     if isinstance(config, Mapping):
         return {str(k): _plain(v) for k, v in config.items()}
     return config
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    """The checked-out commit of the git work tree at ``cwd`` (the current folder by default), or
+    None outside one (an installed package, no git): recorded by the asset scripts' manifests."""
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=cwd
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
