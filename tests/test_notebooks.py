@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -127,28 +126,10 @@ def test_both_notebooks_exist():
 
 
 def test_invert_and_edit_notebook(tmp_path, kernel):
-    from lsap.io.encoders import save_encoder
-    from lsap.nets.encoder import build_encoder
-
+    """The notebook's defaults: toy32 with its shipped LSAP_E encoder and smile/glasses directions."""
     G = toy_generator()
-    encoder = build_encoder(
-        "e4e",
-        num_ws=G.num_ws,
-        w_dim=G.w_dim,
-        input_size=32,
-        stages=[[16, 16, 1], [16, 24, 1], [24, 32, 1], [32, 48, 1]],
-    )
-    encoder.set_latent_avg(G.w_avg)
-    save_encoder(encoder.eval(), tmp_path / "encoder.pt", generator_sha256=G.sha256)
-    direction = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(3))
-    torch.save(direction / direction.norm(), tmp_path / "direction.pt")
     out = tmp_path / "out"
-    params = (
-        f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\n"
-        f"ENCODER_PATH = {str(tmp_path / 'encoder.pt')!r}\n"
-        f"INTERFACEGAN_DIRECTIONS = {{'rand': {str(tmp_path / 'direction.pt')!r}}}\n"
-        f"OUTPUT_DIR = {str(out)!r}\n"
-    )
+    params = f"OVERRIDES = {fast_overrides(tmp_path / 'cache')!r}\nOUTPUT_DIR = {str(out)!r}\n"
     nb = run_notebook("01_invert_and_edit.ipynb", params, tmp_path / "work", kernel)
     data = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     if widgets_available():  # the sliders were displayed (else the grid alone)
@@ -171,16 +152,25 @@ def test_invert_and_edit_notebook(tmp_path, kernel):
     # the SNCD term aligns the code: far lower SNCD than the projector's
     assert methods["lsap_o"]["sncd"] < 0.5 * methods["projector"]["sncd"]
     assert methods["encoder+lsap_o"]["sncd"] < methods["projector"]["sncd"]
+    # the shipped LSAP_E encoder's code is aligned too, and reconstructs the face
+    assert methods["encoder"]["sncd"] < 0.5 * methods["projector"]["sncd"]
+    assert methods["encoder"]["psnr"] > 15.0
 
-    # edit grid: rows = (3 SeFa directions + 1 InterFaceGAN file) x 4 codes, columns = 5 factors
+    # edit grid: rows = (3 SeFa directions + 2 shipped InterFaceGAN files) x 4 codes, 5 factors
     edits = [e["name"] for e in summary["edits"]]
-    assert edits == ["sefa/all/dir0", "sefa/all/dir1", "sefa/all/dir2", "interfacegan/rand"]
+    assert edits == [
+        "sefa/all/dir0",
+        "sefa/all/dir1",
+        "sefa/all/dir2",
+        "interfacegan/smile",
+        "interfacegan/glasses",
+    ]
     assert len(summary["edit_grid"]["rows"]) == len(edits) * len(methods)
     from PIL import Image
 
     with Image.open(summary["edit_grid"]["file"]) as grid:
         pad, cell = 2, G.resolution
-        assert grid.size == (pad + 5 * (cell + pad), pad + 16 * (cell + pad))
+        assert grid.size == (pad + 5 * (cell + pad), pad + 20 * (cell + pad))
     for f in summary["figures"]:
         with Image.open(f) as im:
             assert im.size[0] > 100 and im.size[1] > 100
