@@ -12,6 +12,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lsap.io.hashing import tensors_sha256
+
 
 @pytest.fixture
 def one_thread():
@@ -40,10 +42,13 @@ class RecordBatches(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         rank = trainer.global_rank
+        D = getattr(pl_module, "w_discriminator", None)
         out = {
             "rank": rank,
             "world_size": trainer.world_size,
             "pid": os.getpid(),
             "seen": self.seen,
+            # the latent discriminator's weights (None when off): equal on every rank
+            "w_discriminator_sha256": None if D is None else tensors_sha256(D.state_dict()),
         }
         (self.out_dir / f"rank{rank}.json").write_text(json.dumps(out))

@@ -75,9 +75,13 @@ def test_ddp_two_processes_on_cpu(tmp_path):
             "trainer.devices=2",
             "trainer.max_steps=6",
             "trainer.val_check_interval=3",
+            "loss.w_discriminator=0.1",  # e4e's latent discriminator lives outside DDP
+            "loss.options.w_discriminator.r1_interval=4",
         )
     )
     r0, r1 = _probe(run, 0), _probe(run, 1)
+    # its gradients are averaged over the ranks by hand: both end with the same D
+    assert r0["w_discriminator_sha256"] == r1["w_discriminator_sha256"] is not None
     assert (r0["world_size"], r1["world_size"]) == (2, 2) and r0["pid"] != r1["pid"]
     assert [s["step"] for s in r0["seen"]] == [s["step"] for s in r1["seen"]] == list(range(6))
     # every step the two ranks train on different images (disjoint shards of each epoch)
@@ -87,7 +91,8 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     enc = lsap.load_encoder(run / "encoder.pt")  # written once, by rank zero
     assert enc.num_ws == 8
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 6
+    assert ckpt["global_step"] == 6  # D's own Adam steps do not count as training steps
+    assert ckpt["w_discriminator"]["steps"] == 6
     log = (run / "csv" / "metrics.csv").read_text()
     assert "val/metric/sncd" in log and "val/metric/lpips" in log
 

@@ -6,7 +6,15 @@ Per step: ``w_plus = encoder(images)``, ``recon = G.synthesis(w_plus)`` resized 
 indices of the current progressive stage. The stage follows the e4e schedule from the encoder
 config (``progressive_start``, ``progressive_step_every``).
 
-What is trained and saved: the encoder only (its weights, BatchNorm statistics, ``latent_avg``).
+Optional (``loss.w_discriminator`` > 0, e4e's latent-code discriminator): the loss gains
+``w_discriminator * mean_i softplus(-D(w_i))`` over the active w+ indices, and after every
+optimiser step of the encoder, D takes one Adam step (plus the lazy R1) on codes of the mapping
+network against the encoder's codes of that step (``lsap.training.latent_discriminator``).
+
+What is trained and saved: the encoder (its weights, BatchNorm statistics, ``latent_avg``) in
+``state_dict()``; the latent discriminator, when on, beside it in the checkpoint (its weights,
+optimiser state and step count under ``'w_discriminator'``), outside DDP: its gradients are
+averaged over ranks explicitly.
 The generator, the loss networks (LPIPS, face recognition) and the S^N anchors are frozen and
 kept out of the module tree: they follow the system's device but are not in ``state_dict()``,
 the checkpoints, the optimiser or DDP. A checkpoint records the generator's sha256; loading it
@@ -31,6 +39,12 @@ from lsap.io.errors import CheckpointError
 from lsap.losses import LossInputs, build_objective
 from lsap.metrics import mse
 from lsap.nets.encoder import PyramidEncoder, progressive_stage
+from lsap.nets.latent_discriminator import LatentDiscriminator
+from lsap.training.latent_discriminator import (
+    LatentPool,
+    discriminator_step,
+    encoder_adversarial_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +166,74 @@ class EncoderSystem(pl.LightningModule):
         self.val_metrics = nn.ModuleDict({k: MeanMetric() for k in ("mse", "lpips", "id")})
         self.val_sncd = SNCDMetric(G.num_ws)
         self._reported_skips: set[str] = set()
+        self._init_w_discriminator(loss, G.w_dim)
+
+    # -- latent discriminator (e4e) ---------------------------------------------------------------
+    def _init_w_discriminator(self, loss: Mapping[str, Any], w_dim: int) -> None:
+        """D, its Adam and the code pools when ``loss.w_discriminator`` > 0 (else nothing)."""
+        self.w_discriminator_weight = float(loss.get("w_discriminator", 0.0) or 0.0)
+        self._wd: dict[str, Any] = {}
+        if self.w_discriminator_weight <= 0:
+            return
+        o = dict((loss.get("options") or {}).get("w_discriminator") or {})
+        D = LatentDiscriminator(w_dim, int(o.get("num_layers", 4)))
+        self._wd = {
+            "D": D,
+            "optimizer": torch.optim.Adam(
+                D.parameters(),
+                lr=float(o.get("lr", 2e-5)),
+                betas=tuple(float(b) for b in o.get("betas", (0.9, 0.999))),
+            ),
+            "real_pool": LatentPool(int(o.get("pool_size", 50)), seed=1),
+            "fake_pool": LatentPool(int(o.get("pool_size", 50)), seed=2),
+            "r1_gamma": float(o.get("r1_gamma", 10.0)),
+            "r1_interval": int(o.get("r1_interval", 16)),
+            "steps": 0,
+        }
+        D.requires_grad_(False)  # trained only in discriminator_step
+
+    @property
+    def w_discriminator(self) -> LatentDiscriminator | None:
+        """The latent-code discriminator, or None when ``loss.w_discriminator`` is 0."""
+        return self._wd.get("D")
+
+    def on_fit_start(self) -> None:
+        import torch.distributed as dist
+
+        D = self.w_discriminator
+        if D is not None and dist.is_available() and dist.is_initialized():
+            for p in D.parameters():  # every rank starts from rank 0's D
+                dist.broadcast(p.data, src=0)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        D = self.w_discriminator
+        if D is None or not isinstance(outputs, Mapping) or "w_plus" not in outputs:
+            return
+        wd = self._wd
+        w_plus = outputs["w_plus"]  # detached codes of the step just taken
+        layers = self.loss_layers
+        fake = (w_plus if layers is None else w_plus[:, layers]).reshape(-1, w_plus.shape[-1])
+        with torch.no_grad():
+            z = torch.randn(w_plus.shape[0], self.G.z_dim, device=w_plus.device)
+            real = self.G.mapping(z)
+        D.requires_grad_(True)
+        stats = discriminator_step(
+            D,
+            wd["optimizer"],
+            wd["real_pool"].query(real),
+            wd["fake_pool"].query(fake),
+            step=wd["steps"],
+            r1_gamma=wd["r1_gamma"],
+            r1_interval=wd["r1_interval"],
+        )
+        D.requires_grad_(False)
+        wd["steps"] += 1
+        self.log_dict(
+            {f"train/w_discriminator/{k}": v for k, v in stats.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=w_plus.shape[0],
+        )
 
     # -- frozen parts -----------------------------------------------------------------------------
     @property
@@ -166,6 +248,8 @@ class EncoderSystem(pl.LightningModule):
         super()._apply(fn, *args, **kwargs)
         for m in self._frozen.values():
             m._apply(fn, *args, **kwargs)
+        if self._wd:  # moved in place: its optimiser keeps pointing at the same parameters
+            self._wd["D"]._apply(fn, *args, **kwargs)
         self._anchors = [fn(a) for a in self._anchors]
         return self
 
@@ -201,6 +285,10 @@ class EncoderSystem(pl.LightningModule):
             noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
             layers=self.loss_layers,
         )
+        if self.w_discriminator is not None:  # e4e's adversarial term, D frozen here
+            adv = encoder_adversarial_loss(self.w_discriminator, w_plus, self.loss_layers)
+            values = {**values, "w_discriminator": adv}
+            loss = loss + self.w_discriminator_weight * adv.mean()
         train = stage == "train"
         kw = {"batch_size": images.shape[0], "on_step": train, "on_epoch": not train}
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=not train, **kw)
@@ -268,6 +356,12 @@ class EncoderSystem(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_KEY] = self.encoder_header()
+        if self._wd:
+            checkpoint["w_discriminator"] = {
+                "state_dict": self._wd["D"].state_dict(),
+                "optimizer": self._wd["optimizer"].state_dict(),
+                "steps": self._wd["steps"],
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         head = checkpoint.get(LIGHTNING_KEY)
@@ -282,3 +376,10 @@ class EncoderSystem(pl.LightningModule):
                 f"config builds {self.G.sha256}",
             )
         self.encoder.set_progressive_stage(int(head["progressive_stage"]))
+        saved = checkpoint.get("w_discriminator")
+        if self._wd and saved is not None:
+            self._wd["D"].load_state_dict(saved["state_dict"])
+            self._wd["optimizer"].load_state_dict(saved["optimizer"])
+            self._wd["steps"] = int(saved["steps"])
+        elif self._wd:
+            log.warning("the checkpoint has no latent discriminator: it starts untrained")
