@@ -14,6 +14,31 @@ from typing import Any
 
 from lsap.assets import ASSET_PREFIX
 
+JOB_DIR_MAX_LEN = 200  # characters of a multirun job folder name (file systems allow 255 bytes)
+
+
+def job_dir_name(num: Any, override_dirname: str, max_len: int = JOB_DIR_MAX_LEN) -> str:
+    """A multirun job's folder name: ``<num>_<overrides>`` (Hydra's ``override_dirname``), with
+    ``/`` replaced (a path value must not nest folders) and, past ``max_len`` characters, cut and
+    ended with 8 hex digits of the overrides' sha1 (distinct jobs keep distinct folders)."""
+    import hashlib
+
+    name = f"{num}_{override_dirname}" if override_dirname else str(num)
+    name = name.replace("/", "_")
+    if len(name) <= max_len:
+        return name
+    digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
+    return f"{name[: max_len - 9]}_{digest}"
+
+
+def register_resolvers() -> None:
+    """Register lsap's OmegaConf resolvers (``lsap_job_dir``: :func:`job_dir_name`); idempotent.
+    The console commands call it before Hydra composes; :func:`compose` does too."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("lsap_job_dir"):
+        OmegaConf.register_new_resolver("lsap_job_dir", job_dir_name)
+
 
 def config_dir() -> str:
     """Absolute path of lsap's ``conf/`` folder.
@@ -88,6 +113,7 @@ def compose(
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
+    register_resolvers()
     overrides = list(overrides)
     file = None
     if generator is not None or generator_path is not None:

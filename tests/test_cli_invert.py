@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from invert_helpers import FAST, make_images, tiny_arch
 
 from lsap import load_generator
@@ -198,7 +199,13 @@ def test_multirun_over_sncd_writes_separate_runs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted((tmp_path / "logs" / "invert" / "multirun").glob("*/[0-9]_*"))
-    assert len(runs) == 2 and "loss.sncd=0," in runs[0].name and "loss.sncd=2.0" in runs[1].name
+    assert len(runs) == 2 and [r.name[:2] for r in runs] == ["0_", "1_"]
+    # named after the overrides, cut to 200 characters with a hash: these tests pass many
+    assert all(
+        len(r.name) <= 200 and r.name.startswith(f"{i}_alignment") for i, r in enumerate(runs)
+    )
+    swept = [yaml.safe_load((r / ".hydra" / "overrides.yaml").read_text())[-1] for r in runs]
+    assert swept == ["loss.sncd=0", "loss.sncd=2.0"]
     G = init_generator(tiny_arch(), 0)
     anchors = compute_anchors(G, 2000, 0)
     mean_sncd = {}
@@ -213,6 +220,40 @@ def test_multirun_over_sncd_writes_separate_runs(tmp_path):
         table = read_results(r)
         assert np.mean([t["sncd"] for t in table]) == pytest.approx(mean_sncd[weight], rel=1e-4)
     assert mean_sncd[2.0] < mean_sncd[0.0]
+
+
+@pytest.mark.slow
+def test_multirun_on_ddp_runs_each_job_once_in_its_folder(tmp_path):
+    """--multirun with trainer=ddp: Lightning's rank-1 worker joins its own job (not a rerun of
+    the sweep, not a new ${now} folder), and the next job starts its own process group."""
+    names = make_images(tmp_path / "in", n=4, nested=0, bad=False)
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    proc = subprocess.run(
+        [
+            "lsap-invert",
+            "--multirun",
+            *cli(tmp_path, f"data.path={tmp_path}/in", "inversion.steps=10", "metrics.id=null")[1:],
+            *ddp,
+            "loss.sncd=0,2.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweeps = list((tmp_path / "logs" / "invert" / "multirun").iterdir())
+    assert len(sweeps) == 1, sweeps  # the worker did not open a sweep folder of its own
+    runs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
+    assert [r.name[:2] for r in runs] == ["0_", "1_"]
+    weights = []
+    for r in runs:
+        assert len(r.name) <= 200
+        assert_each_once(r, names)  # both ranks' images, in this job's folder only
+        assert (r / "train_ddp_process_1.log").is_file()  # rank 1 ran in the job's folder
+        records = codes_of(r)
+        weights.append(next(iter(records.values()))["provenance"]["config"]["loss"]["sncd"])
+    assert weights == [0.0, 2.0]
 
 
 @pytest.mark.slow

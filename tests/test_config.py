@@ -58,3 +58,16 @@ def test_compose_sets_a_generator_file_without_override_quoting(tmp_path):
     cfg = compose("eval", ["metrics=offline"], generator="tiny")
     assert plain(cfg.generator) == yaml.safe_load((CONF / "generator" / "tiny.yaml").read_text())
     assert cfg.metrics.lpips.backbone == "random"
+
+
+def test_job_dir_names_stay_short_flat_and_distinct():
+    from lsap.config import JOB_DIR_MAX_LEN, job_dir_name
+
+    assert job_dir_name(0, "loss.sncd=0.5") == "0_loss.sncd=0.5"
+    assert job_dir_name(3, "") == "3"
+    assert "/" not in job_dir_name(1, "loss.options.id.weights=/w/ir.pth,loss.sncd=1")
+    long_a = ",".join(f"option{i}=value" for i in range(40)) + ",loss.sncd=0"
+    long_b = long_a[:-1] + "2"  # differs only past the cut
+    a, b = job_dir_name(0, long_a), job_dir_name(0, long_b)
+    assert len(a) == len(b) == JOB_DIR_MAX_LEN and a != b
+    assert a[:-9] == b[:-9] and a.startswith("0_option0=value")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lsap.config import config_dir
+from lsap.config import config_dir, register_resolvers
 from lsap.io.errors import LsapFileError
+
+register_resolvers()  # before any command's @hydra.main composes (conf/invert.yaml uses one)
 
 __all__ = ["check_config_dir", "config_dir", "one_line_errors", "resolve_device"]
 
@@ -46,3 +49,49 @@ def one_line_errors(command: str) -> Callable[[Callable[..., Any]], Callable[...
         return inner
 
     return wrap
+
+
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextlib.contextmanager
+def multirun_ddp_job() -> Iterator[None]:
+    """Around one Hydra job: lets a multirun's jobs each run on DDP (Lightning's launcher).
+
+    Lightning starts each extra DDP rank as ``sys.argv`` again plus
+    ``hydra.run.dir=<HydraConfig run.dir>``. In a multirun that would rerun the whole sweep, in a
+    run folder whose ``${now:...}`` is evaluated anew (rank 1 then writes elsewhere). Inside a
+    multirun job this sets ``sys.argv`` to the job's own overrides and the run folder to the job's
+    output folder, so the workers join this job in its folder; on exit it ends the job's process
+    group and restores the launcher's environment variables (``LOCAL_RANK``, ``MASTER_PORT``, ...),
+    so the next job starts its own group with its own workers. Outside a multirun (or without
+    Hydra) it does nothing.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    import os
+
+    hc = HydraConfig.get()
+    argv = sys.argv
+    env = {k: os.environ.get(k) for k in _DDP_ENV}  # Lightning's launcher sets these in-process
+    sys.argv = [argv[0], *hc.overrides.task]
+    with read_write(hc):
+        hc.run.dir = hc.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        for k, v in env.items():  # else the next job's launcher would think its ranks exist
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

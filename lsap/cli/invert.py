@@ -16,7 +16,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.cli._common import (
+    check_config_dir,
+    config_dir,
+    multirun_ddp_job,
+    one_line_errors,
+)
 from lsap.cli._runtime import config_errors
 
 log = logging.getLogger(__name__)
@@ -102,7 +107,8 @@ def _finish_wandb() -> None:
 @config_errors("lsap-invert")  # bad settings (codes, refinement) in one line, exit status 2
 @one_line_errors("lsap-invert")
 def _main(cfg: DictConfig) -> None:
-    run(cfg)
+    with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
+        run(cfg)
 
 
 def main() -> None:

@@ -18,7 +18,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.cli._common import (
+    check_config_dir,
+    config_dir,
+    multirun_ddp_job,
+    one_line_errors,
+)
 from lsap.io.errors import LsapFileError
 
 log = logging.getLogger(__name__)
@@ -175,7 +180,8 @@ def _finish_loggers(trainer) -> None:
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 @one_line_errors("lsap-train")
 def _main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg).metrics
+    with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
+        metrics = train(cfg).metrics
     monitor = cfg.get("optimized_metric")
     return metrics.get(monitor) if monitor else None
 
