@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,8 +75,6 @@ def multirun_ddp_job() -> Iterator[None]:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         yield
         return
-    import os
-
     hc = HydraConfig.get()
     argv = sys.argv
     env = {k: os.environ.get(k) for k in _DDP_ENV}  # Lightning's launcher sets these in-process
