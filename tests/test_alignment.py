@@ -201,6 +201,7 @@ def _ddp_worker(rank, world, port, per_layer, out):
         res = metric.compute()
         if rank == 0:
             out.put({k: v.tolist() for k, v in res.items()})  # plain values outlive the process
+        dist.barrier()  # both ranks done before either tears down gloo (else a rank may abort)
     finally:
         dist.destroy_process_group()
 

@@ -232,6 +232,7 @@ def _ddp_worker(rank, world_size, port, tmp_path, queue):
         out = _evaluate(G, tmp_path, rank=rank, world_size=world_size, anchors=anchors)
         if rank == 0:
             queue.put(out)
+        dist.barrier()  # both ranks done before either tears down gloo (else a rank may abort)
     finally:
         dist.destroy_process_group()
 

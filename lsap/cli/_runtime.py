@@ -43,6 +43,7 @@ def close_distributed(created: bool) -> None:
     import torch.distributed as dist
 
     if created and dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears the group down while another still talks to it
         dist.destroy_process_group()
 
 
