@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
+from _timing import median_time
 
 from lsap.alignment import compute_anchors
 from lsap.io import init_generator
@@ -64,23 +63,6 @@ LOSS = {
         "id": {"backend": "arcface", "weights": "random", "crop": True},
     },
 }
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, device, repeats):
-    fn()  # warm-up (allocator, cuDNN autotune, oneDNN primitives)
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats: int, amp: bool):
@@ -128,10 +110,10 @@ def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats
             v = sncd_term(LossInputs(w_plus=w)).mean()
         v.backward()
 
-    t_infer = _time(infer, device, repeats)
-    t_step = _time(step, device, repeats)
-    t_step_off = _time(lambda: step(False), device, repeats)
-    t_sncd = _time(sncd_only, device, max(repeats, 5))
+    t_infer = median_time(infer, device, repeats)
+    t_step = median_time(step, device, repeats)
+    t_step_off = median_time(lambda: step(False), device, repeats)
+    t_sncd = median_time(sncd_only, device, max(repeats, 5))
     return {
         "preset": preset,
         "device": str(device),

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from _timing import median_time
 
 
 def _stub_cuda_extensions() -> None:
@@ -56,23 +55,6 @@ def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
     raise ValueError(impl)
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, device, repeats):
-    fn()  # warm-up (allocator, cuDNN autotune)
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def worker(impl: str, args) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -99,9 +81,9 @@ def worker(impl: str, args) -> dict:
         synth(wp).square().mean().backward()
 
     out = {"impl": impl, "device": str(device)}
-    out["forward_s"] = _time(forward, device, args.repeats)
-    out["fwd_bwd_s"] = _time(fwd_bwd_all, device, args.repeats)
-    out["fwd_bwd_codes_s"] = _time(fwd_bwd_codes, device, args.repeats)
+    out["forward_s"] = median_time(forward, device, args.repeats)
+    out["fwd_bwd_s"] = median_time(fwd_bwd_all, device, args.repeats)
+    out["fwd_bwd_codes_s"] = median_time(fwd_bwd_codes, device, args.repeats)
     out["images_per_s_forward"] = args.batch / out["forward_s"]
     out["images_per_s_fwd_bwd"] = args.batch / out["fwd_bwd_s"]
     if device.type == "cuda":

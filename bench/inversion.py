@@ -28,6 +28,7 @@ import sys
 import time
 
 import torch
+from _timing import sync
 
 SIZES = {  # name -> generator config (channels as StyleGAN2 config-f at 1024 px; tiny as the tests)
     "32": {
@@ -41,11 +42,6 @@ SIZES = {  # name -> generator config (channels as StyleGAN2 config-f at 1024 px
     "256": {"resolution": 256, "channel_multiplier": 2},
     "1024": {"resolution": 1024, "channel_multiplier": 2},
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _peak_mb(device: torch.device, rss_before: float) -> float:
@@ -81,10 +77,10 @@ def worker(args) -> dict:
         stamps = []
 
         def tick(step, values):
-            _sync(device)
+            sync(device)
             stamps.append(time.perf_counter())
 
-        _sync(device)
+        sync(device)
         stamps.append(time.perf_counter())
         optimize_latents(
             G, targets, objective, space="w_plus", steps=args.steps, w_std=1.0, callback=tick
@@ -101,11 +97,11 @@ def worker(args) -> dict:
     w = G.w_avg.expand(args.batch, G.num_ws, -1).clone().requires_grad_(True)
     sncd_times = []
     for _ in range(args.warmup + max(5, args.steps)):
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         total, _ = sncd_term(LossInputs(w_plus=w))
         torch.autograd.grad(total.sum(), [w])
-        _sync(device)
+        sync(device)
         sncd_times.append(time.perf_counter() - t)
     step = statistics.median(with_sncd)
     step0 = statistics.median(without)
