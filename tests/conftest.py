@@ -15,6 +15,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY = GeneratorConfig(resolution=32, z_dim=64, w_dim=64, n_mlp=3, channel_base=512, channel_max=64)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    32 px problems are too small for intra-op threads, which cost more in synchronisation than
+    they give (up to 5x slower on a shared, oversubscribed machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Helpers of the encoder tests: a one-thread fixture, and a callback the CLI tests inject
+"""Helpers of the encoder tests: a callback the CLI tests inject
 (``+callbacks.probe._target_=encoder_helpers.RecordBatches``) with which each process writes what
 it trained on to ``<out_dir>/rank<r>.json``."""
 
@@ -8,21 +8,9 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 import pytorch_lightning as pl
-import torch
 
 from lsap.io.hashing import tensors_sha256
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny networks on a shared 2-core machine: one thread avoids OpenMP contention (up to 5x
-    faster under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class RecordBatches(pl.Callback):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 from PIL import Image
 
 from lsap.data import load_image

@@ -7,7 +7,6 @@ import argparse
 
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 
 import lsap
 from lsap.io import load_generator, save_rosinality

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 
 from lsap.nets.encoder import (
     Encoder4Editing,

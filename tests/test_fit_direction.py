@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 
 from lsap.editing import fit_direction
 from lsap.metrics.attribute_edits import attribute_edit_effects, per_attribute_abs_delta

@@ -14,14 +14,7 @@ from lsap.losses import build_objective
 LPIPS_RANDOM = {"lpips": {"net": "alex", "backbone": "random"}}  # per-image, as vgg; cheaper
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """32 px problems are too small for intra-op threads: they cost more in synchronisation than
-    they give (by orders of magnitude on a shared, oversubscribed machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

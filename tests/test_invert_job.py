@@ -19,15 +19,7 @@ from lsap.metrics import mse, psnr
 from lsap.systems.sharding import ShardSampler, plan_inversion
 from lsap.systems.writer import PARTS_DIR, merge_results
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """32 px problems are too small for intra-op threads: they cost more in synchronisation than
-    they give (by orders of magnitude on a shared, oversubscribed machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,7 @@ PTI = [
 ENCODER_STAGES = "[[16, 16, 1], [16, 24, 1], [24, 32, 1], [32, 48, 1]]"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

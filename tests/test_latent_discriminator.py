@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 from test_train import cache_dir, read_log, tiny_cfg  # noqa: F401  (fixture)
 
 from lsap.cli.train import train

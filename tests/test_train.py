@@ -8,7 +8,6 @@ import os
 
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 from hydra import compose, initialize_config_dir
 
 import lsap

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from encoder_helpers import one_thread  # noqa: F401  (fixture)
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
