@@ -14,6 +14,7 @@ from torch import Tensor
 
 from lsap.alignment.style import normalize_styles
 from lsap.io.atomic import atomic_torch_save
+from lsap.io.cache import read_cache
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator
 
@@ -82,22 +83,11 @@ def compute_anchors(
 
 
 def _read_cache(path: Path, G: Generator, num_samples: int, seed: int) -> list[Tensor] | None:
-    if not path.is_file():
-        return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        anchors = obj["anchors"]
-        ok = (
-            obj["sha256"] == G.sha256
-            and obj["num_samples"] == num_samples
-            and obj["seed"] == seed
-            and [tuple(a.shape) for a in anchors]
-            == [(layer.affine.weight.shape[0],) for layer in G.style_layers]
-        )
-    except Exception as e:  # a damaged cache is recomputed, never trusted
-        log.warning("ignoring unreadable anchor cache %s (%s)", path, e)
-        return None
-    if not ok:
-        log.warning("ignoring anchor cache %s: it belongs to another generator or setting", path)
-        return None
-    return anchors
+    shapes = [(layer.affine.weight.shape[0],) for layer in G.style_layers]
+    obj = read_cache(
+        path,
+        "anchor",
+        {"sha256": G.sha256, "num_samples": num_samples, "seed": seed},
+        fits=lambda o: [tuple(a.shape) for a in o["anchors"]] == shapes,
+    )
+    return None if obj is None else obj["anchors"]

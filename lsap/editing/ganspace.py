@@ -27,6 +27,7 @@ from torch import Tensor
 
 from lsap.editing.edit import Edit, LayerSpec, resolve_layers, restrict
 from lsap.io.atomic import atomic_torch_save
+from lsap.io.cache import read_cache
 from lsap.io.errors import LsapFileError
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator
@@ -150,24 +151,16 @@ def compute_pca(
 
 
 def _read_cache(path: Path, G: Generator, num_samples: int, seed: int) -> PCA | None:
-    if not path.is_file():
+    expected = {"generator_sha256": G.sha256, "num_samples": num_samples, "seed": seed}
+    obj = read_cache(
+        path,
+        "GANSpace",
+        expected,
+        fits=lambda o: tuple(o["components"].shape) == (G.w_dim, G.w_dim),
+    )
+    if obj is None:
         return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        ok = (
-            obj["generator_sha256"] == G.sha256
-            and obj["num_samples"] == num_samples
-            and obj["seed"] == seed
-            and tuple(obj["components"].shape) == (G.w_dim, G.w_dim)
-        )
-    except Exception as e:  # a damaged cache is recomputed, never trusted
-        log.warning("ignoring unreadable GANSpace cache %s (%s)", path, e)
-        return None
-    if not ok:
-        log.warning("ignoring GANSpace cache %s: it belongs to another generator or setting", path)
-        return None
-    info = {k: obj[k] for k in ("generator_sha256", "num_samples", "seed")}
-    return PCA(obj["mean"], obj["components"], obj["std"], info)
+    return PCA(obj["mean"], obj["components"], obj["std"], {k: obj[k] for k in expected})
 
 
 def load_pca(path: str | Path) -> PCA:
