@@ -29,10 +29,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lsap.alignment import compute_anchors, sncd
+from lsap.inversion.encode import encoder_input
 from lsap.io import generator_from_config
 from lsap.io.encoders import FORMAT_VERSION, LIGHTNING_KEY, LSAP_ENCODER_FORMAT, init_backbone
 from lsap.io.errors import CheckpointError
@@ -47,16 +47,6 @@ from lsap.training.latent_discriminator import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def match_size(images: Tensor, size: int) -> Tensor:
-    """Generator output [N, 3, R, R] -> [N, 3, size, size]: area pooling down (pSp's face pool),
-    bilinear up."""
-    if images.shape[-1] == size:
-        return images
-    if images.shape[-1] > size:
-        return F.adaptive_avg_pool2d(images, size)
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def encoder_objective(
@@ -84,7 +74,8 @@ def encoder_objective(
         images resized to S, [N, 3, S, S].
     """
     w_plus = encoder(images)
-    recon = match_size(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
+    # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
+    recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
     inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
     total, values = objective(inputs)
     return total.mean(), values, w_plus, recon
