@@ -44,6 +44,7 @@ from lsap.training.latent_discriminator import (
     LatentPool,
     discriminator_step,
     encoder_adversarial_loss,
+    layer_codes,
 )
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,7 @@ class EncoderSystem(pl.LightningModule):
             return
         wd = self._wd
         w_plus = outputs["w_plus"]  # detached codes of the step just taken
-        layers = self.loss_layers
-        fake = (w_plus if layers is None else w_plus[:, layers]).reshape(-1, w_plus.shape[-1])
+        fake = layer_codes(w_plus, self.loss_layers).reshape(-1, w_plus.shape[-1])
         with torch.no_grad():
             z = torch.randn(w_plus.shape[0], self.G.z_dim, device=w_plus.device)
             real = self.G.mapping(z)

@@ -52,7 +52,7 @@ class LatentPool:
         return torch.stack(out)
 
 
-def _codes(w_plus: Tensor, layers: Sequence[int] | None) -> Tensor:
+def layer_codes(w_plus: Tensor, layers: Sequence[int] | None) -> Tensor:
     """w_plus [N, num_ws, w_dim] -> the codes of ``layers`` (all when None) [N, k, w_dim]."""
     if w_plus.ndim != 3:
         raise ValueError(f"w_plus must be [N, num_ws, w_dim], got {tuple(w_plus.shape)}")
@@ -67,7 +67,7 @@ def encoder_adversarial_loss(
     D is used as it is (the caller freezes its parameters); the value is log 2 at logit 0 and
     falls as D takes the codes for mapped ones.
     """
-    codes = _codes(w_plus, layers)
+    codes = layer_codes(w_plus, layers)
     n, k, d = codes.shape
     logits = discriminator(codes.reshape(n * k, d).float()).reshape(n, k)
     return torch.nn.functional.softplus(-logits).mean(1)
