@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,39 @@ def test_numpy_arrays_are_data_only(tmp_path):
         bad.write_bytes(b"\x80\x02" + body)
         with pytest.raises(CheckpointError, match=r"bad\.pkl"):
             load_generator(bad)
+
+
+# -- config entries ---------------------------------------------------------------------------------
+
+
+def test_release_config_entries_describe_the_published_networks():
+    from omegaconf import OmegaConf
+
+    from lsap.cli._common import config_dir
+
+    files = sorted(Path(config_dir(), "generator").glob("stylegan3_*.yaml"))
+    assert len(files) == 10
+    for f in files:
+        cfg = OmegaConf.to_container(OmegaConf.load(f))  # unresolved: paths come from config
+        arch = StyleGAN3Config.from_dict(cfg["arch"])
+        name = Path(cfg["path"]).name  # stylegan3-<t|r>-<data>-<R>x<R>.pkl
+        assert cfg["path"].startswith("${paths.checkpoint_dir}/")
+        assert name.startswith(f"stylegan3-{arch.name.lower()}-"), f
+        assert name.endswith(f"-{arch.resolution}x{arch.resolution}.pkl"), f
+        assert arch.num_ws == 16 and (arch.conv_kernel == 1) == (arch.name == "R")
+
+
+def test_config_check_names_the_mismatch():
+    path = FIXTURES / "stylegan3_t_tiny.pkl"
+    G = load_generator(path, expected={"family": "stylegan3", "config": "T", "resolution": 32})
+    assert G.config.name == "T"
+    with pytest.raises(
+        CheckpointError, match="StyleGAN3-T generator, the config expects StyleGAN3-R"
+    ):
+        load_generator(path, expected={"family": "stylegan3", "config": "R"})
+    with pytest.raises(CheckpointError, match="resolution is 32 in the file, the config says 1024"):
+        load_generator(path, expected={"family": "stylegan3", "config": "T", "resolution": 1024})
+    with pytest.raises(
+        CheckpointError, match="holds a StyleGAN3 generator, the config expects StyleGAN2"
+    ):
+        load_generator(path, expected={"resolution": 32})

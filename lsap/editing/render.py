@@ -19,7 +19,7 @@ def stack_noise(G: Generator, noises: Sequence[Sequence[Tensor] | None]) -> list
         ``len(G.synthesis.convs)`` tensors [N, 1, R, R] on G's device, or None when no code in
         the batch has its own noise (then ``noise_mode="const"`` gives the same images).
     """
-    if all(n is None for n in noises):
+    if all(not n for n in noises):  # None, or [] from a generator without noise (StyleGAN3)
         return None
     convs = G.synthesis.convs
     shapes = G.synthesis.noise_shapes()
@@ -76,7 +76,7 @@ def render_edit(
     nz = None
     if noise is not None:  # every factor of an image uses that image's noise
         nz = [n.expand(N, -1, -1, -1).repeat_interleave(F_, dim=0) for n in noise]
-    if isinstance(G, Generator):
+    if not isinstance(G, Sequence):  # one generator (of either family)
         images = synthesize(G, codes.flatten(0, 1), nz, batch_size=batch_size)
     else:
         per_code = [g for g in G for _ in range(F_)]

@@ -227,10 +227,10 @@ def check_config(gs: GeneratorState, expected: AnyConfig | Mapping, path: str | 
     The error names the first mismatching key in the file's own naming and both shapes (for
     StyleGAN3: the first differing architecture field).
     """
-    exp = config_from_dict(expected)
-    if isinstance(exp, StyleGAN3Config) or isinstance(gs.config, StyleGAN3Config):
-        _check_family_config(gs.config, exp, path)
+    if _family(expected) == "stylegan3" or isinstance(gs.config, StyleGAN3Config):
+        _check_family_config(gs.config, expected, path)
         return
+    exp = config_from_dict(expected)
     with torch.device("meta"):
         ref = Generator(exp).state_dict()
     got = gs.config
@@ -280,17 +280,37 @@ def check_config(gs: GeneratorState, expected: AnyConfig | Mapping, path: str | 
             )
 
 
-def _check_family_config(got: AnyConfig, exp: AnyConfig, path: str | Path) -> None:
-    if type(got) is not type(exp):
-        fam = {GeneratorConfig: "StyleGAN2", StyleGAN3Config: "StyleGAN3"}
+def _family(config: AnyConfig | Mapping) -> str:
+    if isinstance(config, Mapping):
+        return str(config.get("family") or "stylegan2")
+    return "stylegan3" if isinstance(config, StyleGAN3Config) else "stylegan2"
+
+
+def _check_family_config(got: AnyConfig, expected: AnyConfig | Mapping, path: str | Path) -> None:
+    # Only the fields the config names are checked (release entries name what NVlabs publishes).
+    names = {"stylegan2": "StyleGAN2", "stylegan3": "StyleGAN3"}
+    if _family(got) != _family(expected):
         raise CheckpointError(
-            path, f"holds a {fam[type(got)]} generator, the config expects {fam[type(exp)]}"
+            path,
+            f"holds a {names[_family(got)]} generator, the config expects "
+            f"{names.get(_family(expected), _family(expected))}",
         )
-    g, e = got.to_dict(), exp.to_dict()
-    for key in e:
-        if g[key] != e[key]:
+    named = dict(expected) if isinstance(expected, Mapping) else expected.to_dict()
+    named.pop("family", None)
+    preset = named.pop("config", None)
+    if preset is not None and isinstance(got, StyleGAN3Config) and got.name != str(preset).upper():
+        raise CheckpointError(
+            path, f"is a StyleGAN3-{got.name} generator, the config expects StyleGAN3-{preset}"
+        )
+    g = got.to_dict()
+    for key, value in named.items():
+        if key not in g:
             raise CheckpointError(
-                path, f"{key} is {g[key]!r} in the file, the config says {e[key]!r}"
+                path, f"the config names '{key}', not a {names[_family(got)]} field"
+            )
+        if g[key] != value:
+            raise CheckpointError(
+                path, f"{key} is {g[key]!r} in the file, the config says {value!r}"
             )
 
 

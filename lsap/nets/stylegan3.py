@@ -160,6 +160,17 @@ def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) 
     )
 
 
+def fourier_features(
+    channels: int, bandwidth: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Random input frequencies [C, 2] in the disc of radius ``bandwidth`` (NVlabs' radial
+    profile) and phases [C] in [-0.5, 0.5). Loaded networks keep their own."""
+    freqs = torch.randn(channels, 2, generator=generator)
+    radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
+    freqs = freqs / (radii * radii.square().exp().pow(0.25)) * bandwidth
+    return freqs, torch.rand(channels, generator=generator) - 0.5
+
+
 class SynthesisInput(nn.Module):
     """Fourier-feature input: w [N, w_dim] -> [N, C, size, size].
 
@@ -173,10 +184,7 @@ class SynthesisInput(nn.Module):
         super().__init__()
         self.w_dim, self.channels, self.size = w_dim, channels, size
         self.sampling_rate, self.bandwidth = float(sampling_rate), float(bandwidth)
-        # Frequencies uniform in the disc of radius `bandwidth`, random phases (from the file).
-        freqs = torch.randn(channels, 2)
-        radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
-        freqs = freqs / (radii * radii.square().exp().pow(0.25)) * bandwidth
+        freqs, phases = fourier_features(channels, bandwidth)
         self.weight = nn.Parameter(torch.randn(channels, channels))
         self.affine = EqualizedLinear(w_dim, 4)
         with torch.no_grad():  # identity transform at init: r_c = 1
@@ -185,7 +193,7 @@ class SynthesisInput(nn.Module):
         # The inverse of a user transform of the image (NVlabs' buffer; identity by default).
         self.register_buffer("transform", torch.eye(3))
         self.register_buffer("freqs", freqs)
-        self.register_buffer("phases", torch.rand(channels) - 0.5)
+        self.register_buffer("phases", phases)
 
     def forward(self, w: Tensor, transform: Tensor | None = None) -> Tensor:
         """w [N, w_dim], transform [3, 3] or [N, 3, 3] image-space (None = stored) -> [N, C, S, S]."""
@@ -453,13 +461,17 @@ class StyleGAN3Generator(nn.Module):
 def randomize_(G: StyleGAN3Generator, seed: int = 0, calibration_samples: int = 8) -> None:
     """Random weights for a test/default StyleGAN3, deterministic in ``seed`` (in place).
 
-    Weights ~ N(0, 1) (mapping ``N(0, 1) / lr_mlp``), affine biases ``1 + 0.1 N``, layer biases
+    Input frequencies and phases are redrawn from ``seed``. Weights ~ N(0, 1) (mapping ``N(0, 1) / lr_mlp``), affine biases ``1 + 0.1 N``, layer biases
     ``0.1 N``; the input's affine starts near the identity transform (small rotations and shifts).
     Each layer's ``magnitude_ema`` is then set to the mean square of its input over
     ``calibration_samples`` mapped samples, as training's moving average would make it.
     ``w_avg`` is left to the caller.
     """
     g = torch.Generator().manual_seed(seed)
+    inp = G.synthesis.input
+    freqs, phases = fourier_features(inp.channels, inp.bandwidth, g)
+    inp.freqs.copy_(freqs)
+    inp.phases.copy_(phases)
     for name, p in G.named_parameters():
         r = torch.randn(p.shape, generator=g)
         if name == "synthesis.input.affine.weight":
@@ -478,5 +490,6 @@ def randomize_(G: StyleGAN3Generator, seed: int = 0, calibration_samples: int = 
     w = G.mapping(z)
     x = G.synthesis.input(w)
     for layer in G.synthesis.layers:
-        layer.magnitude_ema.copy_(x.square().mean())
+        # 2 significant digits: the same weights (and sha256) whatever the thread count's rounding
+        layer.magnitude_ema.fill_(float(f"{float(x.square().mean()):.2g}"))
         x = layer(x, w)
