@@ -45,6 +45,7 @@ from lsap.demo.methods import (
 )
 from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
 from lsap.inversion.settings import image_seeds
+from lsap.io.inversions import CodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,14 @@ def save_inversion(
     root = output_dir / "methods" / inv.name
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(root / "reconstructions" / f"{name}.png", png_bytes(inv.images[i]))
-        record = {
-            "w_plus": inv.w_plus[i : i + 1].clone().float(),
-            "noise": inv.noise_of(i),
-            "image_path": str(output_dir / "originals" / f"{name}.png"),
-            "name": name,
-            "metrics": dict(scores["per_image"][name]),
-            "provenance": {**provenance, "method": inv.name, "kind": inv.kind},
-        }
-        atomic_torch_save(root / "codes" / f"{name}.pt", record)
+        CodeRecord(
+            name=name,
+            w_plus=inv.w_plus[i : i + 1],
+            noise=inv.noise_of(i),
+            image_path=str(output_dir / "originals" / f"{name}.png"),
+            metrics=dict(scores["per_image"][name]),
+            provenance={**provenance, "method": inv.name, "kind": inv.kind},
+        ).save(root / "codes" / f"{name}.pt")
 
 
 def grid_indices(inputs: DemoImages, n: int) -> list[int]:

@@ -17,16 +17,15 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lsap.alignment.anchors import compute_anchors
+from lsap.alignment.anchors import anchors_from_config
 from lsap.config import plain
-from lsap.inversion.optimize import latent_std, optimize_latents
+from lsap.inversion.optimize import optimize_latents
 from lsap.inversion.report import ReconstructionMetrics
-from lsap.inversion.schedules import Schedule
-from lsap.inversion.settings import image_seed
+from lsap.inversion.settings import InversionSettings, image_seed
 from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
 from lsap.nets.stylegan2 import Generator
-from lsap.refinement import MODES, build_pti_terms, pivotal_tuning, pti_options
+from lsap.refinement import build_pti_terms, pivotal_tuning, pti_options
 from lsap.refinement.locality import Locality
 
 PTI_PREFIX = "pti_"  # metric keys after refinement: pti_mse, pti_psnr, ...
@@ -75,14 +74,12 @@ class InversionSystem(pl.LightningModule):
         super().__init__()
         self.generator = generator.eval().requires_grad_(False)
         self.loss_cfg = plain(loss)
-        self.inversion_cfg = plain(inversion)
+        self.settings = InversionSettings.from_config(inversion)
         self.alignment_cfg = plain(alignment)
         self.metrics_cfg = plain(metrics or {})
         self.seed = int(seed)
         self.source = code_source if code_source is not None else CodeSource("optimize", True)
-        inv = self.inversion_cfg
-        self.schedule = Schedule(**dict(inv["schedule"]))
-        self.steps = int(inv["steps"]) if self.source.optimize else 0
+        self.steps = self.settings.steps if self.source.optimize else 0
         self.objective = None
         self.metrics = None
         self.w_std = 0.0
@@ -90,15 +87,9 @@ class InversionSystem(pl.LightningModule):
         self.refinement = str(ref.get("name", "none"))
         if self.refinement not in ("none", "pti"):
             raise ValueError(f"refinement must be 'none' or 'pti', got {self.refinement!r}")
+        # pti_options refuses what pivotal_tuning would refuse: before any work
         self.pti_kwargs = pti_options(ref) if self.refinement == "pti" else {}
         self.pti_steps = int(self.pti_kwargs.get("steps", 0))
-        if self.refinement == "pti":  # fail before any work on settings pivotal_tuning refuses
-            if self.pti_kwargs.get("mode", "per_image") not in MODES or self.pti_steps < 1:
-                raise ValueError(
-                    f"refinement.mode must be one of {MODES} and refinement.steps >= 1, got "
-                    f"{self.pti_kwargs.get('mode')!r} and {self.pti_steps}"
-                )
-            Locality.from_any(self.pti_kwargs.get("locality"))
         self.save_tuned = bool((ref.get("save") or {}).get("deltas", False))
         self.pti_terms = None
 
@@ -113,14 +104,7 @@ class InversionSystem(pl.LightningModule):
         self.generator.to(device)
         if not self.trainer.is_global_zero:
             strategy.barrier("anchors")  # wait until rank 0 has written the anchor cache
-        a = self.alignment_cfg
-        anchors = compute_anchors(
-            self.generator,
-            int(a["num_samples"]),
-            int(a["seed"]),
-            batch_size=int(a["batch_size"]),
-            cache_dir=a.get("cache_dir"),
-        )
+        anchors = anchors_from_config(self.generator, self.alignment_cfg)
         if self.trainer.is_global_zero:
             strategy.barrier("anchors")
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -128,14 +112,8 @@ class InversionSystem(pl.LightningModule):
         if plan is not None:  # every process raises the same error: the plan is broadcast
             self.source.check_names([n for _, n in plan.todo])
         self.source.to(device)
-        inv = self.inversion_cfg
         if self.source.optimize:
-            if self.schedule.noise_factor > 0:
-                self.w_std = latent_std(
-                    self.generator,
-                    int(inv["w_std_samples"]),
-                    int(inv["w_std_seed"]),
-                )
+            self.w_std = self.settings.w_std(self.generator)
             self.objective = build_objective(
                 self.loss_cfg, generator=self.generator, anchors=anchors
             )
@@ -187,7 +165,7 @@ class InversionSystem(pl.LightningModule):
         targets = batch["images"]
         if targets is None:  # every image of the batch was unreadable
             return out
-        G, inv = self.generator, self.inversion_cfg
+        G = self.generator
         seeds = [image_seed(self.seed, n) for n in out["name"]]
         start = self.source.start(out["name"], targets)
         if self.source.optimize:
@@ -196,13 +174,8 @@ class InversionSystem(pl.LightningModule):
                     G,
                     targets,
                     self.objective,
-                    space=str(inv["space"]),
-                    steps=self.steps,
-                    lr=float(inv["lr"]),
-                    schedule=self.schedule,
+                    **self.settings.optimize_kwargs(G, w_std=self.w_std),
                     init=start.w_plus if start is not None else None,
-                    optimize_noise=bool(inv["optimize_noise"]),
-                    w_std=self.w_std,
                     seeds=seeds,
                     callback=self._on_step,
                 )

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from lsap.core.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from lsap.core.atomic import atomic_write, atomic_write_text
 from lsap.core.errors import LsapFileError
 from lsap.data.images import tensor_to_uint8
 from lsap.io.generator_delta import check_disk_budget, estimate_delta_nbytes
@@ -41,6 +41,7 @@ from lsap.io.inversion_layout import (
     refined_path,
     write_csv_text,
 )
+from lsap.io.inversions import CodeRecord
 from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
 from lsap.systems.sharding import ShardSampler
 
@@ -162,14 +163,15 @@ class InversionWriter(BasePredictionWriter):
             files = prediction.get("code_files")
             if files and files[i] and isinstance(prov.get("code_source"), Mapping):
                 prov["code_source"] = {**prov["code_source"], "code_file": files[i]}
-            record = {
-                "w_plus": prediction["w_plus"][i : i + 1].clone().float(),
-                "noise": noise,
-                "image_path": prediction["path"][i],
-                "name": name,
-                "metrics": metrics,
-                "provenance": prov,
-            }
+            path = code_path(self.output_dir, name)
+            record = CodeRecord(
+                name=name,
+                w_plus=prediction["w_plus"][i : i + 1],
+                noise=noise,
+                image_path=prediction["path"][i],
+                metrics=metrics,
+                provenance=prov,
+            )
             row = {
                 "name": name,
                 "image_path": prediction["path"][i],
@@ -179,16 +181,16 @@ class InversionWriter(BasePredictionWriter):
             }
             if refined is not None:
                 pti = {k: float(v[i]) for k, v in refined["metrics"].items()}
-                record["metrics"] = {**metrics, **pti}
-                record["refinement"] = {
+                record.metrics = {**metrics, **pti}
+                record.refinement = {
                     "name": self.refinement,
                     "steps_run": int(refined["steps"][i]),
                     "settings": refined["settings"],
                 }
-                if tuned[i] is not None:
-                    record["generator"] = tuned[i]  # relative to codes/, see lsap.io.inversions
+                if tuned[i] is not None:  # relative to codes/ (lsap.io.inversions)
+                    record.generator = os.path.normpath(os.path.join(path.parent, tuned[i]))
                 row.update(pti, pti_steps=int(refined["steps"][i]))
-            atomic_torch_save(code_path(self.output_dir, name), record)
+            record.save(path)
             rows.append(row)
         _append_rows(self._part("results", rank), self.columns, rows)
         self.num_written += len(rows)
@@ -224,17 +226,17 @@ def merge_results(output_dir: str | Path) -> dict[str, Any]:
         rows.update({r["name"]: r for r in read_rows(part)})
     done = finished_names(output_dir)
     for name in sorted(done - rows.keys()):  # killed between the code file and its row
-        record = torch.load(code_path(output_dir, name), map_location="cpu", weights_only=True)
-        prov = record.get("provenance", {})
+        record = CodeRecord.load(code_path(output_dir, name))
+        prov = record.provenance
         rows[name] = {
             "name": name,
-            "image_path": record.get("image_path", ""),
-            **{k: float(v) for k, v in record.get("metrics", {}).items()},
+            "image_path": record.image_path or "",
+            **record.metrics,
             "seed": prov.get("image_seed", ""),
             "steps": prov.get("steps", ""),
         }
-        if isinstance(record.get("refinement"), Mapping):
-            rows[name]["pti_steps"] = record["refinement"].get("steps_run", "")
+        if record.refinement is not None:
+            rows[name]["pti_steps"] = record.refinement.get("steps_run", "")
     final = [rows[n] for n in sorted(done & rows.keys())]
     refined = any(r.get("pti_mse") not in (None, "") for r in final)
     numeric = (*METRIC_NAMES, "ssim", "loss", *(REFINED_METRIC_NAMES if refined else ()))
