@@ -38,6 +38,7 @@ class DemoSetup:
         scorer: metric networks (LPIPS, ID, FID features) and fidelity metrics.
         classifier: the toy attribute classifier, or None.
         notes: caveats for the report (offline stand-ins, missing parts).
+        settings: the ``inversion`` group, typed (``optimisation`` is its ``optimize_kwargs``).
     """
 
     G: Generator
@@ -49,6 +50,7 @@ class DemoSetup:
     scorer: Scorer
     classifier: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
+    settings: InversionSettings | None = None
 
 
 def shipped(path: Any) -> bool:
@@ -172,9 +174,8 @@ def build_setup(
     anchors = anchors_from_config(G, cfg["alignment"])
     encoders, notes = load_encoders(cfg.get("encoders"), G, device)
     objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
-    options = (
-        InversionSettings.from_config(cfg["inversion"]).optimize_kwargs(G) if objectives else {}
-    )
+    settings = InversionSettings.from_config(cfg["inversion"])
+    options = settings.optimize_kwargs(G) if objectives else {}
     edits = build_demo_edits(cfg.get("editing"), G, notes)
     scorer = build_scorer(plain(cfg["metrics"])).to(device)
     classifier = None
@@ -191,7 +192,7 @@ def build_setup(
         obj.to(device)
     notes += metric_notes(plain(cfg["metrics"]))
     return DemoSetup(
-        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes
+        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes, settings
     )
 
 

@@ -44,7 +44,6 @@ from lsap.demo.methods import (
     invert_with_optimisation,
 )
 from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
-from lsap.inversion.settings import image_seeds
 from lsap.io.inversions import CodeRecord
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,6 @@ def invert_all(
     for name, enc in setup.encoders.items():
         log.info("encoding %d images with %s", len(inputs), name)
         out.append(invert_with_encoder(name, enc, G, inputs.images, batch_size=batch_size))
-    seeds = image_seeds(seed, inputs.names)
     for name, objective in setup.objectives.items():
         log.info(
             "optimising %d images with %s (%d steps)",
@@ -130,9 +128,11 @@ def invert_all(
                 G,
                 inputs.images,
                 objective,
-                seeds=seeds,
+                names=inputs.names,
+                seed=seed,
+                settings=setup.settings,
+                w_std=setup.optimisation.get("w_std"),
                 batch_size=batch_size,
-                **setup.optimisation,
             )
         if cached is not None:
             atomic_torch_save(cached, {"key": key, "inversion": dataclasses.asdict(inv)})

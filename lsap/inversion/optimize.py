@@ -9,9 +9,8 @@ whose ``sncd`` weight is > 0; the projector baseline is the same objective with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,20 +53,6 @@ def latent_std(G: Generator, num_samples: int = 10_000, seed: int = 123) -> floa
     """
     ws = torch.cat(list(iter_w(G, num_samples, seed=seed))).double()  # [K, w_dim]
     return float((ws - ws.mean(0)).square().sum(1).mean().sqrt())
-
-
-def optimize_settings(cfg: Mapping[str, Any], G: Generator) -> dict[str, Any]:
-    """Keyword arguments of :func:`optimize_latents` from an ``inversion`` config group: a short
-    way to write ``InversionSettings.from_config(cfg).optimize_kwargs(G)``
-    (``lsap.inversion.settings``, where the group is typed; start codes are the caller's to read:
-    pass them as ``init=``).
-
-    Returns:
-        ``{space, steps, lr, schedule, optimize_noise, w_std}``.
-    """
-    from lsap.inversion.settings import InversionSettings
-
-    return InversionSettings.from_config(cfg).optimize_kwargs(G)
 
 
 def optimize_latents(

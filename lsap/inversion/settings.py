@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lsap.core.plain import plain
+from lsap.inversion.optimize import latent_std
 from lsap.inversion.schedules import Schedule
 from lsap.nets.stylegan2 import Generator
 
@@ -81,8 +82,6 @@ class InversionSettings:
 
     def w_std(self, G: Generator) -> float:
         """The latent-noise unit std(w) of ``G`` (0.0 when the schedule adds no latent noise)."""
-        from lsap.inversion.optimize import latent_std
-
         if self.schedule.noise_factor <= 0:
             return 0.0
         return latent_std(G, self.w_std_samples, self.w_std_seed)
@@ -98,6 +97,17 @@ class InversionSettings:
             "optimize_noise": self.optimize_noise,
             "w_std": self.w_std(G) if w_std is None else float(w_std),
         }
+
+
+def optimize_settings(cfg: Mapping[str, Any], G: Generator) -> dict[str, Any]:
+    """Keyword arguments of ``optimize_latents`` from an ``inversion`` config group:
+    ``InversionSettings.from_config(cfg).optimize_kwargs(G)`` (start codes are the caller's to
+    read: pass them as ``init=``).
+
+    Returns:
+        ``{space, steps, lr, schedule, optimize_noise, w_std}``.
+    """
+    return InversionSettings.from_config(cfg).optimize_kwargs(G)
 
 
 def image_seed(seed: int, name: str) -> int:

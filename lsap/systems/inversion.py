@@ -1,10 +1,11 @@
 """The inversion LightningModule: ``predict_step`` makes stage-one codes for its batch and, with
 ``refinement: pti``, refines them by pivotal tuning.
 
-Wiring only: the codes come from a :class:`lsap.inversion.sources.CodeSource` (an encoder, a codes
-file, or w_avg) and/or :func:`lsap.inversion.optimize_latents` (objective
-``lsap.losses.build_objective``); refinement is :func:`lsap.refinement.pivotal_tuning`; the
-per-image metrics of both stages are :class:`ReconstructionMetrics`. Writing the results is the job
+Wiring only: a batch is inverted by :func:`lsap.inversion.pipeline.invert_batch` (codes from a
+:class:`lsap.inversion.sources.CodeSource` and/or latent optimisation, objective
+``lsap.losses.build_objective``, settings ``lsap.inversion.settings.InversionSettings``);
+refinement is :func:`lsap.refinement.pivotal_tuning`; the per-image metrics of both stages are
+:class:`ReconstructionMetrics` (the one scorer's definition). Writing the code records is the job
 of :class:`lsap.systems.writer.InversionWriter`.
 """
 
@@ -19,9 +20,9 @@ from torch import Tensor
 
 from lsap.alignment.anchors import anchors_from_config
 from lsap.config import plain
-from lsap.inversion.optimize import optimize_latents
+from lsap.inversion.pipeline import invert_batch
 from lsap.inversion.report import ReconstructionMetrics
-from lsap.inversion.settings import InversionSettings, image_seed
+from lsap.inversion.settings import InversionSettings
 from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
 from lsap.nets.stylegan2 import Generator
@@ -51,8 +52,9 @@ class InversionSystem(pl.LightningModule):
     ``predict_step`` returns, on the CPU: ``name``, ``path``, ``skipped`` (from the batch),
     ``seed`` [N] image seeds, ``w_plus`` [N, num_ws, w_dim], ``images`` and ``targets``
     [N, 3, R, R] in [-1, 1], ``noise`` (list of [N, 1, R, R] or None), ``metrics`` {name: [N]},
-    ``history`` {term: [steps, N]} (no steps without optimisation) and ``code_files`` (per image,
-    the file a code was read from, or None). With PTI also ``refined``: ``images`` [N, 3, R, R]
+    ``history`` {term: [steps, N]} (no steps without optimisation), ``code_files`` (per image,
+    the file a code was read from, or None) and ``records`` (the images' code records, without
+    the run's provenance). With PTI also ``refined``: ``images`` [N, 3, R, R]
     (through each image's tuned generator), ``metrics`` {pti_<name>: [N]} (SNCD left out: the
     codes are unchanged), ``steps`` [N] PTI steps run, ``settings``, and ``result`` (the
     :class:`lsap.refinement.PTIResult` with the tuned generators, on the device; only when they
@@ -165,48 +167,32 @@ class InversionSystem(pl.LightningModule):
         targets = batch["images"]
         if targets is None:  # every image of the batch was unreadable
             return out
-        G = self.generator
-        seeds = [image_seed(self.seed, n) for n in out["name"]]
-        start = self.source.start(out["name"], targets)
-        if self.source.optimize:
-            with torch.enable_grad():  # Lightning's prediction loop runs under no_grad
-                result = optimize_latents(
-                    G,
-                    targets,
-                    self.objective,
-                    **self.settings.optimize_kwargs(G, w_std=self.w_std),
-                    init=start.w_plus if start is not None else None,
-                    seeds=seeds,
-                    callback=self._on_step,
-                )
-            w_plus, images, noise, history = (
-                result.w_plus,
-                result.images,
-                result.noise,
-                result.history,
-            )
-        else:  # the source's codes are the result
-            w_plus, noise = start.w_plus, start.noise
-            with torch.no_grad():
-                images = G.synthesis(w_plus, noise_mode="const", noise=noise)
-            history = {"loss": torch.zeros(0, targets.shape[0])}
-        metrics = self.metrics(images, targets, w_plus)
-        hist = history["loss"]
-        metrics["loss"] = (
-            hist[-1].to(targets) if len(hist) else torch.full_like(metrics["mse"], float("nan"))
+        res = invert_batch(
+            self.generator,
+            targets,
+            out["name"],
+            self.source,
+            self.objective,
+            self.settings,
+            self.metrics,
+            seed=self.seed,
+            w_std=self.w_std,
+            image_paths=out["path"],
+            callback=self._on_step,
         )
         out.update(
-            seed=seeds,
-            w_plus=w_plus.cpu(),
-            images=images.cpu(),
+            seed=res.seeds,
+            w_plus=res.w_plus.cpu(),
+            images=res.images.cpu(),
             targets=targets.detach().cpu(),
-            noise=[n.cpu() for n in noise] if noise is not None else None,
-            metrics={k: v.cpu() for k, v in metrics.items()},
-            history=history,
-            code_files=start.files if start is not None and start.files else None,
+            noise=[n.cpu() for n in res.noise] if res.noise is not None else None,
+            metrics={k: v.cpu() for k, v in res.metrics.items()},
+            history=res.history,
+            code_files=res.code_files,
+            records=res.records,
         )
         if self.refinement == "pti":
-            out["refined"] = self._refine(targets, w_plus, noise)
+            out["refined"] = self._refine(targets, res.w_plus, res.noise)
         return out
 
     def _refine(self, targets: Tensor, w_plus: Tensor, noise: list[Tensor] | None) -> dict:

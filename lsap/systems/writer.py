@@ -154,24 +154,17 @@ class InversionWriter(BasePredictionWriter):
                 )
         rows = []
         for i, name in enumerate(names):
-            metrics = {k: float(v[i]) for k, v in prediction["metrics"].items()}
+            record = prediction["records"][i]
+            metrics = dict(record.metrics)
             _save_png(prediction["images"][i], reconstruction_path(self.output_dir, name))
-            noise = None
-            if self.save_noise and prediction["noise"] is not None:
-                noise = [n[i : i + 1].clone() for n in prediction["noise"]]
-            prov = {**self.provenance, "image_seed": prediction["seed"][i], "steps": steps}
+            if not self.save_noise:
+                record.noise = None
+            prov = {**self.provenance, **record.provenance}  # + image_seed, steps
             files = prediction.get("code_files")
             if files and files[i] and isinstance(prov.get("code_source"), Mapping):
                 prov["code_source"] = {**prov["code_source"], "code_file": files[i]}
+            record.provenance = prov
             path = code_path(self.output_dir, name)
-            record = CodeRecord(
-                name=name,
-                w_plus=prediction["w_plus"][i : i + 1],
-                noise=noise,
-                image_path=prediction["path"][i],
-                metrics=metrics,
-                provenance=prov,
-            )
             row = {
                 "name": name,
                 "image_path": prediction["path"][i],
