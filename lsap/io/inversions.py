@@ -3,16 +3,12 @@ single code files, and folders of reconstructed images.
 
 The ``lsap-invert`` layout (shared by every job that writes or reads inversions)::
 
-    <dir>/codes/<name>.pt          {'w_plus' [1, num_ws, w_dim], 'noise' list of [1, 1, R, R] or None,
-                                    'image_path', 'name', 'metrics', 'provenance': {generator_sha256, ...}}
+    <dir>/codes/<name>.pt          one code record (:class:`CodeRecord`, which alone writes and reads it)
     <dir>/reconstructions/<name>.png
     <dir>/results.csv
     <dir>/refined/<name>.png       after result refinement (PTI): the tuned generator's image
 
 ``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
-After result refinement (pivotal tuning) a code file may also name its tuned generator:
-``'generator': '../generators/<name>.pt'``, a generator delta against the run's generator, the
-path relative to the code file's folder; the code itself is the pivot, unchanged.
 """
 
 from __future__ import annotations
@@ -57,6 +53,10 @@ class CodeRecord:
          'metrics' {name: float}, 'provenance' {generator_sha256, ...},
          ['refinement' {name, steps_run, settings}], ['generator' tuned generator delta, relative
          to the file's folder], [further entries of ``extra``]}
+
+    After result refinement (pivotal tuning) ``generator`` names the image's tuned generator
+    (``'../generators/<name>.pt'``, a delta against the run's generator); the code itself is the
+    pivot, unchanged.
 
     Attributes:
         name: the image's ``<name>``.

@@ -25,6 +25,7 @@ from lsap.inversion.report import ReconstructionMetrics
 from lsap.inversion.settings import InversionSettings
 from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
+from lsap.metrics.scorer import FIDELITY_METRICS
 from lsap.nets.stylegan2 import Generator
 from lsap.refinement import build_pti_terms, pivotal_tuning, pti_options
 from lsap.refinement.locality import Locality
@@ -43,7 +44,8 @@ class InversionSystem(pl.LightningModule):
         inversion: the ``inversion`` config (space, steps, lr, schedule, optimize_noise,
             w_std_samples, w_std_seed).
         alignment: the ``alignment`` config (anchors: num_samples, seed, batch_size, cache_dir).
-        metrics: networks of the reported metrics: ``lpips`` and ``id`` option dicts, or None.
+        metrics: the ``metrics`` group (``conf/metrics/``): ``fidelity`` (which of lpips and id are
+            computed; default all) and the ``lpips`` and ``id`` option dicts (None = not computed).
         seed: run seed; image i's random numbers come from ``image_seed(seed, name_i)``.
         code_source: where the codes come from (``lsap.inversion.sources.build_code_source``); None =
             optimisation from w_avg.
@@ -142,7 +144,8 @@ class InversionSystem(pl.LightningModule):
     def _metric_net(self, metric: str, term: str) -> torch.nn.Module | None:
         """The metric's network, shared with the loss term when their settings are equal."""
         options = self.metrics_cfg.get(metric)
-        if options is None:
+        fidelity = self.metrics_cfg.get("fidelity", FIDELITY_METRICS)  # the metrics group's shape
+        if options is None or metric not in fidelity:
             return None
         options = dict(options)
         same = options == dict((self.loss_cfg.get("options") or {}).get(term) or {})

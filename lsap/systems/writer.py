@@ -41,7 +41,7 @@ from lsap.io.inversion_layout import (
     refined_path,
     write_csv_text,
 )
-from lsap.io.inversions import CodeRecord
+from lsap.io.inversions import read_code_file
 from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
 from lsap.systems.sharding import ShardSampler
 
@@ -219,17 +219,17 @@ def merge_results(output_dir: str | Path) -> dict[str, Any]:
         rows.update({r["name"]: r for r in read_rows(part)})
     done = finished_names(output_dir)
     for name in sorted(done - rows.keys()):  # killed between the code file and its row
-        record = CodeRecord.load(code_path(output_dir, name))
-        prov = record.provenance
+        record = read_code_file(code_path(output_dir, name))  # its row's entries only
+        prov = record.get("provenance") or {}
         rows[name] = {
             "name": name,
-            "image_path": record.image_path or "",
-            **record.metrics,
+            "image_path": record.get("image_path") or "",
+            **{k: float(v) for k, v in (record.get("metrics") or {}).items()},
             "seed": prov.get("image_seed", ""),
             "steps": prov.get("steps", ""),
         }
-        if record.refinement is not None:
-            rows[name]["pti_steps"] = record.refinement.get("steps_run", "")
+        if isinstance(record.get("refinement"), Mapping):
+            rows[name]["pti_steps"] = record["refinement"].get("steps_run", "")
     final = [rows[n] for n in sorted(done & rows.keys())]
     refined = any(r.get("pti_mse") not in (None, "") for r in final)
     numeric = (*METRIC_NAMES, "ssim", "loss", *(REFINED_METRIC_NAMES if refined else ()))
