@@ -75,8 +75,32 @@ def test_id_loss(backend):
     torch.testing.assert_close(e.norm(dim=1), torch.ones(2))
     loss = IDLoss(emb)
     assert loss(LossInputs(images=a, targets=a)).abs().max() < 1e-5
-    # random facenet weights embed everything almost alike (untrained batch-norm statistics)
-    assert (loss(LossInputs(images=a, targets=b)) > (1e-4 if backend == "arcface" else 0)).all()
+    assert (loss(LossInputs(images=a, targets=b)) > 0.01).all()  # two white-noise images
+
+
+def _near_and_mismatched(faces):
+    """(faces, the same faces slightly perturbed, other faces), faces [6, 3, 32, 32]."""
+    noise = torch.randn(faces.shape, generator=torch.Generator().manual_seed(1))
+    return faces, faces + 0.05 * noise, faces.roll(1, 0)
+
+
+@pytest.mark.parametrize("backend", ["facenet", "arcface"])
+def test_random_face_embedder_tells_a_match_from_a_mismatch(backend, toy_faces):
+    """The offline ID stand-in must rank a perturbed copy of a face above another face."""
+    emb = FaceEmbedder(backend=backend, weights="random", crop=True)
+    big = torch.nn.functional.interpolate(toy_faces, size=256, mode="bilinear")
+    x, near, other = (emb(t) for t in _near_and_mismatched(big))
+    paired, mispaired = (x * near).sum(1), (x * other).sum(1)
+    assert (paired > mispaired).all(), (paired, mispaired)
+    assert mispaired.mean() < 0.9 < paired.mean()
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_random_lpips_tells_a_match_from_a_mismatch(net, toy_faces):
+    loss = LPIPSLoss(net=net, backbone="random", resize=None)
+    x, near, other = _near_and_mismatched(toy_faces)
+    paired, mispaired = loss.distance(x, near), loss.distance(x, other)
+    assert (paired * 2 < mispaired).all(), (paired, mispaired)
 
 
 def test_arcface_weights_round_trip(tmp_path):
