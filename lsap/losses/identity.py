@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -108,7 +106,9 @@ def _calibrate_batch_norm(net: nn.Module, size: int) -> None:
 
 
 def _state(path: str) -> dict:
-    p = Path(path)
+    from lsap.assets import resolve
+
+    p = resolve(path)
     if not p.is_file():
         raise LsapFileError(p, "no such file (face-recognition weights)")
     state = torch.load(p, map_location="cpu", weights_only=True)

@@ -53,7 +53,9 @@ class LPIPSLoss(LossTerm):
                     "loss.options.lpips.backbone=/path/to/weights.pth (or 'random' for tests)"
                 ) from e
         if random_backbone and backbone != "random":
-            _load_backbone(model, Path(backbone))
+            from lsap.assets import resolve
+
+            _load_backbone(model, resolve(backbone))
         self.model = model.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> LPIPSLoss:

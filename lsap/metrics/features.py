@@ -80,7 +80,9 @@ def _inception_state(weights: str | Path | None) -> dict[str, Tensor]:
                     "use metrics.fid.features.name=random for an offline stand-in (not FID)"
                 ) from e
     else:
-        path = Path(weights)
+        from lsap.assets import resolve
+
+        path = resolve(weights)
         if not path.is_file():
             raise LsapFileError(path, "no such file (FID Inception weights)")
     try:
