@@ -103,6 +103,59 @@ def test_random_lpips_tells_a_match_from_a_mismatch(net, toy_faces):
     assert (paired * 2 < mispaired).all(), (paired, mispaired)
 
 
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch cache and every weights download failing, as on an offline machine."""
+    import facenet_pytorch.models.inception_resnet_v1 as facenet
+
+    def refuse(url, *args, **kwargs):
+        raise OSError(f"[Errno 101] Network is unreachable: {url}\n(more lines)")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(facenet, "download_url_to_file", refuse)
+
+
+def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
+    """LPIPS and ID downloads that fail offline give one line naming the key that takes a local
+    file in the config that built the network: loss.options.* for losses, metrics.* for metrics."""
+    from lsap.cli._runtime import config_errors
+    from lsap.io.errors import WeightsUnavailableError
+    from lsap.metrics.scorer import build_scorer
+    from lsap.refinement import build_pti_terms
+
+    lpips_cfg = {"net": "alex", "backbone": "torchvision"}
+    with pytest.raises(WeightsUnavailableError, match=r"give a local file with lpips\.backbone="):
+        LPIPSLoss(**lpips_cfg)
+    loss = {"lpips": 1.0, "options": {"lpips": lpips_cfg}}
+    with pytest.raises(WeightsUnavailableError) as e:
+        build_objective(loss)
+    assert "loss.options.lpips.backbone=/path/to/weights" in str(e.value)
+    assert "Network is unreachable" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(
+        WeightsUnavailableError, match=r"refinement\.loss\.options\.lpips\.backbone="
+    ):
+        build_pti_terms({"lpips": 1.0}, None, {"lpips": lpips_cfg})
+    with pytest.raises(WeightsUnavailableError, match=r" metrics\.lpips\.backbone=/path"):
+        build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
+    with pytest.raises(WeightsUnavailableError, match=r" metrics\.id\.weights=/path"):
+        build_scorer({"fidelity": ["id"], "id": {"weights": "vggface2"}, "fid": {"enabled": False}})
+    with pytest.raises(WeightsUnavailableError, match=r" loss\.options\.id\.weights=/path"):
+        build_objective({"id": 1.0, "options": {"id": {"weights": "vggface2"}}})
+
+    @config_errors("lsap-eval")
+    def command():
+        build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
+
+    with pytest.raises(SystemExit) as stop:
+        command()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("lsap-eval: error: LPIPS(alex)'s pretrained torchvision alex backbone ")
+    assert "metrics.lpips.backbone=" in err
+
+
 def test_arcface_weights_round_trip(tmp_path):
     from lsap.nets.irse import IRSE50
 

@@ -85,15 +85,24 @@ def finish_loggers(loggers: list[Any]) -> None:
 
 
 def config_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn a bad setting (``ValueError`` from building edits, metrics, ...) into one line, exit 2."""
+    """Turn a bad or missing setting into one line ``<command>: error: ...``, exit 2: a
+    ``ValueError`` from building edits, metrics, ...; a mandatory setting left at ``???``; weights
+    that could not be downloaded (the message names the setting that takes a local file)."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    from lsap.io.errors import WeightsUnavailableError
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except ValueError as e:
+            except (ValueError, WeightsUnavailableError) as e:
                 print(f"{command}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+            except MissingMandatoryValue as e:
+                key = e.full_key or "a mandatory setting"
+                print(f"{command}: error: {key} is not set: give {key}=...", file=sys.stderr)
                 sys.exit(2)
 
         return inner

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lsap.alignment import compute_anchors, sncd_batched
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._runtime import config_errors
 from lsap.io import atomic_write_json, generator_from_config, load_codes
 from lsap.io.provenance import provenance
 from lsap.nets import iter_w
@@ -71,6 +72,7 @@ def _print_table(r: dict) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="sncd", version_base="1.3")
+@config_errors("lsap-sncd")
 @one_line_errors("lsap-sncd")
 def _main(cfg: DictConfig) -> None:
     run(cfg)

@@ -24,6 +24,7 @@ from lsap.cli._common import (
     multirun_ddp_job,
     one_line_errors,
 )
+from lsap.cli._runtime import config_errors
 from lsap.io.errors import LsapFileError
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def _finish_loggers(trainer) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+@config_errors("lsap-train")  # bad or missing settings, failed downloads: one line, exit 2
 @one_line_errors("lsap-train")
 def _main(cfg: DictConfig) -> float | None:
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.io.errors import LsapFileError
+from lsap.io.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.losses.base import LossInputs, LossTerm
 
 # FFHQ-aligned faces: the crop pSp/e4e/LSAP take from a 256 px image before the ID network.
@@ -49,7 +49,16 @@ class FaceEmbedder(nn.Module):
             from facenet_pytorch import InceptionResnetV1
 
             pretrained = weights if weights in ("vggface2", "casia-webface") else None
-            net = InceptionResnetV1(pretrained=pretrained, classify=False)
+            try:
+                net = InceptionResnetV1(pretrained=pretrained, classify=False)
+            except Exception as e:  # facenet-pytorch's download failed (offline)
+                raise WeightsUnavailableError(
+                    f"facenet-pytorch's {weights} face-recognition weights",
+                    one_line_reason(e),
+                    "id.weights",
+                    " (an InceptionResnetV1 state dict), or =random for a stand-in that is not "
+                    "a face-recognition network",
+                ) from e
             if pretrained is None and weights != "random":
                 missing, _ = net.load_state_dict(_state(weights), strict=False)  # logits optional
                 if missing:

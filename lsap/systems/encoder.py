@@ -143,9 +143,13 @@ class EncoderSystem(pl.LightningModule):
         objective = build_objective(loss, generator=G, anchors=anchors)
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
+            from lsap.io.errors import WeightsUnavailableError
             from lsap.losses.perceptual import LPIPSLoss
 
-            lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+            try:
+                lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+            except WeightsUnavailableError as e:
+                raise e.under("loss.options") from e.__cause__
         # Frozen parts: outside the module tree (see the module docstring), moved by _apply.
         self._frozen = {"G": G, "objective": objective.eval(), "lpips": lpips.eval()}
         self._anchors = [t.clone() for t in anchors]
