@@ -119,8 +119,8 @@ def offline(tmp_path, monkeypatch):
 def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
     """LPIPS and ID downloads that fail offline give one line naming the key that takes a local
     file in the config that built the network: loss.options.* for losses, metrics.* for metrics."""
-    from lsap.cli._runtime import config_errors
-    from lsap.io.errors import WeightsUnavailableError
+    from lsap.cli._common import one_line_errors
+    from lsap.core.errors import WeightsUnavailableError
     from lsap.metrics.scorer import build_scorer
     from lsap.refinement import build_pti_terms
 
@@ -143,7 +143,7 @@ def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
     with pytest.raises(WeightsUnavailableError, match=r" loss\.options\.id\.weights=/path"):
         build_objective({"id": 1.0, "options": {"id": {"weights": "vggface2"}}})
 
-    @config_errors("lsap-eval")
+    @one_line_errors("lsap-eval")
     def command():
         build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
 

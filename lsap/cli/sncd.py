@@ -12,9 +12,8 @@ from rich.table import Table
 
 from lsap.alignment import compute_anchors, sncd_batched
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
-from lsap.cli._runtime import config_errors
+from lsap.core.provenance import provenance
 from lsap.io import atomic_write_json, generator_from_config, load_codes
-from lsap.io.provenance import provenance
 from lsap.nets import iter_w
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,6 @@ def _print_table(r: dict) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="sncd", version_base="1.3")
-@config_errors("lsap-sncd")
 @one_line_errors("lsap-sncd")
 def _main(cfg: DictConfig) -> None:
     run(cfg)

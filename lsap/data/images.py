@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -120,7 +120,7 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
 
 
 def save_image(image: Tensor, path: str | Path) -> None:
-    """Write [3, H, W] in [-1, 1] as PNG (no atomicity; see ``lsap.io.atomic`` for that)."""
+    """Write [3, H, W] in [-1, 1] as PNG (no atomicity; see ``lsap.core.atomic`` for that)."""
     tensor_to_pil(image).save(path)
 
 

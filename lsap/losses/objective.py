@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lsap.io.errors import WeightsUnavailableError
+from lsap.core.errors import WeightsUnavailableError
 from lsap.losses.base import LossInputs, LossTerm
 
 TERM_NAMES = ("l2", "lpips", "id", "sncd", "noise_reg", "delta_norm", "w_norm")

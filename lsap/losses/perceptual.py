@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lsap.io.errors import LsapFileError, WeightsUnavailableError, one_line_reason
+from lsap.core.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.losses.base import LossInputs, LossTerm
 
 RANDOM_BACKBONE_SEED = 0

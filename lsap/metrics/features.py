@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lsap.core.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.data.images import tensor_to_uint8
-from lsap.io.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 
 RANDOM_FEATURES_SEED = 0
 

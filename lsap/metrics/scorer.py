@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lsap.io.errors import WeightsUnavailableError
+from lsap.core.errors import WeightsUnavailableError
 from lsap.metrics.image import mse, psnr, ssim, to_unit
 
 FIDELITY_METRICS = ("mse", "psnr", "ssim", "lpips", "id")
