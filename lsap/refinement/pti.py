@@ -78,7 +78,10 @@ def build_pti_terms(
     cfg = {k: (1.0 if k in need else 0.0) for k in PTI_TERMS}
     if not need:
         raise ValueError("PTI needs a non-zero l2 or lpips weight")
-    return dict(build_objective({**cfg, "options": dict(options or {})}).terms)
+    objective = build_objective(
+        {**cfg, "options": dict(options or {})}, config_key="refinement.loss"
+    )
+    return dict(objective.terms)
 
 
 def check_pivots(

@@ -100,9 +100,13 @@ class EncoderSystem(pl.LightningModule):
         objective = build_objective(loss, generator=G, anchors=anchors)
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
+            from lsap.core.errors import WeightsUnavailableError
             from lsap.losses.perceptual import LPIPSLoss
 
-            lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+            try:
+                lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+            except WeightsUnavailableError as e:
+                raise e.under("loss.options") from e.__cause__
         # Frozen parts: outside the module tree (see the module docstring), moved by _apply.
         face = objective.terms["id"].embedder if "id" in objective.terms else None
         scorer = Scorer(

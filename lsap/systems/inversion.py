@@ -152,13 +152,18 @@ class InversionSystem(pl.LightningModule):
         if same and self.objective is not None and term in self.objective.terms:
             t = self.objective.terms[term]
             return t if metric == "lpips" else t.embedder
-        if metric == "lpips":
-            from lsap.losses.perceptual import LPIPSLoss
+        from lsap.core.errors import WeightsUnavailableError
 
-            return LPIPSLoss(**options)
-        from lsap.losses.identity import FaceEmbedder
+        try:
+            if metric == "lpips":
+                from lsap.losses.perceptual import LPIPSLoss
 
-        return FaceEmbedder(**options)
+                return LPIPSLoss(**options)
+            from lsap.losses.identity import FaceEmbedder
+
+            return FaceEmbedder(**options)
+        except WeightsUnavailableError as e:
+            raise e.under("metrics") from e.__cause__
 
     # -- the step --------------------------------------------------------------------------------
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
