@@ -25,22 +25,21 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lsap.alignment import compute_anchors
-from lsap.cli._common import check_config_dir, config_dir
+from lsap.alignment.anchors import anchors_from_config
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
-    config_errors,
     finish_loggers,
     init_distributed,
     log_to,
 )
+from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
 from lsap.io.inversions import REFINED_DIR
-from lsap.io.provenance import provenance
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -99,10 +98,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     mcfg = cfg.metrics
     anchors = None
     if mcfg.sncd and any(m.codes is not None for m in methods):
-        a = cfg.alignment
-        anchors = compute_anchors(
-            G, a.num_samples, a.seed, batch_size=a.batch_size, cache_dir=a.cache_dir
-        )
+        anchors = anchors_from_config(G, cfg.alignment)
     edits = build_edits(cfg.get("editing"), G)
     scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True)).to(device)
     out = Path(cfg.paths.output_dir)
@@ -222,7 +218,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-@config_errors("lsap-eval")
+@one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -19,11 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError, refusal_reason
+from lsap.core.hashing import file_sha256, tensors_sha256
 from lsap.io import layouts
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.errors import CheckpointError, refusal_reason
-from lsap.io.generator_delta import generator_from_delta, is_generator_delta
-from lsap.io.hashing import file_sha256, tensors_sha256
+from lsap.io.generator_delta import (
+    check_delta,
+    delta_base_file,
+    generator_from_delta,
+    is_generator_delta,
+)
 from lsap.io.nvlabs_pickle import flatten_module, init_kwargs, is_persistent, safe_load_pickle
 from lsap.io.stylegan3_pickle import check_pickle_fits, is_stylegan3_net, stylegan3_from_pickle
 from lsap.nets.generators import AnyConfig, AnyGenerator, build_generator, config_from_dict
@@ -80,7 +85,9 @@ def read_generator_state(path: str | Path) -> GeneratorState:
     Raises:
         CheckpointError: missing file, unsafe or unreadable content, unknown layout.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     if _is_nvlabs_pickle(path):
@@ -314,6 +321,21 @@ def _check_family_config(got: AnyConfig, expected: AnyConfig | Mapping, path: st
             )
 
 
+def _load_delta(
+    obj: Mapping[str, Any], path: Path, base: Generator | str | Path | None, device
+) -> Generator:
+    """The tuned generator of a loaded delta file: its base (``base``, else the file the delta
+    recorded) loaded first, then handed to ``generator_from_delta``."""
+    check_delta(obj, path)
+    if base is None:
+        base = delta_base_file(obj, path)
+    if isinstance(base, str | Path):
+        return generator_from_delta(
+            obj, path, load_generator(base, device), device, base_desc=f"file {base}"
+        )
+    return generator_from_delta(obj, path, base, device)
+
+
 def load_generator(
     path: str | Path,
     device: torch.device | str = "cpu",
@@ -330,16 +352,21 @@ def load_generator(
     base generator: ``base``, or the base file recorded in the delta when ``base`` is None.
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or ``asset:<name>`` (a file shipped in ``lsap/assets``).
         device: where to put the generator.
         expected: architecture from config; a mismatch raises naming the key and both shapes.
-        base: for a delta file only: the base generator or its file (its sha256 must match).
+        base: for a delta file only: the base generator or its file (``asset:`` allowed; its
+            sha256 must match).
 
     Returns:
         Generator in eval mode with ``requires_grad=False`` and ``.sha256`` = sha256 of the file.
         Without a stored ``latent_avg``, ``w_avg`` is estimated from 10,000 mapped samples (seed 0).
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
+    if isinstance(base, (str, Path)):
+        base = resolve(base)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     if _is_nvlabs_pickle(path):
@@ -347,7 +374,7 @@ def load_generator(
     else:
         obj = read_torch_file(path)
         if is_generator_delta(obj):
-            G = generator_from_delta(obj, path, base, device)
+            G = _load_delta(obj, path, base, device)
             if expected is not None:
                 check_config(GeneratorState(G.config, G.state_dict(), "lsap"), expected, path)
             return G
@@ -388,7 +415,7 @@ def save_generator(
     of ``dtype``, noise buffers included) and ``provenance`` (lsap version plus what the caller
     gives). ``dtype=torch.float16`` halves the file (shipped assets); loading returns float32.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     if not dtype.is_floating_point:
         raise ValueError(f"save_generator: dtype must be a floating type, got {dtype}")
@@ -468,17 +495,31 @@ def generator_from_config(
     (a file, ``asset:`` allowed; null = the base file recorded in the delta).
     ``cfg.path`` null: a random generator of architecture ``cfg.arch`` with ``cfg.seed``.
     """
-    from lsap.assets import resolve
-
     arch = dict(cfg.get("arch") or {})
     if cfg.get("path"):
         base = cfg.get("base") or None
-        return load_generator(
-            resolve(cfg["path"]),
-            device,
-            expected=arch or None,
-            base=resolve(base) if base else None,
-        )
+        return load_generator(cfg["path"], device, expected=arch or None, base=base)
     if not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")
     return init_generator(arch, int(cfg.get("seed", 0))).to(device)
+
+
+def load_tuned_generators(
+    paths: Iterable[str | Path | None], base: Generator
+) -> dict[str | None, Generator]:
+    """The generators a batch of code records names (``CodeRecord.generator``), each loaded once.
+
+    Args:
+        paths: generator delta files, None for records rendered with ``base``.
+        base: the run's generator (the deltas' base; its sha256 must match theirs).
+
+    Returns:
+        ``{path or None: generator}`` on base's device; None maps to ``base`` itself. At 1024 px
+        each tuned generator holds about 120 MB: callers load one batch's worth at a time.
+    """
+    out: dict[str | None, Generator] = {}
+    for p in paths:
+        key = None if p is None else str(p)
+        if key not in out:
+            out[key] = base if key is None else load_generator(key, base.w_avg.device, base=base)
+    return out

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.io.atomic import atomic_torch_save
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError
+from lsap.core.hashing import file_sha256
 from lsap.io.checkpoints import read_torch_file
-from lsap.io.errors import CheckpointError
-from lsap.io.hashing import file_sha256
 from lsap.nets.encoder import ENCODERS, PyramidEncoder, build_encoder, latent_avg_rows
 
 LSAP_ENCODER_FORMAT = "lsap.encoder"
@@ -146,7 +146,9 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
     Raises:
         CheckpointError: missing/unsafe/unreadable file, no encoder in it, sizes that disagree.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     obj = read_torch_file(path)
@@ -230,7 +232,7 @@ def load_encoder(
     """Load an image encoder users own (see the module docstring for the formats).
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or ``asset:<name>`` (a file shipped in ``lsap/assets``).
         device: where to put the encoder.
         arch: "e4e" or "psp" to override (or supply) the file's encoder type.
 
@@ -240,7 +242,9 @@ def load_encoder(
         ``.sha256`` is the file's sha256, ``.source_format`` its format, ``.generator_sha256``
         the generator it was trained with when the file records it.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     es = read_encoder_state(path, arch=arch)
     cfg = dict(es.config)
     if arch is not None:
@@ -272,7 +276,7 @@ def save_encoder(
     half the file); ``latent_avg`` stays float32 (the codes' offset, where rounding would shift
     every code) and loading returns a float32 encoder either way.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     if not dtype.is_floating_point:
         raise ValueError(f"save_encoder: dtype must be a floating type, got {dtype}")
