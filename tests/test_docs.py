@@ -239,3 +239,79 @@ def test_named_files_and_python_names_exist(page):
                 if not resolve(f"{module}.{n}")
             ]
     assert not bad, f"{_rel(page)}: " + "; ".join(sorted(set(bad)))
+
+
+# --- the documented commands ----------------------------------------------------------------
+
+COMMANDS = {
+    "lsap-invert": "invert",
+    "lsap-train": "train",
+    "lsap-edit": "edit",
+    "lsap-eval": "eval",
+    "lsap-sncd": "sncd",
+    "lsap-demo": "demo",
+}
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+    """``(page, config name, overrides)`` of every lsap command line in the pages' bash blocks
+    (``torchrun ... -m lsap.cli.eval`` included). Placeholders become plain values: ``<run>`` ->
+    ``X``, ``...`` dropped, ``$var`` from an assignment in the same block; a multirun's swept
+    values ``a=x,y`` keep their first value (Hydra's compose takes one job)."""
+    import shlex
+
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), flags=re.S | re.M):
+            block = block.replace("\\\n", " ")
+            variables = dict(re.findall(r"^(\w+)=\"([^\"]*)\"$", block, flags=re.M))
+            for line in block.splitlines():
+                line = re.sub(r"(^|\s)#.*", "", line).strip()
+                for var, value in variables.items():
+                    line = line.replace(f"${var}", value)
+                line = re.sub(r"^torchrun .*?-m lsap\.cli\.(\w+)", r"lsap-\1", line)
+                words = shlex.split(re.sub(r"<[^>]*>", "X", line)) if line else []
+                if not words or words[0] not in COMMANDS:
+                    continue
+                multirun = bool({"-m", "--multirun"} & set(words))
+                overrides = []
+                for w in words[1:]:
+                    if w in ("...", "-m", "--multirun"):
+                        continue
+                    key, eq, value = w.partition("=")
+                    if multirun and eq and "," in value and value[:1] not in "[{":
+                        w = f"{key}={value.split(',')[0]}"
+                    overrides.append(w)
+                found.append((_rel(page), COMMANDS[words[0]], overrides))
+    return found
+
+
+def test_documented_commands_are_found():
+    """The scan sees the command lines of every command page, with their overrides."""
+    found = documented_commands()
+    assert {name for _, name, _ in found} == set(COMMANDS.values())
+    assert ("docs/commands/lsap-invert.md", "invert", ["generator=ffhq", "data.path=photos/",
+            "loss.sncd=0"]) in found  # the multirun sweep, first value  # fmt: skip
+    assert len(found) >= 30
+
+
+@pytest.mark.slow
+def test_documented_commands_compose():
+    """Every documented command line composes its Hydra config (groups, options, keys, ``+``
+    for new keys); a command with a misspelt key fails here."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    from lsap.config import config_dir, register_resolvers
+
+    register_resolvers()
+    bad = []
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        for page, name, overrides in documented_commands():
+            try:
+                compose(name, overrides=overrides, return_hydra_config=True)
+            except Exception as e:  # any composition error is the finding
+                bad.append(f"{page}: {name} {' '.join(overrides)}: {str(e).splitlines()[0]}")
+        with pytest.raises(ConfigCompositionException):  # the check can fail
+            compose("invert", overrides=["loss.sncdd=0.5"])
+    assert not bad, "\n".join(bad)
