@@ -231,6 +231,9 @@ def test_named_files_and_python_names_exist(page):
             continue
         bad += [f"{p}: no such file" for p in REPO_PATH.findall(span) if not _path_exists(p)]
         bad += [f"{n}: not importable" for n in PY_NAME.findall(span) if not resolve(n)]
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        for script in re.findall(r"python3? ((?:bench|scripts)/\S+\.py)", block):
+            bad += [] if _path_exists(script) else [f"{script}: no such script"]
     for block in re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
         for module, names in re.findall(r"^from (lsap[\w.]*) import ([\w, ]+)$", block, flags=re.M):
             bad += [
