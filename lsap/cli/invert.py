@@ -32,6 +32,7 @@ def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
     from lsap.systems.data import InversionDataModule
@@ -65,6 +66,7 @@ def run(cfg: DictConfig) -> Path:
         generator_sha256=G.sha256,
         refinement=refinement,
         code_source=source.name,
+        settings=result_settings(cfg, source.describe()),  # a resume must not mix settings
     )
     record = provenance(
         config=cfg,
