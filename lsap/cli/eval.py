@@ -39,7 +39,7 @@ from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
-from lsap.io.inversions import REFINED_DIR
+from lsap.io.inversions import REFINED_DIR, merge_mismatches
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -127,6 +127,8 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             "path": str(m.path),
             "source": m.source,
             "refinement": "pti" if m.tuned or m.name in refined else "none",
+            # codes recorded for another generator (strict=false let them through), or None
+            "generator_mismatch": _generator_mismatch(m),
             **r.results,
         }
         rows = gather_rows(r.rows)
@@ -161,6 +163,18 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     finally:
         finish_loggers(loggers)
     return results
+
+
+def _generator_mismatch(m) -> dict | None:
+    """The method's codes recorded for another generator, over every rank's files."""
+    import torch.distributed as dist
+
+    part = m.codes.mismatched_files if m.codes is not None else {}
+    parts = [part]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, part)
+    return merge_mismatches(parts)
 
 
 def _grids(cells: dict[str, list[dict]], edit_names: list[str]) -> dict:
