@@ -237,3 +237,50 @@ def test_a_generator_file_and_an_image_folder(tmp_path):
         src = next(i["source"] for i in r["images"] if i["name"] == name)
         assert _png(src).shape == (32, 32, 3)
         assert np.array_equal(_png(src), _png(tmp_path / "out" / "originals" / f"{name}.png"))
+
+
+def _photos_with_a_faceless_one(folder):
+    skimage_data = pytest.importorskip("skimage.data")
+    folder.mkdir()
+    Image.fromarray(skimage_data.astronaut()).save(folder / "astronaut.jpg")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "noise.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def test_photos_without_a_face_are_skipped_with_a_note(tmp_path):
+    """data.align=true on a folder whose photos are not all faces: the others are run, the
+    skipped ones named with their reason in report.json / report.html (as lsap-invert does)."""
+    folder = _photos_with_a_faceless_one(tmp_path / "photos")
+    proc = run_demo_cli(
+        tmp_path,
+        f"data.path={folder}",
+        "data.align=true",
+        "optimisation.lsap_o=null",
+        "inversion.steps=2",
+        "metrics=offline",
+        "metrics.fidelity=[mse,psnr]",
+        "metrics.editing=[sncd]",
+        "editing.sefa.components=[0]",
+        timeout=200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    r = json.loads((out / "report.json").read_text())
+    assert [i["name"] for i in r["images"]] == ["astronaut"]
+    skipped = {s["path"]: s["reason"] for s in r["skipped"]}
+    assert set(skipped) == {str(folder / "noise.png"), str(folder / "broken.png")}
+    assert "no face found" in skipped[str(folder / "noise.png")]
+    assert "not a readable image" in skipped[str(folder / "broken.png")]
+    html = (out / "report.html").read_text()
+    assert f"skipped {folder / 'noise.png'}" in html and "no face found" in html
+
+
+def test_a_folder_without_any_usable_photo_is_a_one_line_error(tmp_path):
+    from lsap.demo.inputs import folder_images
+
+    folder = _photos_with_a_faceless_one(tmp_path / "photos")
+    (folder / "astronaut.jpg").unlink()
+    with pytest.raises(LsapFileError, match=r"no image could be read \(first: .*broken\.png"):
+        folder_images(folder, 32, align=True)

@@ -269,6 +269,9 @@ def run_demo(
     output_dir = Path(output_dir)
     provenance = dict(provenance or {})
     G = setup.G
+    skipped_notes = [f"skipped {path}: {reason}" for path, reason in inputs.skipped]
+    for note in skipped_notes:
+        log.warning(note)
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
 
@@ -300,10 +303,11 @@ def run_demo(
             "samples_expected_sncd": samples_sncd,
         },
         "images": images_info,
+        "skipped": [{"path": path, "reason": reason} for path, reason in inputs.skipped],
         "methods": methods,
         "edits": edits,
         "editability": comparison.editability,
-        "notes": list(setup.notes),
+        "notes": [*skipped_notes, *setup.notes],
         "definitions": {
             **DEFINITIONS,
             "sncd of generator samples": f"{samples_sncd:.4f} on average (sum_i 1 - ||a_i||)",
