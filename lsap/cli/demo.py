@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
 from lsap.cli._runtime import config_errors
+from lsap.cli._threads import set_num_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> dict:
 @one_line_errors("lsap-demo")
 @config_errors("lsap-demo")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

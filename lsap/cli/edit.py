@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, resolve_device
 from lsap.cli._runtime import build_loggers, config_errors, finish_loggers, log_to
+from lsap.cli._threads import set_num_threads
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import save_image, tensor_to_uint8
 from lsap.editing import build_edits, describe_edits, factor_key
@@ -136,6 +137,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(config_path=config_dir(), config_name="edit", version_base="1.3")
 @config_errors("lsap-edit")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -35,6 +35,7 @@ from lsap.cli._runtime import (
     init_distributed,
     log_to,
 )
+from lsap.cli._threads import set_num_threads
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
@@ -224,6 +225,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
 @config_errors("lsap-eval")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -23,6 +23,7 @@ from lsap.cli._common import (
     one_line_errors,
 )
 from lsap.cli._runtime import config_errors
+from lsap.cli._threads import set_num_threads
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def _finish_wandb() -> None:
 @config_errors("lsap-invert")  # bad settings (codes, refinement) in one line, exit status 2
 @one_line_errors("lsap-invert")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
         run(cfg)
 

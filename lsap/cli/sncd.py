@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lsap.alignment import compute_anchors, sncd_batched
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._threads import set_num_threads
 from lsap.io import atomic_write_json, generator_from_config, load_codes
 from lsap.io.provenance import provenance
 from lsap.nets import iter_w
@@ -73,6 +74,7 @@ def _print_table(r: dict) -> None:
 @hydra.main(config_path=config_dir(), config_name="sncd", version_base="1.3")
 @one_line_errors("lsap-sncd")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 
