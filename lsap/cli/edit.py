@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -26,17 +27,43 @@ from lsap.data.images import save_image, tensor_to_uint8
 from lsap.editing import build_edits, describe_edits, factor_key
 from lsap.editing.render import render_edit, stack_noise
 from lsap.io import atomic_torch_save, atomic_write_json, generator_from_config
+from lsap.io.errors import LsapFileError
 from lsap.io.generator_delta import load_tuned_generators
-from lsap.io.inversions import CodeSet, generator_shas
+from lsap.io.inversions import CodeSet, generator_shas, recorded_generator
 from lsap.io.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 
+def generator_for_codes(generator: Any, codes: str, device: torch.device) -> Any:
+    """The ``generator`` config's generator, or, when the codes were made for another one that
+    their provenance can rebuild (a shipped toy model or a random ``tiny`` one:
+    ``lsap.io.inversions.recorded_generator``), that one, so that codes of the toy models edit
+    without repeating ``generator=``."""
+    G = generator_from_config(generator, device)
+    recorded = recorded_generator(codes)
+    if recorded is None or recorded[1] in generator_shas(G):
+        return G
+    config, sha256 = recorded
+    try:
+        R = generator_from_config(config, device)
+    except (LsapFileError, ValueError, KeyError):
+        return G  # not rebuildable here: CodeSet warns about the mismatch as before
+    if R.sha256 != sha256:
+        return G
+    log.warning(
+        "the codes were made with generator %s (%s), not the configured one (%s): using theirs",
+        sha256[:12],
+        config.get("path") or f"random, seed {config.get('seed', 0)}",
+        str(G.sha256)[:12],
+    )
+    return R
+
+
 def run(cfg: DictConfig) -> dict:
     """Edit ``cfg.codes`` with every edit of ``cfg.editing``; return the summary written to edit.json."""
     device = resolve_device(cfg.device)
-    G = generator_from_config(cfg.generator, device)
+    G = generator_for_codes(cfg.generator, cfg.codes, device)
     specs = build_edits(cfg.editing, G)
     if not specs:
         raise ValueError(

@@ -49,7 +49,7 @@ from lsap.metrics.evaluation import (
     open_method,
 )
 from lsap.metrics.report import flat_metrics, markdown_report
-from lsap.metrics.scorer import build_scorer
+from lsap.metrics.scorer import build_scorer, metric_notes
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +142,15 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         results["two_stage"] = two_stage
     results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
+    results["notes"] = metric_notes(OmegaConf.to_container(mcfg, resolve=True))
     results["provenance"] = provenance(config=cfg, generator=G, world_size=world)
     results = _json_safe(results)
     if rank != 0:
         return results
     atomic_write_json(out / "eval.json", results)
     md = markdown_report(results, title=f"lsap-eval: {', '.join(results['methods'])}")
+    if results["notes"]:
+        md += "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in results["notes"]) + "\n"
     atomic_write_text(out / "eval.md", md)
     grids = _grids(cells, [e.name for e in edits])
     for key, g in grids.items():
