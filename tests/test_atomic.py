@@ -8,7 +8,7 @@ import stat
 import pytest
 import torch
 
-from lsap.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from lsap.core.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_atomic_write_replaces_and_cleans_up_on_failure(tmp_path):
         f.write(b"half")
         raise RuntimeError("killed")
 
-    from lsap.io.atomic import atomic_write
+    from lsap.core.atomic import atomic_write
 
     with pytest.raises(RuntimeError):
         atomic_write(path, fail)

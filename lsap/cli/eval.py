@@ -26,22 +26,21 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.alignment import compute_anchors
-from lsap.cli._common import check_config_dir, config_dir
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
-    config_errors,
     finish_loggers,
     init_distributed,
     log_to,
 )
 from lsap.cli._threads import set_num_threads
+from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
 from lsap.io.inversions import REFINED_DIR
-from lsap.io.provenance import provenance
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -226,7 +225,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-@config_errors("lsap-eval")
+@one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
     set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)

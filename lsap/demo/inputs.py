@@ -110,8 +110,8 @@ def folder_images(
     Raises:
         LsapFileError: no such path, no image in it, or no image that could be read.
     """
+    from lsap.core.errors import LsapFileError
     from lsap.data.images import ImageFileDataset, list_images
-    from lsap.io.errors import LsapFileError
     from lsap.io.inversions import image_name
 
     path = Path(path)
