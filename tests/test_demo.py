@@ -95,6 +95,30 @@ def test_report_has_one_row_per_method(demo_run):
         assert len(r["methods"][m]["sncd_per_layer"]["toy"]) == 8
 
 
+def test_report_opens_with_an_overview_plots_and_labelled_grids(demo_run):
+    """A newcomer's view: sentences from the numbers, SNCD plots with the samples' line, edit
+    grids with labelled rows and factor columns, progress of the optimisation methods."""
+    out, r, proc = demo_run
+    html = (out / "report.html").read_text()
+    assert html.index('id="overview"') < html.index('id="inversion-toy"')
+    sncd = {m: r["methods"][m]["mean"]["toy"]["sncd"] for m in METHODS}
+    best = min(sncd, key=sncd.get)
+    assert f"{best} gives the lowest SNCD ({sncd[best]:.3f})" in " ".join(r["overview"])
+    assert f"{best} gives the lowest SNCD ({sncd[best]:.3f})" in html
+    plots = re.search(r'<div id="sncd-plots">(.*?)</div>', html, flags=re.S).group(1)
+    assert plots.count("<svg") == 2 and plots.count("generator samples") == 2
+    assert all(plots.count(f'data-method="{m}"') == 2 for m in METHODS)
+    grid = re.search(r'<table class="grid" id="grid-interfacegan-smile">(.*?)</table>', html)
+    assert "<th>factor -3</th><th>factor +0</th><th>factor +3</th>" in grid.group(1)
+    assert "toy_2_000000 / lsap_o" in grid.group(1)
+    edit = re.search(r'<table id="edit-interfacegan-smile">(.*?)</table>', html).group(1)
+    zero_rows = re.findall(r'<tr data-row="[^"]+ @ \+0">(.*?)</tr>', edit)
+    assert len(zero_rows) == len(METHODS) and not any("best" in row for row in zero_rows)
+    log = proc.stdout + proc.stderr
+    for m in ("projector", "lsap_o"):
+        assert f"{m}: images 1-2 of 2, step 30/30 (100 %)" in log
+
+
 def test_per_image_mse_matches_the_written_images(demo_run):
     out, r, _ = demo_run
     for m in METHODS:

@@ -43,7 +43,14 @@ from lsap.demo.methods import (
     invert_with_encoder,
     invert_with_optimisation,
 )
-from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
+from lsap.demo.report import (
+    edit_grid,
+    json_safe,
+    overview,
+    png_bytes,
+    render_html,
+    stack_edit_rows,
+)
 from lsap.inversion.settings import image_seeds
 
 log = logging.getLogger(__name__)
@@ -331,11 +338,12 @@ def run_demo(
         rows = stack_edit_rows(by_key, spec.name, names, chosen, inputs.names)
         grid = edit_grid(rows, min(cell_size, max(G.resolution, 64)))
         save_grid(grid, output_dir / "grids" / f"{spec.name.replace('/', '__')}.png")
-        grids[spec.name] = (grid, [label for label, _ in rows])
+        grids[spec.name] = rows
 
     wall = time.perf_counter() - started
     results["wall_time_s"] = wall
     results["summary"] = summary_line(setup, inputs, names, wall)
+    results["overview"] = overview(results)
     page = render_html(
         json_safe(results),
         names=inputs.names,
