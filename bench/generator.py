@@ -11,6 +11,12 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
 CPU. Timed: forward (no grad), forward+backward with gradients for the generator's parameters and
 the codes (a training step's generator cost), and forward+backward for the codes only (inversion).
+
+StyleGAN3 rows (``bench/_stylegan3.py``): lsap's StyleGAN3 vs NVlabs' reference path on the same
+weights and CPU, printed as a ratio:
+
+    python bench/generator.py --family stylegan3 --sg3-config T --resolution 256 --batch 1 \
+        --stylegan3-repo ~/src/stylegan3
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ def _stub_cuda_extensions() -> None:
 
 
 def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
+    if impl.endswith("-sg3"):
+        import _stylegan3
+
+        return _stylegan3.build(impl, args)
     if impl == "lsap":
         from lsap.nets import Generator, GeneratorConfig
 
@@ -107,6 +117,11 @@ def main() -> None:
     p.add_argument(
         "--rosinality-repo", default=None, help="work tree of rosinality/stylegan2-pytorch"
     )
+    p.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3"])
+    p.add_argument("--sg3-config", default="T", choices=["T", "R"], help="StyleGAN3 config")
+    p.add_argument(
+        "--stylegan3-repo", default=None, help="work tree of NVlabs/stylegan3 (reference rows)"
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -117,15 +132,20 @@ def main() -> None:
 
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
-    impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
+    if args.family == "stylegan3":
+        impls = ["lsap-sg3"] + (["nvlabs-sg3"] if args.stylegan3_repo else [])
+        arch = f"StyleGAN3-{args.sg3_config} {args.resolution} px"
+    else:
+        impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
+        arch = f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}"
     results = []
     print(
-        f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}, batch {args.batch}, "
-        f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        f"{arch}, batch {args.batch}, median of {args.repeats}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
     for device in devices:
         for impl in impls:
-            if impl == "rosinality" and device == "cuda":
+            if impl in ("rosinality", "nvlabs-sg3") and device == "cuda":
                 continue  # its CUDA path needs its compiled extensions; we compare the CPU path
             cmd = [sys.executable, __file__, "--worker", impl, "--device", device]
             cmd += [
@@ -137,6 +157,9 @@ def main() -> None:
             cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
             if args.rosinality_repo:
                 cmd += ["--rosinality-repo", args.rosinality_repo]
+            if args.stylegan3_repo:
+                cmd += ["--stylegan3-repo", args.stylegan3_repo]
+            cmd += ["--family", args.family, "--sg3-config", args.sg3_config]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(r)
@@ -152,6 +175,13 @@ def main() -> None:
             f"  speed-up lsap vs rosinality (CPU): forward x{ref['forward_s'] / ours['forward_s']:.2f}, "
             f"fwd+bwd x{ref['fwd_bwd_s'] / ours['fwd_bwd_s']:.2f}, "
             f"codes-only fwd+bwd x{ref['fwd_bwd_codes_s'] / ours['fwd_bwd_codes_s']:.2f} (target: fwd+bwd >= x2)"
+        )
+    if ("nvlabs-sg3", "cpu") in by and ("lsap-sg3", "cpu") in by:
+        ref, ours = by[("nvlabs-sg3", "cpu")], by[("lsap-sg3", "cpu")]
+        print(
+            f"  speed-up lsap vs NVlabs reference path (CPU): forward x{ref['forward_s'] / ours['forward_s']:.2f}, "
+            f"fwd+bwd x{ref['fwd_bwd_s'] / ours['fwd_bwd_s']:.2f}, "
+            f"codes-only fwd+bwd x{ref['fwd_bwd_codes_s'] / ours['fwd_bwd_codes_s']:.2f} (target: >= x1)"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
