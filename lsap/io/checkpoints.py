@@ -453,15 +453,36 @@ def load_tuned_generators(
 
     Args:
         paths: generator delta files, None for records rendered with ``base``.
-        base: the run's generator (the deltas' base; its sha256 must match theirs).
+        base: the run's generator: the deltas' base (its sha256 must match theirs), or itself a
+            tuned generator loaded from one of those delta files (``generator.path=<delta>
+            generator.base=G.pt``), which records naming that file then use as it is.
 
     Returns:
-        ``{path or None: generator}`` on base's device; None maps to ``base`` itself. At 1024 px
-        each tuned generator holds about 120 MB: callers load one batch's worth at a time.
+        ``{path or None: generator}`` on base's device; None and ``base``'s own delta file map to
+        ``base`` itself. At 1024 px each tuned generator holds about 120 MB: callers load one
+        batch's worth at a time.
+
+    Raises:
+        CheckpointError: ``base`` is a tuned generator and a record names another delta (a delta
+            is added to its base generator, never on top of another tuned one).
     """
     out: dict[str | None, Generator] = {}
     for p in paths:
         key = None if p is None else str(p)
-        if key not in out:
-            out[key] = base if key is None else load_generator(key, base.w_avg.device, base=base)
+        if key in out:
+            continue
+        if key is None:
+            out[key] = base
+        elif getattr(base, "base_sha256", None):  # base is a tuned generator
+            if file_sha256(key) == base.sha256:  # ... loaded from this very delta file
+                out[key] = base
+                continue
+            raise CheckpointError(
+                key,
+                f"the codes name this tuned generator, but the configured generator is another "
+                f"tuned generator ({str(base.sha256)[:12]}); give its base generator instead "
+                "(generator.path=<base>)",
+            )
+        else:
+            out[key] = load_generator(key, base.w_avg.device, base=base)
     return out
