@@ -21,8 +21,10 @@ pytestmark = pytest.mark.skipif(shutil.which("lsap-edit") is None, reason="lsap 
 
 
 def run_cli(command, tmp_path, *overrides, run_dir="run"):
+    generator = [] if any(o.startswith("generator=") for o in overrides) else ["generator=tiny"]
     cmd = [
         command,
+        *generator,
         f"hydra.run.dir={tmp_path / run_dir}",
         f"paths.cache_dir={tmp_path}/cache",
         "device=cpu",
@@ -267,6 +269,7 @@ def test_lsap_eval_under_torchrun_matches_one_process(tiny_G, tmp_path):
         "2",
         "-m",
         "lsap.cli.eval",
+        "generator=tiny",
         f"hydra.run.dir={tmp_path}/ddp",
         f"paths.cache_dir={tmp_path}/cache",
         "device=cpu",

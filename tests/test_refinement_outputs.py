@@ -79,7 +79,7 @@ def test_code_files_name_their_tuned_generators(pti_folder, tiny_G, other_G, tmp
 @pytest.mark.skipif(shutil.which("lsap-edit") is None, reason="lsap not installed")
 def test_lsap_edit_and_eval_go_through_the_tuned_generators(pti_folder, tiny_G, tmp_path):
     root, inv, codes, names = pti_folder
-    common = [f"paths.cache_dir={tmp_path}/cache", "device=cpu"]
+    common = ["generator=tiny", f"paths.cache_dir={tmp_path}/cache", "device=cpu"]
     proc = subprocess.run(
         [
             "lsap-edit",

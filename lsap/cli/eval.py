@@ -34,6 +34,7 @@ from lsap.cli._runtime import (
     init_distributed,
     log_to,
 )
+from lsap.cli._threads import set_num_threads
 from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
@@ -47,7 +48,7 @@ from lsap.metrics.evaluation import (
     open_method,
 )
 from lsap.metrics.report import flat_metrics, markdown_report
-from lsap.metrics.scorer import build_scorer
+from lsap.metrics.scorer import build_scorer, metric_notes
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +140,15 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         results["two_stage"] = two_stage
     results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
+    results["notes"] = metric_notes(OmegaConf.to_container(mcfg, resolve=True))
     results["provenance"] = provenance(config=cfg, generator=G, world_size=world)
     results = _json_safe(results)
     if rank != 0:
         return results
     atomic_write_json(out / "eval.json", results)
     md = markdown_report(results, title=f"lsap-eval: {', '.join(results['methods'])}")
+    if results["notes"]:
+        md += "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in results["notes"]) + "\n"
     atomic_write_text(out / "eval.md", md)
     grids = _grids(cells, [e.name for e in edits])
     for key, g in grids.items():
@@ -234,6 +238,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
 @one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -23,6 +23,7 @@ from lsap.cli._common import (
     multirun_ddp_job,
     one_line_errors,
 )
+from lsap.cli._threads import set_num_threads
 from lsap.core.errors import LsapFileError
 from lsap.io.inversion_layout import SKIPPED_FILE
 
@@ -115,6 +116,7 @@ def _check_some_image_read(data_path: str, summary: dict) -> None:
 @hydra.main(config_path=config_dir(), config_name="invert", version_base="1.3")
 @one_line_errors("lsap-invert", settings=True)  # bad files or settings: one line, exit 2
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
         run(cfg)
 

@@ -388,3 +388,38 @@ def has_codes(path: str | Path) -> bool:
     if (path / CODES_DIR).is_dir():
         return True
     return path.is_dir() and any(p.suffix.lower() in CODE_SUFFIXES for p in path.iterdir())
+
+
+def recorded_generator(path: str | Path) -> tuple[dict[str, Any], str] | None:
+    """The generator config and sha256 that the first code file of ``path`` (see
+    :class:`CodeSet`) records in its provenance, when that config rebuilds the generator by
+    itself: a file shipped in ``lsap/assets`` (``asset:...``) or a random generator given by its
+    architecture and seed. None otherwise (a user's file, no record, not an lsap code file).
+
+    Codes made with the toy models then open with the generator they were made for, without the
+    user repeating ``generator=``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder = path / CODES_DIR if (path / CODES_DIR).is_dir() else path
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".pt", ".pth"))
+        path = files[0] if files else path
+    if not path.is_file() or path.suffix.lower() not in (".pt", ".pth"):
+        return None
+    try:
+        obj = read_code_file(path)
+    except LsapFileError:
+        return None  # CodeSet reports the file in one line
+    prov = obj.get("provenance")
+    if not isinstance(prov, Mapping) or not prov.get("generator_sha256"):
+        return None
+    config = prov.get("config")
+    gen = config.get("generator") if isinstance(config, Mapping) else None
+    if not isinstance(gen, Mapping):
+        return None
+    file = gen.get("path")
+    shipped = isinstance(file, str) and file.startswith("asset:") and not gen.get("base")
+    random = not file and isinstance(gen.get("arch"), Mapping)
+    if not (shipped or random):
+        return None
+    return dict(gen), str(prov["generator_sha256"])
