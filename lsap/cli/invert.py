@@ -34,6 +34,7 @@ def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.inversion.memory import resolve_batch_size
     from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
@@ -62,7 +63,7 @@ def run(cfg: DictConfig) -> Path:
         cfg.data.path,
         output_dir,
         G.resolution,
-        batch_size=cfg.data.batch_size,
+        batch_size=resolve_batch_size(cfg.data.batch_size, cfg.data.get("memory"), _device(cfg)),
         num_workers=cfg.data.num_workers,
         align=cfg.data.align,
         generator_sha256=G.sha256,
@@ -98,6 +99,14 @@ def run(cfg: DictConfig) -> Path:
         finish_wandb()
     _check_some_image_read(cfg.data.path, writer.summary)
     return output_dir
+
+
+def _device(cfg: DictConfig) -> str:
+    """The device the trainer will run on: "cuda" when it may pick a GPU and one is present."""
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def _check_some_image_read(data_path: str, summary: dict) -> None:
