@@ -18,10 +18,10 @@ from invert_helpers import FAST, compose, make_images, tiny_arch
 from PIL import Image
 
 from lsap import load_encoder, load_generator
+from lsap.core.hashing import file_sha256
 from lsap.data import load_image
 from lsap.io import LsapFileError, init_generator
 from lsap.io.encoders import save_encoder
-from lsap.io.hashing import file_sha256
 from lsap.io.inversion_layout import REFINED_METRIC_NAMES, code_path, read_results
 from lsap.io.inversions import CodeSet
 from lsap.metrics import mse
@@ -252,7 +252,7 @@ def test_encoder_codes_are_the_encoders(encoder_file, images, tmp_path, G):
 
 
 def test_codes_source_reuses_codes_without_optimising(pti_run, images, tmp_path, monkeypatch):
-    import lsap.systems.inversion as system
+    import lsap.inversion.pipeline as system
 
     def no_optimisation(*args, **kwargs):
         raise AssertionError("code_source=codes must not re-optimise")
@@ -290,9 +290,8 @@ def test_codes_source_reuses_codes_without_optimising(pti_run, images, tmp_path,
 def _cli_error(tmp_path, images, out, *overrides, capsys) -> str:
     """Run as the lsap-invert command does (its error wrappers); return its one stderr line."""
     from lsap.cli._common import one_line_errors
-    from lsap.cli._runtime import config_errors
 
-    main = config_errors("lsap-invert")(one_line_errors("lsap-invert")(_run))
+    main = one_line_errors("lsap-invert", settings=True)(_run)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         main(tmp_path, images, out, *overrides)
@@ -389,6 +388,7 @@ def test_lsap_edit_edits_through_the_tuned_generators(pti_run, images, tmp_path,
         cfg = hydra_compose(
             "edit",
             [
+                "generator=tiny",
                 f"codes={pti_run}",
                 f"paths.output_dir={tmp_path}/edit",
                 f"paths.cache_dir={tmp_path}/cache",
@@ -510,6 +510,7 @@ def test_eval_two_stage_table_from_the_four_code_sources(
         cfg = hydra_compose(
             "eval",
             [
+                "generator=tiny",
                 f"paths.output_dir={tmp_path}/eval",
                 f"paths.cache_dir={tmp_path}/cache",
                 f"originals={folder}",

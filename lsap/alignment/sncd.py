@@ -29,7 +29,7 @@ def _resolve_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
 
 
 def _styles(source: StyleSource, w_plus: Tensor | None, anchors: Sequence[Tensor]) -> list[Tensor]:
-    if isinstance(source, Generator):
+    if hasattr(source, "style_space"):  # a generator of either family
         if w_plus is None:
             raise ValueError("sncd(G, w_plus, anchors) needs w_plus when given a generator")
         styles = source.style_space(w_plus)
@@ -76,6 +76,23 @@ def sncd(
     return per_layer.sum(1), per_layer
 
 
+def alignment_per_sample(normed: Sequence[Tensor], anchors: Sequence[Tensor]) -> Tensor:
+    """The SNCD loss of each sample: ``- sum_i <n_i, a_i>`` (the one place its formula lives).
+
+    Args:
+        normed: normalised styles ``n_i`` [N, C_i] of the scored layers (``normalize_styles``).
+        anchors: the matching anchors [C_i] (un-normalised, or unit vectors for the
+            ``anchor_normalized`` variant); moved to each style's device and dtype.
+
+    Returns:
+        [N]; its batch mean is :func:`sncd_loss`.
+    """
+    total = normed[0].new_zeros(normed[0].shape[0])
+    for n, a in zip(normed, anchors, strict=True):
+        total = total - n @ a.to(n)
+    return total
+
+
 def sncd_loss(
     source: StyleSource,
     w_plus: Tensor | None,
@@ -93,13 +110,10 @@ def sncd_loss(
     styles = _styles(source, w_plus, anchors)
     idx = _resolve_layers(layers, len(styles))
     normed = normalize_styles([styles[i] for i in idx])
-    total = torch.zeros((), device=normed[0].device, dtype=normed[0].dtype)
-    for n, i in zip(normed, idx, strict=True):
-        a = anchors[i].to(n)
-        if anchor_normalized:
-            a = a / a.norm().clamp_min(NORM_EPS)
-        total = total - (n @ a).mean()
-    return total
+    used = [anchors[i] for i in idx]
+    if anchor_normalized:
+        used = [a / a.norm().clamp_min(NORM_EPS) for a in used]
+    return alignment_per_sample(normed, used).mean()
 
 
 @torch.no_grad()

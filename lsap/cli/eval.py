@@ -25,22 +25,22 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lsap.alignment import compute_anchors
-from lsap.cli._common import check_config_dir, config_dir
+from lsap.alignment.anchors import anchors_from_config
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
-    config_errors,
     finish_loggers,
     init_distributed,
     log_to,
 )
+from lsap.cli._threads import set_num_threads
+from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
-from lsap.io.inversions import REFINED_DIR
-from lsap.io.provenance import provenance
+from lsap.io.inversions import REFINED_DIR, merge_mismatches
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -48,7 +48,7 @@ from lsap.metrics.evaluation import (
     open_method,
 )
 from lsap.metrics.report import flat_metrics, markdown_report
-from lsap.metrics.scorer import build_scorer
+from lsap.metrics.scorer import build_scorer, metric_notes
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     mcfg = cfg.metrics
     anchors = None
     if mcfg.sncd and any(m.codes is not None for m in methods):
-        a = cfg.alignment
-        anchors = compute_anchors(
-            G, a.num_samples, a.seed, batch_size=a.batch_size, cache_dir=a.cache_dir
-        )
+        anchors = anchors_from_config(G, cfg.alignment)
     edits = build_edits(cfg.get("editing"), G)
     scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True)).to(device)
     out = Path(cfg.paths.output_dir)
@@ -131,6 +128,8 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             "path": str(m.path),
             "source": m.source,
             "refinement": "pti" if m.tuned or m.name in refined else "none",
+            # codes recorded for another generator (strict=false let them through), or None
+            "generator_mismatch": _generator_mismatch(m),
             **r.results,
         }
         rows = gather_rows(r.rows)
@@ -141,12 +140,15 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         results["two_stage"] = two_stage
     results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
+    results["notes"] = metric_notes(OmegaConf.to_container(mcfg, resolve=True))
     results["provenance"] = provenance(config=cfg, generator=G, world_size=world)
     results = _json_safe(results)
     if rank != 0:
         return results
     atomic_write_json(out / "eval.json", results)
     md = markdown_report(results, title=f"lsap-eval: {', '.join(results['methods'])}")
+    if results["notes"]:
+        md += "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in results["notes"]) + "\n"
     atomic_write_text(out / "eval.md", md)
     grids = _grids(cells, [e.name for e in edits])
     for key, g in grids.items():
@@ -165,6 +167,18 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     finally:
         finish_loggers(loggers)
     return results
+
+
+def _generator_mismatch(m) -> dict | None:
+    """The method's codes recorded for another generator, over every rank's files."""
+    import torch.distributed as dist
+
+    part = m.codes.mismatched_files if m.codes is not None else {}
+    parts = [part]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, part)
+    return merge_mismatches(parts)
 
 
 def _grids(cells: dict[str, list[dict]], edit_names: list[str]) -> dict:
@@ -222,8 +236,9 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-@config_errors("lsap-eval")
+@one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

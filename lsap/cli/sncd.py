@@ -10,10 +10,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from lsap.alignment import compute_anchors, sncd_batched
+from lsap.alignment import sncd_batched
+from lsap.alignment.anchors import anchors_from_config
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._threads import set_num_threads
+from lsap.core.provenance import provenance
 from lsap.io import atomic_write_json, generator_from_config, load_codes
-from lsap.io.provenance import provenance
 from lsap.nets import iter_w
 
 log = logging.getLogger(__name__)
@@ -23,10 +25,7 @@ def run(cfg: DictConfig) -> dict:
     """Score codes with SNCD; print a table, write ``cfg.output`` (JSON), return the results."""
     device = resolve_device(cfg.device)
     G = generator_from_config(cfg.generator, device)
-    a = cfg.alignment
-    anchors = compute_anchors(
-        G, a.num_samples, a.seed, batch_size=a.batch_size, cache_dir=a.cache_dir
-    )
+    anchors = anchors_from_config(G, cfg.alignment)
     if cfg.codes:
         codes = load_codes(cfg.codes, G.num_ws, G.w_dim)
         source = str(cfg.codes)
@@ -73,6 +72,7 @@ def _print_table(r: dict) -> None:
 @hydra.main(config_path=config_dir(), config_name="sncd", version_base="1.3")
 @one_line_errors("lsap-sncd")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -5,7 +5,6 @@ the toy classifier, and the input images. Used by ``lsap-demo`` and ``bench/repr
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,8 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lsap.config import plain
 from lsap.demo.inputs import DemoImages, astronaut_image, concat, folder_images, toy_images
 from lsap.editing.build import EditSpec, build_edits
+from lsap.inversion.settings import InversionSettings
 from lsap.metrics.scorer import Scorer
 from lsap.nets.stylegan2 import Generator
 
@@ -37,6 +38,7 @@ class DemoSetup:
         scorer: metric networks (LPIPS, ID, FID features) and fidelity metrics.
         classifier: the toy attribute classifier, or None.
         notes: caveats for the report (offline stand-ins, missing parts).
+        settings: the ``inversion`` group, typed (``optimisation`` is its ``optimize_kwargs``).
     """
 
     G: Generator
@@ -48,17 +50,7 @@ class DemoSetup:
     scorer: Scorer
     classifier: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _plain(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig | ListConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return copy.deepcopy(cfg)
+    settings: InversionSettings | None = None
 
 
 def shipped(path: Any) -> bool:
@@ -111,26 +103,6 @@ def load_encoders(
     return out, notes
 
 
-def optimisation_options(inversion: Mapping[str, Any], G: Generator) -> dict[str, Any]:
-    """``optimize_latents`` keyword options from the ``inversion`` config group."""
-    from lsap.inversion import Schedule, latent_std
-
-    if inversion.get("init"):
-        raise ValueError("inversion.init is not used by lsap-demo (optimisation starts at w_avg)")
-    schedule = Schedule(**dict(inversion.get("schedule") or {}))
-    w_std = 0.0
-    if schedule.noise_factor > 0:
-        w_std = latent_std(G, int(inversion["w_std_samples"]), int(inversion["w_std_seed"]))
-    return {
-        "space": str(inversion["space"]),
-        "steps": int(inversion["steps"]),
-        "lr": float(inversion["lr"]),
-        "schedule": schedule,
-        "optimize_noise": bool(inversion["optimize_noise"]),
-        "w_std": w_std,
-    }
-
-
 def build_objectives(
     loss: Mapping[str, Any], sncd_weights: Mapping[str, float] | None, G: Generator, anchors
 ) -> dict[str, nn.Module]:
@@ -142,7 +114,7 @@ def build_objectives(
     for name, weight in (sncd_weights or {}).items():
         if weight is None:
             continue
-        cfg = {**_plain(loss), "sncd": float(weight)}
+        cfg = {**plain(loss), "sncd": float(weight)}
         out[str(name)] = build_objective(cfg, generator=G, anchors=anchors)
     return out
 
@@ -155,7 +127,7 @@ def build_demo_edits(
     this installation lacks are left out (with a note appended to ``notes``)."""
     from lsap.assets import resolve
 
-    editing = _plain(editing) or {}
+    editing = plain(editing) or {}
     ig = editing.get("interfacegan") or {}
     directions = {}
     for name, entry in (ig.get("directions") or {}).items():
@@ -194,21 +166,18 @@ def build_setup(
 ) -> DemoSetup:
     """All pieces from the demo config (see ``conf/demo.yaml``); ``G``: the generator when
     already loaded (:func:`load_generator_for_demo`)."""
-    from lsap.alignment import compute_anchors
+    from lsap.alignment.anchors import anchors_from_config
     from lsap.assets import resolve
-    from lsap.metrics.scorer import build_scorer
+    from lsap.metrics.scorer import build_scorer, metric_notes
 
     G = load_generator_for_demo(cfg, device) if G is None else G
-    a = cfg["alignment"]
-    anchors = compute_anchors(
-        G, int(a["num_samples"]), int(a["seed"]), batch_size=int(a["batch_size"]),
-        cache_dir=a.get("cache_dir"),
-    )  # fmt: skip
+    anchors = anchors_from_config(G, cfg["alignment"])
     encoders, notes = load_encoders(cfg.get("encoders"), G, device)
     objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
-    options = optimisation_options(cfg["inversion"], G) if objectives else {}
+    settings = InversionSettings.from_config(cfg["inversion"])
+    options = settings.optimize_kwargs(G) if objectives else {}
     edits = build_demo_edits(cfg.get("editing"), G, notes)
-    scorer = build_scorer(_plain(cfg["metrics"])).to(device)
+    scorer = build_scorer(plain(cfg["metrics"])).to(device)
     classifier = None
     if cfg.get("classifier"):
         from lsap.io.classifier import load_toy_classifier
@@ -221,39 +190,10 @@ def build_setup(
             )
     for obj in objectives.values():
         obj.to(device)
-    notes += metric_notes(_plain(cfg["metrics"]))
+    notes += metric_notes(plain(cfg["metrics"]))
     return DemoSetup(
-        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes
+        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes, settings
     )
-
-
-def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
-    """Caveats about metric networks that are offline stand-ins rather than the published ones."""
-    notes = []
-    fidelity = list(metrics.get("fidelity") or [])
-    lp = metrics.get("lpips") or {}
-    if "lpips" in fidelity and str(lp.get("backbone", "torchvision")) == "random":
-        notes.append(
-            "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
-            "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
-        )
-    if "id" in fidelity and str((metrics.get("id") or {}).get("weights")) == "random":
-        notes.append("ID uses a random face network: NOT identity similarity.")
-    if "id" not in fidelity:
-        notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
-    fid = metrics.get("fid") or {}
-    feats = fid.get("features") or {}
-    if fid.get("enabled", True):
-        name = feats.get("name", "inception") if "_target_" not in feats else feats["_target_"]
-        if name == "toy_classifier":
-            notes.append(
-                "FID uses the toy attribute classifier's 128-d hidden features (a trained network "
-                "that works offline): a Frechet distance on the toy domain, not comparable with "
-                "Inception FID; on a handful of images it is a rough indicator only."
-            )
-        elif name == "random":
-            notes.append("FID uses a fixed random feature network: NOT FID.")
-    return notes
 
 
 def load_inputs(data: Mapping[str, Any], resolution: int) -> DemoImages:

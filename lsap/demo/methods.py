@@ -8,17 +8,20 @@ reconstructions and the time taken. The algorithms are ``lsap.nets.encoder`` and
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lsap.editing.render import synthesize
+from lsap.inversion.settings import InversionSettings
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import synthesize
+
+log = logging.getLogger(__name__)
 
 ENCODER = "encoder"
 OPTIMISATION = "optimisation"
@@ -90,14 +93,25 @@ def invert_with_encoder(
     return Inversion(name, ENCODER, w_plus, None, recon, seconds, info)
 
 
-def image_seeds(seed: int, names: Sequence[str]) -> list[int]:
-    """One 63-bit seed per image from the run seed and the image's name (batch-independent; the
-    seeds lsap-invert draws, ``lsap.systems.inversion.image_seed``, without importing Lightning)."""
-    out = []
-    for n in names:
-        digest = hashlib.sha256(f"{seed}/{n}".encode()).digest()
-        out.append(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-    return out
+def step_progress(
+    name: str, first: int, last: int, total: int, steps: int, *, parts: int = 10
+) -> Callable[[int, Mapping[str, Tensor]], None]:
+    """An ``optimize_latents`` callback that logs progress ``parts`` times per batch (the
+    optimisation methods take the demo's first minutes: show that they advance)."""
+    every = max(1, steps // parts)
+    started = time.perf_counter()
+
+    def report(step: int, values: Mapping[str, Tensor]) -> None:
+        done = step + 1
+        if done % every and done != steps:
+            return
+        log.info(
+            "%s: images %d-%d of %d, step %d/%d (%.0f %%), mean loss %.4g, %.1f s",
+            name, first + 1, last, total, done, steps, 100.0 * done / max(1, steps),
+            float(values["loss"].mean()), time.perf_counter() - started,
+        )  # fmt: skip
+
+    return report
 
 
 def invert_with_optimisation(
@@ -106,31 +120,42 @@ def invert_with_optimisation(
     images: Tensor,
     objective: nn.Module,
     *,
-    seeds: Sequence[int],
+    names: Sequence[str],
+    seed: int,
+    settings: InversionSettings,
+    w_std: float | None = None,
     batch_size: int = 64,
-    **options: Any,
 ) -> Inversion:
-    """Invert images [N, 3, R, R] by ``optimize_latents`` in batches (images are independent).
+    """Invert images [N, 3, R, R] by latent optimisation from w_avg (``lsap.inversion.invert_batch``,
+    lsap-invert's pipeline) in batches (images are independent: each is seeded by its name).
 
     Args:
         objective: the per-sample objective (``lsap.losses.build_objective``).
-        seeds: one seed per image (:func:`image_seeds`).
-        options: passed to ``optimize_latents`` (space, steps, lr, schedule, optimize_noise,
-            w_std, ...).
+        names, seed: the images' names and the run seed (``lsap.inversion.settings.image_seed``).
+        settings: the ``inversion`` group; ``w_std`` its latent-noise unit (computed when None).
     """
-    from lsap.inversion import optimize_latents
+    from lsap.inversion.pipeline import invert_batch
+    from lsap.inversion.sources import CodeSource
 
     device = G.w_avg.device
     objective.to(device)
+    source = CodeSource("optimize", True)
+    w_std = settings.w_std(G) if w_std is None else w_std
     codes, noises, recons, final = [], [], [], []
     t0 = time.perf_counter()
-    for s in range(0, images.shape[0], batch_size):
-        r = optimize_latents(
+    N = images.shape[0]
+    for s in range(0, N, batch_size):
+        r = invert_batch(
             G,
             images[s : s + batch_size].to(device),
+            list(names[s : s + batch_size]),
+            source,
             objective,
-            seeds=list(seeds[s : s + batch_size]),
-            **options,
+            settings,
+            None,
+            seed=seed,
+            w_std=w_std,
+            callback=step_progress(name, s, min(s + batch_size, N), N, settings.steps),
         )
         codes.append(r.w_plus.float().cpu())
         recons.append(r.images.float().cpu())
@@ -143,8 +168,8 @@ def invert_with_optimisation(
         noise = [torch.cat([nz[k] for nz in noises]) for k in range(len(noises[0]))]
     info = {
         "weights": dict(getattr(objective, "weights", {})),
-        "steps": int(options.get("steps", 0)),
-        "space": options.get("space", "w_plus"),
+        "steps": settings.steps,
+        "space": settings.space,
         "final_loss_mean": float(torch.cat(final).mean()) if final else None,
     }
     return Inversion(name, OPTIMISATION, torch.cat(codes), noise, torch.cat(recons), seconds, info)

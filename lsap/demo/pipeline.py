@@ -23,6 +23,12 @@ from typing import Any
 
 import torch
 
+from lsap.core.atomic import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 from lsap.demo.build import DemoSetup
 from lsap.demo.compare import (
     EditedImages,
@@ -34,17 +40,18 @@ from lsap.demo.compare import (
 from lsap.demo.inputs import PHOTO, TOY, DemoImages
 from lsap.demo.methods import (
     Inversion,
-    image_seeds,
     invert_with_encoder,
     invert_with_optimisation,
 )
-from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
-from lsap.io.atomic import (
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
+from lsap.demo.report import (
+    edit_grid,
+    json_safe,
+    overview,
+    png_bytes,
+    render_html,
+    stack_edit_rows,
 )
+from lsap.io.inversions import CodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +112,6 @@ def invert_all(
     for name, enc in setup.encoders.items():
         log.info("encoding %d images with %s", len(inputs), name)
         out.append(invert_with_encoder(name, enc, G, inputs.images, batch_size=batch_size))
-    seeds = image_seeds(seed, inputs.names)
     for name, objective in setup.objectives.items():
         log.info(
             "optimising %d images with %s (%d steps)",
@@ -129,9 +135,11 @@ def invert_all(
                 G,
                 inputs.images,
                 objective,
-                seeds=seeds,
+                names=inputs.names,
+                seed=seed,
+                settings=setup.settings,
+                w_std=setup.optimisation.get("w_std"),
                 batch_size=batch_size,
-                **setup.optimisation,
             )
         if cached is not None:
             atomic_torch_save(cached, {"key": key, "inversion": dataclasses.asdict(inv)})
@@ -152,15 +160,14 @@ def save_inversion(
     root = output_dir / "methods" / inv.name
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(root / "reconstructions" / f"{name}.png", png_bytes(inv.images[i]))
-        record = {
-            "w_plus": inv.w_plus[i : i + 1].clone().float(),
-            "noise": inv.noise_of(i),
-            "image_path": str(output_dir / "originals" / f"{name}.png"),
-            "name": name,
-            "metrics": dict(scores["per_image"][name]),
-            "provenance": {**provenance, "method": inv.name, "kind": inv.kind},
-        }
-        atomic_torch_save(root / "codes" / f"{name}.pt", record)
+        CodeRecord(
+            name=name,
+            w_plus=inv.w_plus[i : i + 1],
+            noise=inv.noise_of(i),
+            image_path=str(output_dir / "originals" / f"{name}.png"),
+            metrics=dict(scores["per_image"][name]),
+            provenance={**provenance, "method": inv.name, "kind": inv.kind},
+        ).save(root / "codes" / f"{name}.pt")
 
 
 def grid_indices(inputs: DemoImages, n: int) -> list[int]:
@@ -269,6 +276,9 @@ def run_demo(
     output_dir = Path(output_dir)
     provenance = dict(provenance or {})
     G = setup.G
+    skipped_notes = [f"skipped {path}: {reason}" for path, reason in inputs.skipped]
+    for note in skipped_notes:
+        log.warning(note)
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
 
@@ -300,10 +310,11 @@ def run_demo(
             "samples_expected_sncd": samples_sncd,
         },
         "images": images_info,
+        "skipped": [{"path": path, "reason": reason} for path, reason in inputs.skipped],
         "methods": methods,
         "edits": edits,
         "editability": comparison.editability,
-        "notes": list(setup.notes),
+        "notes": [*skipped_notes, *setup.notes],
         "definitions": {
             **DEFINITIONS,
             "sncd of generator samples": f"{samples_sncd:.4f} on average (sum_i 1 - ||a_i||)",
@@ -327,11 +338,12 @@ def run_demo(
         rows = stack_edit_rows(by_key, spec.name, names, chosen, inputs.names)
         grid = edit_grid(rows, min(cell_size, max(G.resolution, 64)))
         save_grid(grid, output_dir / "grids" / f"{spec.name.replace('/', '__')}.png")
-        grids[spec.name] = (grid, [label for label, _ in rows])
+        grids[spec.name] = rows
 
     wall = time.perf_counter() - started
     results["wall_time_s"] = wall
     results["summary"] = summary_line(setup, inputs, names, wall)
+    results["overview"] = overview(results)
     page = render_html(
         json_safe(results),
         names=inputs.names,

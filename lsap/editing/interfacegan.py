@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from lsap.assets import resolve as resolve_asset
+from lsap.core.errors import LsapFileError
 from lsap.editing.edit import Edit, LayerSpec, resolve_layers, restrict
-from lsap.io.errors import LsapFileError
 
 DIRECTION_KEYS = ("direction", "boundary", "w", "latent")
 FIT_KINDS = ("binary", "scalar")
@@ -37,7 +37,9 @@ def read_direction(path: str | Path) -> Tensor:
         LsapFileError naming the file: missing, unreadable, refused by the weights-only loader, or
         holding no single floating-point array.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise LsapFileError(path, "no such file (edit direction)")
     suffix = path.suffix.lower()

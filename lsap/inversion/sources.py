@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.editing.render import stack_noise
+from lsap.core.errors import LsapFileError
 from lsap.inversion.encode import encode_images
-from lsap.io.errors import LsapFileError
 from lsap.io.inversions import CodeSet
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,11 @@ class EncoderSource(CodeSource):
     init = "encoder"
 
     def __init__(self, name: str, optimize: bool, path: str | Path, generator: Generator) -> None:
+        from lsap.assets import resolve
         from lsap.io.encoders import load_encoder
 
         super().__init__(name, optimize)
-        self.path = Path(path)
+        self.path = resolve(path)  # asset:<name> allowed
         self.encoder = load_encoder(self.path).requires_grad_(False)
         self.num_ws, self.w_dim = generator.num_ws, generator.w_dim
         enc = self.encoder

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.io.atomic import atomic_torch_save
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError
+from lsap.core.hashing import file_sha256
 from lsap.io.checkpoints import read_torch_file
-from lsap.io.errors import CheckpointError
-from lsap.io.hashing import file_sha256
 from lsap.nets.encoder import ENCODERS, PyramidEncoder, build_encoder, latent_avg_rows
 
 LSAP_ENCODER_FORMAT = "lsap.encoder"
@@ -146,7 +146,9 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
     Raises:
         CheckpointError: missing/unsafe/unreadable file, no encoder in it, sizes that disagree.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     obj = read_torch_file(path)
@@ -161,6 +163,7 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
                 dict(obj["state_dict"]),
                 "lsap",
                 obj.get("generator_sha256"),
+                obj.get("progressive_stage"),
             )
         if isinstance(obj.get(LIGHTNING_KEY), Mapping):
             head = obj[LIGHTNING_KEY]
@@ -230,17 +233,21 @@ def load_encoder(
     """Load an image encoder users own (see the module docstring for the formats).
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or ``asset:<name>`` (a file shipped in ``lsap/assets``).
         device: where to put the encoder.
         arch: "e4e" or "psp" to override (or supply) the file's encoder type.
 
     Returns:
-        the encoder in eval mode with every progressive stage active: ``encoder(images [N, 3,
-        256, 256] in [-1, 1]) -> w_plus [N, num_ws, w_dim]`` with ``latent_avg`` added.
+        the encoder in eval mode at the progressive stage it was saved at (lsap-train checkpoints
+        and lsap's ``encoder.pt`` record it: a mid-schedule checkpoint's untrained heads stay
+        off), else with every stage active: ``encoder(images [N, 3, 256, 256] in [-1, 1]) ->
+        w_plus [N, num_ws, w_dim]`` with ``latent_avg`` added.
         ``.sha256`` is the file's sha256, ``.source_format`` its format, ``.generator_sha256``
         the generator it was trained with when the file records it.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     es = read_encoder_state(path, arch=arch)
     cfg = dict(es.config)
     if arch is not None:
@@ -250,7 +257,11 @@ def load_encoder(
     except (TypeError, ValueError) as e:
         raise CheckpointError(path, f"bad encoder config {cfg} ({e})") from None
     _load_weights(enc, es.state, path)
-    enc.set_progressive_stage(enc.num_ws - 1)
+    stage = enc.num_ws - 1 if es.progressive_stage is None else int(es.progressive_stage)
+    try:
+        enc.set_progressive_stage(stage)
+    except ValueError as e:
+        raise CheckpointError(path, f"bad progressive_stage ({e})") from None
     enc = enc.to(device).eval()
     enc.sha256 = file_sha256(path)
     enc.source_format = es.source_format
@@ -266,13 +277,14 @@ def save_encoder(
     provenance: Mapping[str, Any] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write ``encoder`` in lsap's format (weights-only loadable), atomically.
+    """Write ``encoder`` in lsap's format (weights-only loadable), atomically, with its current
+    progressive stage (:func:`load_encoder` restores it).
 
     ``dtype=torch.float16`` stores the floating-point weights in half precision (shipped assets:
     half the file); ``latent_avg`` stays float32 (the codes' offset, where rounding would shift
     every code) and loading returns a float32 encoder either way.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     if not dtype.is_floating_point:
         raise ValueError(f"save_encoder: dtype must be a floating type, got {dtype}")
@@ -288,6 +300,7 @@ def save_encoder(
         "config": encoder.config(),
         "state_dict": state,
         "generator_sha256": generator_sha256,
+        "progressive_stage": int(encoder.progressive_stage),  # what load_encoder activates
         "provenance": {"lsap_version": __version__, **dict(provenance or {})},
     }
     return atomic_torch_save(path, obj)

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from lsap.core.errors import WeightsUnavailableError
 from lsap.losses.base import LossInputs, LossTerm
 
 TERM_NAMES = ("l2", "lpips", "id", "sncd", "noise_reg", "delta_norm", "w_norm")
@@ -55,6 +56,7 @@ def build_objective(
     *,
     generator=None,
     anchors: Sequence[Tensor] | None = None,
+    config_key: str = "loss",
 ) -> Objective:
     """Build an :class:`Objective` from a ``loss`` config.
 
@@ -63,7 +65,16 @@ def build_objective(
             ``options`` (``options.lpips.net``, ``options.id.backend``, ...).
         generator: needed by ``sncd`` (its affine maps) and ``w_norm`` (``w_avg``).
         anchors: S^N anchors, needed by ``sncd``.
+        config_key: where ``cfg`` sits in the command's config (``loss``, ``refinement.loss``):
+            a failed weights download names ``<config_key>.options.<term>.<setting>``.
     """
+    try:
+        return _build_objective(cfg, generator, anchors)
+    except WeightsUnavailableError as e:
+        raise e.under(f"{config_key}.options") from e.__cause__
+
+
+def _build_objective(cfg: Mapping[str, Any], generator, anchors) -> Objective:
     weights = {k: float(cfg.get(k, 0.0) or 0.0) for k in TERM_NAMES}
     opts = dict(cfg.get("options") or {})
     terms: dict[str, LossTerm] = {}
