@@ -6,6 +6,10 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
     python bench/generator.py                       # lsap only, 256 px, channel multiplier 2, batch 4
     python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch   # + reference, ratio
     python bench/generator.py --device cuda --resolution 1024 --batch 8
+    python bench/generator.py --baseline-tree /tmp/lsap-old   # + lsap from another source tree
+
+On CPU the ratios use process CPU seconds (``OMP_NUM_THREADS=1``: one thread, so CPU seconds are
+the compute time and barely move when other jobs share the machine); wall seconds are printed too.
 
 ``--rosinality-repo`` is a work tree of rosinality/stylegan2-pytorch; its CUDA extensions are
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
@@ -23,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from _timing import median_time
+from _timing import median_times
 
 
 def _stub_cuda_extensions() -> None:
@@ -47,7 +52,7 @@ def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
         import _stylegan3
 
         return _stylegan3.build(impl, args)
-    if impl == "lsap":
+    if impl in ("lsap", "baseline"):
         from lsap.nets import Generator, GeneratorConfig
 
         cfg = GeneratorConfig.from_dict(
@@ -91,9 +96,12 @@ def worker(impl: str, args) -> dict:
         synth(wp).square().mean().backward()
 
     out = {"impl": impl, "device": str(device)}
-    out["forward_s"] = median_time(forward, device, args.repeats)
-    out["fwd_bwd_s"] = median_time(fwd_bwd_all, device, args.repeats)
-    out["fwd_bwd_codes_s"] = median_time(fwd_bwd_codes, device, args.repeats)
+    for key, fn in (
+        ("forward", forward),
+        ("fwd_bwd", fwd_bwd_all),
+        ("fwd_bwd_codes", fwd_bwd_codes),
+    ):
+        out[f"{key}_s"], out[f"{key}_cpu_s"] = median_times(fn, device, args.repeats)
     out["images_per_s_forward"] = args.batch / out["forward_s"]
     out["images_per_s_fwd_bwd"] = args.batch / out["fwd_bwd_s"]
     if device.type == "cuda":
@@ -122,6 +130,11 @@ def main() -> None:
     p.add_argument(
         "--stylegan3-repo", default=None, help="work tree of NVlabs/stylegan3 (reference rows)"
     )
+    p.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="an lsap source tree (e.g. `git archive` of an older commit) timed as 'baseline'",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -137,6 +150,7 @@ def main() -> None:
         arch = f"StyleGAN3-{args.sg3_config} {args.resolution} px"
     else:
         impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
+        impls += ["baseline"] if args.baseline_tree else []
         arch = f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}"
     results = []
     print(
@@ -160,29 +174,36 @@ def main() -> None:
             if args.stylegan3_repo:
                 cmd += ["--stylegan3-repo", args.stylegan3_repo]
             cmd += ["--family", args.family, "--sg3-config", args.sg3_config]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            env = dict(os.environ)
+            if impl == "baseline":
+                env["PYTHONPATH"] = str(Path(args.baseline_tree).resolve())
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(r)
             print(
-                f"  {impl:<10} {device:<4}  forward {r['forward_s']:7.3f} s   fwd+bwd {r['fwd_bwd_s']:7.3f} s "
-                f"(codes only {r['fwd_bwd_codes_s']:7.3f} s)   {r['images_per_s_fwd_bwd']:7.2f} img/s fwd+bwd   "
-                f"{r['images_per_s_forward']:7.2f} img/s fwd   peak {r['peak_mem_mb']:8.0f} MB"
+                f"  {impl:<10} {device:<4}  forward {r['forward_s']:7.3f} s ({r['forward_cpu_s']:7.3f} "
+                f"CPU s)   fwd+bwd {r['fwd_bwd_s']:7.3f} s ({r['fwd_bwd_cpu_s']:7.3f} CPU s)   codes "
+                f"only {r['fwd_bwd_codes_s']:7.3f} s ({r['fwd_bwd_codes_cpu_s']:7.3f} CPU s)   "
+                f"peak {r['peak_mem_mb']:8.0f} MB",
+                flush=True,
             )
     by = {(r["impl"], r["device"]): r for r in results}
-    if ("rosinality", "cpu") in by and ("lsap", "cpu") in by:
-        ref, ours = by[("rosinality", "cpu")], by[("lsap", "cpu")]
-        print(
-            f"  speed-up lsap vs rosinality (CPU): forward x{ref['forward_s'] / ours['forward_s']:.2f}, "
-            f"fwd+bwd x{ref['fwd_bwd_s'] / ours['fwd_bwd_s']:.2f}, "
-            f"codes-only fwd+bwd x{ref['fwd_bwd_codes_s'] / ours['fwd_bwd_codes_s']:.2f} (target: fwd+bwd >= x2)"
-        )
-    if ("nvlabs-sg3", "cpu") in by and ("lsap-sg3", "cpu") in by:
-        ref, ours = by[("nvlabs-sg3", "cpu")], by[("lsap-sg3", "cpu")]
-        print(
-            f"  speed-up lsap vs NVlabs reference path (CPU): forward x{ref['forward_s'] / ours['forward_s']:.2f}, "
-            f"fwd+bwd x{ref['fwd_bwd_s'] / ours['fwd_bwd_s']:.2f}, "
-            f"codes-only fwd+bwd x{ref['fwd_bwd_codes_s'] / ours['fwd_bwd_codes_s']:.2f} (target: >= x1)"
-        )
+    pairs = [("rosinality", "lsap"), ("baseline", "lsap"), ("nvlabs-sg3", "lsap-sg3")]
+    for other, mine in pairs:
+        if (other, "cpu") in by and (mine, "cpu") in by:
+            ref, ours = by[(other, "cpu")], by[(mine, "cpu")]
+            ratio = {
+                k: ref[f"{k}_cpu_s"] / ours[f"{k}_cpu_s"]
+                for k in ("forward", "fwd_bwd", "fwd_bwd_codes")
+            }
+            wall = ref["fwd_bwd_s"] / ours["fwd_bwd_s"]
+            print(
+                f"  speed-up lsap vs {other} (CPU seconds): forward x{ratio['forward']:.2f}, "
+                f"fwd+bwd x{ratio['fwd_bwd']:.2f}, codes-only fwd+bwd x{ratio['fwd_bwd_codes']:.2f} "
+                f"(wall-clock fwd+bwd x{wall:.2f})"
+                + ("  [targets: forward >= x2, fwd+bwd >= x3]" if other == "rosinality" else "")
+                + ("  [target: >= x1]" if other == "nvlabs-sg3" else "")
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
