@@ -140,7 +140,9 @@ class EncoderSystem(pl.LightningModule):
             batch_size=int(a.get("batch_size", 10_000)),
             cache_dir=a.get("cache_dir"),
         )
-        objective = build_objective(loss, generator=G, anchors=anchors)
+        objective = build_objective(
+            loss, generator=G, anchors=anchors, cache_dir=a.get("cache_dir")
+        )
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
             from lsap.losses.perceptual import LPIPSLoss

@@ -142,7 +142,10 @@ class InversionSystem(pl.LightningModule):
                     int(inv["w_std_seed"]),
                 )
             self.objective = build_objective(
-                self.loss_cfg, generator=self.generator, anchors=anchors
+                self.loss_cfg,
+                generator=self.generator,
+                anchors=anchors,
+                cache_dir=a.get("cache_dir"),
             )
             self.objective.to(device)
         self.metrics = ReconstructionMetrics(
