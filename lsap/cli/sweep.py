@@ -60,7 +60,7 @@ def run(cfg: DictConfig):
         device=resolve_device(str(cfg.device)),
         batch_size=int(cfg.batch_size),
     )
-    calibrate_report(report, plain.get("calibrate"))
+    calibrate_report(report, plain.get("calibration"))
     out = Path(cfg.paths.output_dir)
     files = write_report(report, out, provenance=provenance(config=cfg))
     plots = write_plots(report, out)
