@@ -26,12 +26,12 @@ import torch
 from _timing import median_time
 
 from lsap.alignment import compute_anchors
+from lsap.inversion.encode import encoder_objective
 from lsap.io import init_generator
 from lsap.losses import LossInputs, build_objective
 from lsap.nets import GeneratorConfig
 from lsap.nets.encoder import Encoder4Editing
 from lsap.optim import Ranger
-from lsap.systems.encoder import encoder_objective
 
 TINY_ARCH = {
     "resolution": 32,

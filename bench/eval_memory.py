@@ -27,10 +27,10 @@ def child(n: int, batch: int, folder: Path) -> dict:
 
     from lsap.alignment import compute_anchors
     from lsap.cli._common import config_dir
+    from lsap.core.provenance import provenance
     from lsap.data import save_image
     from lsap.editing import EditSpec, sefa_edits
     from lsap.io import init_generator
-    from lsap.io.provenance import provenance
     from lsap.metrics.evaluation import evaluate_method, match_originals, open_method
     from lsap.metrics.features import RandomFeatures
     from lsap.metrics.scorer import Scorer

@@ -68,6 +68,8 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     from lsap.cli._common import resolve_device
+    from lsap.core.atomic import atomic_write_json
+    from lsap.core.provenance import provenance
     from lsap.demo.build import build_setup, load_inputs
     from lsap.demo.inputs import TOY
     from lsap.demo.pipeline import compare_methods
@@ -79,8 +81,6 @@ def main() -> None:
         paired_comparison,
         pairs_table,
     )
-    from lsap.io.atomic import atomic_write_json
-    from lsap.io.provenance import provenance
 
     overrides = [
         f"data.toy.num_images={args.num_images}",

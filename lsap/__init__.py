@@ -3,10 +3,9 @@
 Importing lsap only defines things: no downloads, no compiled extensions, no device checks.
 """
 
-__version__ = "0.1.0"
-
 from typing import Any
 
+from lsap.core.version import __version__
 from lsap.io.checkpoints import load_generator, save_generator
 from lsap.nets.stylegan2 import Generator, GeneratorConfig
 

@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from lsap.assets import ASSET_PREFIX
+from lsap.core.plain import plain
+
+__all__ = [
+    "compose",
+    "config_dir",
+    "generator_choice",
+    "group_options",
+    "job_dir_name",
+    "plain",
+    "register_resolvers",
+]
 
 JOB_DIR_MAX_LEN = 200  # characters of a multirun job folder name (file systems allow 255 bytes)
 
@@ -125,12 +136,3 @@ def compose(
         with open_dict(cfg):
             cfg.generator.path = file
     return cfg
-
-
-def plain(node: Any) -> Any:
-    """A composed config node as plain Python values (dicts, lists), interpolations resolved."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return node

@@ -34,14 +34,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from lsap.assets import ASSETS_DIR, resolve
+from lsap.core.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from lsap.core.hashing import file_sha256
+from lsap.core.provenance import git_commit, provenance
 from lsap.data import save_image
 from lsap.data.toy import toy_grid
 from lsap.editing import fit_direction
 from lsap.io import generator_from_config
-from lsap.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from lsap.io.classifier import load_toy_classifier
-from lsap.io.hashing import file_sha256
-from lsap.io.provenance import git_commit, provenance
 from lsap.metrics.attribute_edits import attribute_edit_effects, per_attribute_abs_delta
 from lsap.nets.sampling import sample_z
 

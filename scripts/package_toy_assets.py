@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from lsap.assets import ASSETS_DIR
-from lsap.io.atomic import atomic_write_json
-from lsap.io.hashing import file_sha256
-from lsap.io.provenance import git_commit
+from lsap.core.atomic import atomic_write_json
+from lsap.core.hashing import file_sha256
+from lsap.core.provenance import git_commit
 
 
 def machine() -> str:

@@ -32,12 +32,12 @@ from omegaconf import OmegaConf
 
 from lsap.alignment import compute_anchors, sncd
 from lsap.assets import ASSETS_DIR
+from lsap.core.atomic import atomic_write_json
+from lsap.core.hashing import file_sha256
+from lsap.core.provenance import git_commit
 from lsap.data.toy import ToyFaces
 from lsap.io import generator_from_config
-from lsap.io.atomic import atomic_write_json
 from lsap.io.encoders import load_encoder, save_encoder
-from lsap.io.hashing import file_sha256
-from lsap.io.provenance import git_commit
 from lsap.metrics.image import mse
 
 HELDOUT_SEED = 2  # lsap.data.toy faces seen by no toy model (GAN and encoders: seed 0, val: 1)

@@ -19,13 +19,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lsap.core.atomic import atomic_write_json
+from lsap.core.provenance import provenance
 from lsap.data.toy import ATTRIBUTES
-from lsap.io.atomic import atomic_write_json
 from lsap.io.classifier import save_toy_classifier
-from lsap.io.provenance import provenance
 from lsap.systems.checkpointing import AtomicCheckpointIO
 from lsap.systems.instantiate import build_trainer
-from lsap.systems.toy_classifier import ToyClassifierSystem, evaluate, predict_all
+from lsap.toy.classifier import ToyClassifierSystem, evaluate, predict_all
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -19,11 +19,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lsap.io.provenance import provenance
+from lsap.core.provenance import provenance
 from lsap.systems.checkpointing import AtomicCheckpointIO
-from lsap.systems.gan import GANSystem
-from lsap.systems.gan_callbacks import ExportGenerator, SampleGrid
 from lsap.systems.instantiate import build_trainer
+from lsap.toy.gan import GANSystem
+from lsap.toy.gan_callbacks import ExportGenerator, SampleGrid
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

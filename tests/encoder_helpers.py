@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from lsap.io.hashing import tensors_sha256
+from lsap.core.hashing import tensors_sha256
 
 
 class RecordBatches(pl.Callback):

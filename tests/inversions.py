@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from lsap.core.provenance import provenance
 from lsap.data import save_image
-from lsap.io.provenance import provenance
 
 NAMES = ["a", "sub__b", "sub__c", "d", "e"]  # `sub__b` is originals/sub/b.png
 

@@ -70,6 +70,17 @@ def _png(tmp_path, rgb):
     return tmp_path / "ref.png"
 
 
+def test_integer_images_are_scaled_by_their_bit_depth_not_their_pixels(tmp_path):
+    """A dark 16-bit PNG stays dark (200/65535 is black in 8 bit, not 78 % grey); a 32-bit
+    integer TIFF is scaled by 2^31 - 1."""
+    Image.fromarray(np.full((16, 16), 200, np.uint16)).save(tmp_path / "dark16.png")
+    dark = load_image(tmp_path / "dark16.png", 16)
+    torch.testing.assert_close(dark, torch.full((3, 16, 16), 1 / 127.5 - 1))  # 8-bit value 1
+    Image.fromarray(np.full((16, 16), 2**30, np.int32), "I").save(tmp_path / "half32.tif")
+    half = load_image(tmp_path / "half32.tif", 16)
+    torch.testing.assert_close(half, torch.full((3, 16, 16), 128 / 127.5 - 1))
+
+
 def test_exif_orientation_is_applied(tmp_path):
     arr = np.zeros((20, 40, 3), np.uint8)
     arr[:, :20] = 255  # left half white

@@ -15,8 +15,8 @@ import torch
 from demo_helpers import make_encoder, random_directions, save_directions
 from PIL import Image
 
+from lsap.core.errors import LsapFileError
 from lsap.io import init_generator
-from lsap.io.errors import LsapFileError
 
 pytestmark = pytest.mark.skipif(shutil.which("lsap-demo") is None, reason="lsap not installed")
 

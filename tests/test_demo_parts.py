@@ -95,8 +95,7 @@ def test_reproduction_rows_and_pairs():
 
 def test_demo_seeds_are_lsap_invert_seeds():
     """The demo's optimisation draws the same per-image random numbers as lsap-invert."""
-    from lsap.demo.methods import image_seeds
-    from lsap.systems.inversion import image_seed
+    from lsap.inversion.settings import image_seed, image_seeds
 
     names = ["toy_2_000000", "astronaut", "a__b"]
     assert image_seeds(3, names) == [image_seed(3, n) for n in names]

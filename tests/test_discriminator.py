@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from lsap.nets.discriminator import (
+from lsap.nets.ops import make_filter
+from lsap.toy.discriminator import (
     Discriminator,
     DiscriminatorConfig,
     EqualizedConv2d,
     blur,
     minibatch_stddev,
 )
-from lsap.nets.ops import make_filter
 
 
 @pytest.mark.parametrize("resolution", [4, 8, 16, 32, 64])

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import lsap
+from lsap.core.errors import CheckpointError
 from lsap.io import load_generator, save_rosinality
 from lsap.io.encoders import _infer_config, init_backbone, read_encoder_state, save_encoder
-from lsap.io.errors import CheckpointError
 from lsap.nets.encoder import Encoder4Editing, GradualStyleEncoder, build_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

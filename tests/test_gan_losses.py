@@ -8,13 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lsap.training import (
-    d_logistic_loss,
-    ema_beta,
-    g_nonsaturating_loss,
-    r1_penalty,
-    update_ema,
-)
+from lsap.toy.ema import ema_beta, update_ema
+from lsap.training import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
 
 def test_nonsaturating_loss_decreases_as_fakes_score_higher():

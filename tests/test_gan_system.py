@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lsap.data.toy import ToyFaces, collate_toy
-from lsap.systems.gan import GANSystem
-from lsap.training import ema_beta
+from lsap.toy.ema import ema_beta
+from lsap.toy.gan import GANSystem
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = dict(resolution=16, z_dim=16, w_dim=16, n_mlp=2, channel_base=128, channel_max=32)

@@ -18,10 +18,10 @@ from invert_helpers import FAST, compose, make_images, tiny_arch
 from PIL import Image
 
 from lsap import load_encoder, load_generator
+from lsap.core.hashing import file_sha256
 from lsap.data import load_image
 from lsap.io import LsapFileError, init_generator
 from lsap.io.encoders import save_encoder
-from lsap.io.hashing import file_sha256
 from lsap.io.inversion_layout import REFINED_METRIC_NAMES, code_path, read_results
 from lsap.io.inversions import CodeSet
 from lsap.metrics import mse
@@ -290,9 +290,8 @@ def test_codes_source_reuses_codes_without_optimising(pti_run, images, tmp_path,
 def _cli_error(tmp_path, images, out, *overrides, capsys) -> str:
     """Run as the lsap-invert command does (its error wrappers); return its one stderr line."""
     from lsap.cli._common import one_line_errors
-    from lsap.cli._runtime import config_errors
 
-    main = config_errors("lsap-invert")(one_line_errors("lsap-invert")(_run))
+    main = one_line_errors("lsap-invert", settings=True)(_run)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         main(tmp_path, images, out, *overrides)

@@ -6,8 +6,8 @@ import logging
 
 import torch
 
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.cache import read_cache
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.cache import read_cache
 
 
 def test_cache_is_read_only_when_it_matches_and_damage_is_ignored(tmp_path, caplog):
@@ -18,7 +18,7 @@ def test_cache_is_read_only_when_it_matches_and_damage_is_ignored(tmp_path, capl
     obj = read_cache(path, "test", {"sha256": "ab", "seed": 0}, fits=lambda o: o["x"].shape == (3,))
     assert obj is not None and torch.equal(obj["x"], torch.ones(3))
 
-    with caplog.at_level(logging.WARNING, logger="lsap.io.cache"):
+    with caplog.at_level(logging.WARNING, logger="lsap.core.cache"):
         assert read_cache(path, "test", {"sha256": "ab", "seed": 1}) is None  # other setting
         assert read_cache(path, "test", {"sha256": "ab"}, fits=lambda o: False) is None
         assert read_cache(path, "test", {"missing_key": 1}) is None  # older layout

@@ -14,7 +14,6 @@ from PIL import Image
 from lsap.config import compose, plain
 from lsap.data import tensor_to_pil, tensor_to_uint8
 from lsap.editing import EditSpec, sefa_edits
-from lsap.editing.render import synthesize
 from lsap.editing.widgets import combine_edits, png_bytes, widgets_available
 from lsap.inversion import Schedule, latent_std, optimize_latents, optimize_settings
 from lsap.inversion.results import save_inversion
@@ -23,6 +22,7 @@ from lsap.io.inversions import CodeSet
 from lsap.losses import build_objective
 from lsap.metrics.report import edited_means, edited_means_per_image
 from lsap.nets import broadcast_w, sample_images, sample_z
+from lsap.nets.synthesis import synthesize
 
 # -- sample_images ------------------------------------------------------------------------------
 

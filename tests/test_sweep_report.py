@@ -18,7 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from lsap.config import compose
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 from lsap.io.inversion_layout import read_results
 from lsap.sweeps.jobs import find_jobs
 

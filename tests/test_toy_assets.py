@@ -16,7 +16,7 @@ from lsap.data.toy import ATTRIBUTES, BINARY, SCALAR, ToyFaces
 from lsap.io import LsapFileError, file_sha256, generator_from_config, save_generator
 from lsap.io.classifier import load_toy_classifier, save_toy_classifier
 from lsap.nets.toy_classifier import ToyClassifier
-from lsap.systems.toy_classifier import evaluate, predict_all
+from lsap.toy.classifier import evaluate, predict_all
 
 ROOT_CONF = Path(__file__).resolve().parents[1] / "conf"
 TOY32 = ASSETS_DIR / "toy32"

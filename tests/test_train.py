@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 import lsap
 from lsap.cli._common import config_dir
 from lsap.cli.train import resolve_ckpt_path, train
+from lsap.core.errors import CheckpointError, LsapFileError
+from lsap.core.hashing import tensors_sha256
 from lsap.io import init_generator
-from lsap.io.errors import CheckpointError, LsapFileError
-from lsap.io.hashing import tensors_sha256
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from lsap.alignment.style import normalize_styles
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.cache import read_cache
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.cache import read_cache
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator
 

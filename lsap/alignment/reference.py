@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from lsap.alignment.sncd import sncd
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.cache import read_cache
-from lsap.io.hashing import tensors_sha256
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.cache import read_cache
+from lsap.core.hashing import tensors_sha256
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator
 

@@ -83,6 +83,23 @@ def sncd(
     return per_layer.sum(1), per_layer
 
 
+def alignment_per_sample(normed: Sequence[Tensor], anchors: Sequence[Tensor]) -> Tensor:
+    """The SNCD loss of each sample: ``- sum_i <n_i, a_i>`` (the one place its formula lives).
+
+    Args:
+        normed: normalised styles ``n_i`` [N, C_i] of the scored layers (``normalize_styles``).
+        anchors: the matching anchors [C_i] (un-normalised, or unit vectors for the
+            ``anchor_normalized`` variant); moved to each style's device and dtype.
+
+    Returns:
+        [N]; its batch mean is :func:`sncd_loss`.
+    """
+    total = normed[0].new_zeros(normed[0].shape[0])
+    for n, a in zip(normed, anchors, strict=True):
+        total = total - n @ a.to(n)
+    return total
+
+
 def sncd_loss(
     source: StyleSource,
     w_plus: Tensor | None,
@@ -100,13 +117,10 @@ def sncd_loss(
     styles = _styles(source, w_plus, anchors)
     idx = _resolve_layers(layers, len(styles))
     normed = normalize_styles([styles[i] for i in idx])
-    total = torch.zeros((), device=normed[0].device, dtype=normed[0].dtype)
-    for n, i in zip(normed, idx, strict=True):
-        a = anchors[i].to(n)
-        if anchor_normalized:
-            a = a / a.norm().clamp_min(NORM_EPS)
-        total = total - (n @ a).mean()
-    return total
+    used = [anchors[i] for i in idx]
+    if anchor_normalized:
+        used = [a / a.norm().clamp_min(NORM_EPS) for a in used]
+    return alignment_per_sample(normed, used).mean()
 
 
 def hinge_per_sample(

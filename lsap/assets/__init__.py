@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 ASSETS_DIR = Path(__file__).resolve().parent
 ASSET_PREFIX = "asset:"

@@ -13,11 +13,17 @@ from typing import Any
 import torch
 
 from lsap.config import config_dir, register_resolvers
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 register_resolvers()  # before any command's @hydra.main composes (conf/invert.yaml uses one)
 
-__all__ = ["check_config_dir", "config_dir", "one_line_errors", "resolve_device"]
+__all__ = [
+    "check_config_dir",
+    "config_dir",
+    "finish_wandb",
+    "one_line_errors",
+    "resolve_device",
+]
 
 
 def check_config_dir(command: str) -> None:
@@ -35,21 +41,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def one_line_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn bad-input errors (``LsapFileError``) into ``<command>: error: <file>: <problem>``, exit 2."""
+def one_line_errors(
+    command: str, *, settings: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Print bad input as one line, ``<command>: error: <problem>``, and exit with status 2.
+
+    Args:
+        command: the console command's name.
+        settings: besides bad files (``LsapFileError``: ``<file>: <problem>``), also bad settings
+            (any ``ValueError``, raised while building edits, metrics, code sources, ...).
+    """
+    catch = ValueError if settings else LsapFileError
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except LsapFileError as e:
+            except catch as e:
                 print(f"{command}: error: {e}", file=sys.stderr)
                 sys.exit(2)
 
         return inner
 
     return wrap
+
+
+def finish_wandb() -> None:
+    """End the active W&B run, if any, so that each job of a sweep or multirun (same process)
+    logs to its own run. Never imports wandb itself."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

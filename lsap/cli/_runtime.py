@@ -1,17 +1,15 @@
-"""Plumbing shared by lsap-edit and lsap-eval: torchrun ranks, loggers (W&B), config errors."""
+"""Plumbing shared by lsap-edit and lsap-eval: torchrun ranks, loggers (W&B)."""
 
 from __future__ import annotations
 
-import functools
 import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from lsap.cli._common import resolve_device
+from lsap.cli._common import finish_wandb, resolve_device
 
 
 def init_distributed(device_name: str) -> tuple[int, int, torch.device, bool]:
@@ -77,25 +75,4 @@ def finish_loggers(loggers: list[Any]) -> None:
     """Flush loggers and always end the W&B run (so a sweep's next job starts a new one)."""
     for lg in loggers:
         lg.finalize("success")
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
-
-
-def config_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn a bad setting (``ValueError`` from building edits, metrics, ...) into one line, exit 2."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except ValueError as e:
-                print(f"{command}: error: {e}", file=sys.stderr)
-                sys.exit(2)
-
-        return inner
-
-    return wrap
+    finish_wandb()

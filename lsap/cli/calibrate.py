@@ -23,8 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
-from lsap.cli._runtime import config_errors
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,8 @@ def run_short_sweep(cfg: DictConfig, out: Path) -> Path:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Calibrate; returns what calibration.json holds."""
     from lsap.cli.sweep import calibrate_report
-    from lsap.io.atomic import atomic_write_json, atomic_write_text
-    from lsap.io.provenance import provenance
+    from lsap.core.atomic import atomic_write_json, atomic_write_text
+    from lsap.core.provenance import provenance
     from lsap.sweeps.plots import write_plots
     from lsap.sweeps.report import markdown, sweep_report, write_report
 
@@ -124,8 +123,7 @@ def _json_safe(x: Any) -> Any:
 
 
 @hydra.main(config_path=config_dir(), config_name="calibrate", version_base="1.3")
-@config_errors("lsap-calibrate")
-@one_line_errors("lsap-calibrate")
+@one_line_errors("lsap-calibrate", settings=True)
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -12,7 +12,6 @@ import hydra
 from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
-from lsap.cli._runtime import config_errors
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +19,9 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     """Build the demo's pieces from ``cfg``, run it, return the results (``report.json``)."""
     started = time.perf_counter()
+    from lsap.core.provenance import provenance
     from lsap.demo.build import build_setup, load_generator_for_demo, load_inputs
     from lsap.demo.pipeline import run_demo
-    from lsap.io.provenance import provenance
 
     device = resolve_device(cfg.device)
     G = load_generator_for_demo(cfg, device)
@@ -45,8 +44,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
-@one_line_errors("lsap-demo")
-@config_errors("lsap-demo")
+@one_line_errors("lsap-demo", settings=True)
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -18,16 +18,17 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from lsap.cli._common import check_config_dir, config_dir, resolve_device
-from lsap.cli._runtime import build_loggers, config_errors, finish_loggers, log_to
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._runtime import build_loggers, finish_loggers, log_to
+from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import save_image, tensor_to_uint8
 from lsap.editing import build_edits, describe_edits, factor_key
-from lsap.editing.render import render_edit, stack_noise
+from lsap.editing.render import render_edit
 from lsap.io import atomic_torch_save, atomic_write_json, generator_from_config
-from lsap.io.generator_delta import load_tuned_generators
+from lsap.io.checkpoints import load_tuned_generators
 from lsap.io.inversions import CodeSet, generator_shas
-from lsap.io.provenance import provenance
+from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path=config_dir(), config_name="edit", version_base="1.3")
-@config_errors("lsap-edit")
+@one_line_errors("lsap-edit", settings=True)
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

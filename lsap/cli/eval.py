@@ -26,21 +26,20 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.alignment import compute_anchors
-from lsap.cli._common import check_config_dir, config_dir
+from lsap.cli._common import check_config_dir, config_dir, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
-    config_errors,
     finish_loggers,
     init_distributed,
     log_to,
 )
+from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
 from lsap.io.inversions import REFINED_DIR
-from lsap.io.provenance import provenance
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -222,7 +221,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-@config_errors("lsap-eval")
+@one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -10,7 +10,6 @@ run left.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -19,20 +18,20 @@ from omegaconf import DictConfig
 from lsap.cli._common import (
     check_config_dir,
     config_dir,
+    finish_wandb,
     multirun_ddp_job,
     one_line_errors,
 )
-from lsap.cli._runtime import config_errors
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
+    from lsap.core.provenance import provenance
     from lsap.data import list_images
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
-    from lsap.io.provenance import provenance
     from lsap.systems.data import InversionDataModule
     from lsap.systems.instantiate import build_trainer
     from lsap.systems.inversion import InversionSystem
@@ -92,20 +91,12 @@ def run(cfg: DictConfig) -> Path:
     try:
         trainer.predict(system, datamodule=data, return_predictions=False)
     finally:
-        _finish_wandb()
+        finish_wandb()
     return output_dir
 
 
-def _finish_wandb() -> None:
-    """Close the W&B run, so that each job of a multirun logs to its own run."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
-
-
 @hydra.main(config_path=config_dir(), config_name="invert", version_base="1.3")
-@config_errors("lsap-invert")  # bad settings (codes, refinement) in one line, exit status 2
-@one_line_errors("lsap-invert")
+@one_line_errors("lsap-invert", settings=True)  # bad files or settings: one line, exit 2
 def _main(cfg: DictConfig) -> None:
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
         run(cfg)

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from lsap.alignment import compute_anchors, sncd_batched
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.core.provenance import provenance
 from lsap.io import atomic_write_json, generator_from_config, load_codes
-from lsap.io.provenance import provenance
 from lsap.nets import iter_w
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
-from lsap.cli._runtime import config_errors
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def calibrate_report(report, settings) -> list[dict[str, Any]]:
 
 def run(cfg: DictConfig):
     """Build, write and log the report of ``cfg.dir``; returns the ``SweepReport``."""
-    from lsap.io.provenance import provenance
+    from lsap.core.provenance import provenance
     from lsap.sweeps.plots import write_plots
     from lsap.sweeps.report import markdown, sweep_report, write_report
 
@@ -101,8 +100,7 @@ def _log(cfg: DictConfig, report, md: str, plots: dict[str, Path]) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="sweep_report", version_base="1.3")
-@config_errors("lsap-sweep")
-@one_line_errors("lsap-sweep")
+@one_line_errors("lsap-sweep", settings=True)
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -21,10 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from lsap.cli._common import (
     check_config_dir,
     config_dir,
+    finish_wandb,
     multirun_ddp_job,
     one_line_errors,
 )
-from lsap.io.errors import LsapFileError
+from lsap.config import plain
+from lsap.core.errors import LsapFileError
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +55,16 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     return str(ckpt_path)
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
 def build_system(cfg: DictConfig):
     """The :class:`~lsap.systems.encoder.EncoderSystem` a ``train`` config describes."""
     from lsap.systems.encoder import EncoderSystem
 
     return EncoderSystem(
-        encoder=_plain(cfg.encoder),
-        generator=_plain(cfg.generator),
-        loss=_plain(cfg.loss),
-        alignment=_plain(cfg.alignment),
-        optimizer=_plain(cfg.optimizer),
+        encoder=plain(cfg.encoder),
+        generator=plain(cfg.generator),
+        loss=plain(cfg.loss),
+        alignment=plain(cfg.alignment),
+        optimizer=plain(cfg.optimizer),
         noise_mode=cfg.system.noise_mode,
         val_noise_mode=cfg.system.val_noise_mode,
     )
@@ -110,8 +108,8 @@ def train(cfg: DictConfig) -> TrainResult:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import LearningRateMonitor
 
+    from lsap.core.provenance import provenance
     from lsap.io.encoders import save_encoder
-    from lsap.io.provenance import provenance
     from lsap.systems.instantiate import build_trainer, instantiate_group
 
     pl.seed_everything(int(cfg.seed), workers=True)
@@ -150,7 +148,7 @@ def train(cfg: DictConfig) -> TrainResult:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         return TrainResult(metrics, system, trainer, path)
     finally:
-        _finish_loggers(trainer)
+        finish_wandb()
 
 
 def _save_final_last(trainer) -> None:
@@ -164,17 +162,6 @@ def _save_final_last(trainer) -> None:
         if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
             last = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
             trainer.save_checkpoint(last, weights_only=False)  # all ranks call it; rank 0 writes
-
-
-def _finish_loggers(trainer) -> None:
-    """Close W&B runs so each run of a sweep (same process) is a separate W&B run."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            wandb.finish()
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from lsap.core.atomic import atomic_write
 from lsap.data.images import tensor_to_uint8
-from lsap.io.atomic import atomic_write
 
 
 def image_grid(

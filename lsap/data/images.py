@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -41,11 +41,44 @@ def list_images(path: str | Path) -> list[Path]:
     return files
 
 
-def to_rgb8(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB (16-bit scaled down, alpha composited over white)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+# White of an integer grayscale image, by the file's sample format (PIL raw mode).
+_INTEGER_WHITE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+
+
+def integer_white(img: Image.Image) -> float:
+    """The value of white in a PIL ``I;16*``/``I`` image, from its bit depth, never its pixels.
+
+    ``I;16*`` and a PNG in mode ``I`` (older Pillow's 16-bit grayscale) are 16-bit; other ``I``
+    files are read by their raw sample format before loading (``I;8``, ``I;16*``, ``I;32*``).
+
+    Raises:
+        ValueError: an ``I`` image whose sample format is unknown.
+    """
+    if img.mode in _INTEGER_WHITE:
+        return _INTEGER_WHITE[img.mode]
+    raw = next((t.args for t in getattr(img, "tile", ()) or ()), None)
+    raw = raw[0] if isinstance(raw, tuple) else raw
+    if isinstance(raw, str) and raw.startswith("I;"):
+        bits = raw[2:].rstrip("BLNSF")
+        if bits.isdigit():
+            signed = "S" in raw[2:]
+            return float(2 ** (int(bits) - signed) - 1)
+    if img.format == "PNG":  # PNG samples are at most 16 bit
+        return 65535.0
+    raise ValueError(f"a 32-bit integer image of unknown bit depth (raw mode {raw!r})")
+
+
+def to_rgb8(img: Image.Image, white: float | None = None) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (16-bit scaled down, alpha composited over white).
+
+    Args:
+        white: the value of white of an integer grayscale (``I;16*``/``I``) image; None reads it
+            from the image's bit depth (:func:`integer_white`). Pass it when ``img`` is a copy that
+            no longer knows its file's sample format.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        scale = integer_white(img) if white is None else float(white)
         arr = np.asarray(img, dtype=np.float64)
-        scale = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         img = Image.fromarray(np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
@@ -87,7 +120,7 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
 
 
 def save_image(image: Tensor, path: str | Path) -> None:
-    """Write [3, H, W] in [-1, 1] as PNG (no atomicity; see ``lsap.io.atomic`` for that)."""
+    """Write [3, H, W] in [-1, 1] as PNG (no atomicity; see ``lsap.core.atomic`` for that)."""
     tensor_to_pil(image).save(path)
 
 
@@ -105,9 +138,10 @@ def load_image(
     path = Path(path)
     try:
         with Image.open(path) as im:
+            white = integer_white(im) if im.mode.startswith("I") else None  # before the copy
             im = ImageOps.exif_transpose(im)
             im.load()
-            img = to_rgb8(im)
+            img = to_rgb8(im, white)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise LsapFileError(path, f"not a readable image ({type(e).__name__}: {e})") from None
     if align is not None:

@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lsap.io.atomic import atomic_write_bytes, atomic_write_text
+from lsap.core.atomic import atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)

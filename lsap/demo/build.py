@@ -5,7 +5,6 @@ the toy classifier, and the input images. Used by ``lsap-demo`` and ``bench/repr
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lsap.config import plain
 from lsap.demo.inputs import DemoImages, astronaut_image, concat, folder_images, toy_images
 from lsap.editing.build import EditSpec, build_edits
 from lsap.metrics.scorer import Scorer
@@ -48,17 +48,6 @@ class DemoSetup:
     scorer: Scorer
     classifier: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _plain(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig | ListConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return copy.deepcopy(cfg)
 
 
 def shipped(path: Any) -> bool:
@@ -142,7 +131,7 @@ def build_objectives(
     for name, weight in (sncd_weights or {}).items():
         if weight is None:
             continue
-        cfg = {**_plain(loss), "sncd": float(weight)}
+        cfg = {**plain(loss), "sncd": float(weight)}
         out[str(name)] = build_objective(cfg, generator=G, anchors=anchors)
     return out
 
@@ -155,7 +144,7 @@ def build_demo_edits(
     this installation lacks are left out (with a note appended to ``notes``)."""
     from lsap.assets import resolve
 
-    editing = _plain(editing) or {}
+    editing = plain(editing) or {}
     ig = editing.get("interfacegan") or {}
     directions = {}
     for name, entry in (ig.get("directions") or {}).items():
@@ -208,7 +197,7 @@ def build_setup(
     objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
     options = optimisation_options(cfg["inversion"], G) if objectives else {}
     edits = build_demo_edits(cfg.get("editing"), G, notes)
-    scorer = build_scorer(_plain(cfg["metrics"])).to(device)
+    scorer = build_scorer(plain(cfg["metrics"])).to(device)
     classifier = None
     if cfg.get("classifier"):
         from lsap.io.classifier import load_toy_classifier
@@ -221,7 +210,7 @@ def build_setup(
             )
     for obj in objectives.values():
         obj.to(device)
-    notes += metric_notes(_plain(cfg["metrics"]))
+    notes += metric_notes(plain(cfg["metrics"]))
     return DemoSetup(
         G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes
     )

@@ -106,8 +106,8 @@ def folder_images(
         LsapFileError: no such path, no image in it, or an unreadable image / no face found
             (naming the file).
     """
+    from lsap.core.errors import LsapFileError
     from lsap.data.images import list_images, load_image
-    from lsap.io.errors import LsapFileError
     from lsap.io.inversions import image_name
 
     path = Path(path)

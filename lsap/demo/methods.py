@@ -8,7 +8,6 @@ reconstructions and the time taken. The algorithms are ``lsap.nets.encoder`` and
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lsap.editing.render import synthesize
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import synthesize
 
 ENCODER = "encoder"
 OPTIMISATION = "optimisation"
@@ -90,16 +89,6 @@ def invert_with_encoder(
     return Inversion(name, ENCODER, w_plus, None, recon, seconds, info)
 
 
-def image_seeds(seed: int, names: Sequence[str]) -> list[int]:
-    """One 63-bit seed per image from the run seed and the image's name (batch-independent; the
-    seeds lsap-invert draws, ``lsap.systems.inversion.image_seed``, without importing Lightning)."""
-    out = []
-    for n in names:
-        digest = hashlib.sha256(f"{seed}/{n}".encode()).digest()
-        out.append(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-    return out
-
-
 def invert_with_optimisation(
     name: str,
     G: Generator,
@@ -114,7 +103,7 @@ def invert_with_optimisation(
 
     Args:
         objective: the per-sample objective (``lsap.losses.build_objective``).
-        seeds: one seed per image (:func:`image_seeds`).
+        seeds: one seed per image (``lsap.inversion.settings.image_seeds``).
         options: passed to ``optimize_latents`` (space, steps, lr, schedule, optimize_noise,
             w_std, ...).
     """

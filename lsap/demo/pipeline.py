@@ -23,6 +23,12 @@ from typing import Any
 
 import torch
 
+from lsap.core.atomic import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 from lsap.demo.build import DemoSetup
 from lsap.demo.compare import (
     EditedImages,
@@ -34,17 +40,11 @@ from lsap.demo.compare import (
 from lsap.demo.inputs import PHOTO, TOY, DemoImages
 from lsap.demo.methods import (
     Inversion,
-    image_seeds,
     invert_with_encoder,
     invert_with_optimisation,
 )
 from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
-from lsap.io.atomic import (
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-)
+from lsap.inversion.settings import image_seeds
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.cache import read_cache
+from lsap.core.errors import LsapFileError
 from lsap.editing.edit import Edit, LayerSpec, resolve_layers, restrict
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.cache import read_cache
-from lsap.io.errors import LsapFileError
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator
 

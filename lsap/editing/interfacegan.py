@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from lsap.assets import resolve as resolve_asset
+from lsap.core.errors import LsapFileError
 from lsap.editing.edit import Edit, LayerSpec, resolve_layers, restrict
-from lsap.io.errors import LsapFileError
 
 DIRECTION_KEYS = ("direction", "boundary", "w", "latent")
 FIT_KINDS = ("binary", "scalar")

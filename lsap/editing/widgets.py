@@ -16,8 +16,8 @@ from torch import Tensor
 
 from lsap.data.images import tensor_to_pil
 from lsap.editing.build import EditSpec
-from lsap.editing.render import synthesize
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import synthesize
 
 SLIDER_STEPS = 40  # positions of a slider between its smallest and largest factor
 

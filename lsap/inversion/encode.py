@@ -1,4 +1,5 @@
-"""Stage-one codes from an image encoder: one forward pass per image (e4e, pSp, LSAP_E).
+"""Image encoders at work: stage-one codes (one forward pass per image: e4e, pSp, LSAP_E) and
+the encoder-training objective (what LSAP_E minimises; ``lsap.systems.encoder`` only wires it).
 
 The inversion job reads images at the generator's resolution; encoders take a fixed input size
 (256 for the released e4e/pSp/LSAP encoders), so images are resized first: area pooling down (as
@@ -10,6 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lsap.losses.base import LossInputs
+from lsap.nets.stylegan2 import Generator
 
 
 def encoder_input(images: Tensor, size: int) -> Tensor:
@@ -56,3 +60,35 @@ def encode_images(encoder: nn.Module, images: Tensor, *, num_ws: int, w_dim: int
             f"[{images.shape[0]}, {num_ws}, {w_dim}]"
         )
     return w_plus.float().to(images.device)
+
+
+def encoder_objective(
+    encoder: nn.Module,
+    G: Generator,
+    objective: nn.Module,
+    images: Tensor,
+    *,
+    noise_mode: str = "random",
+    layers: list[int] | None = None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+    """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
+
+    Args:
+        encoder: images [N, 3, S, S] in [-1, 1] -> w_plus [N, num_ws, w_dim].
+        G: the frozen generator.
+        objective: ``lsap.losses.Objective`` (per-sample weighted terms).
+        images: inputs, also the reconstruction targets, [N, 3, S, S] in [-1, 1].
+        noise_mode: generator noise ("random" in training, "const" for reproducible values).
+        layers: w+ indices for the layer-restricted terms (delta_norm, sncd); None = all.
+
+    Returns:
+        ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
+        term's per-sample values {name: [N]}, the codes [N, num_ws, w_dim] and the generator's
+        images resized to S, [N, 3, S, S].
+    """
+    w_plus = encoder(images)
+    # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
+    recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
+    inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
+    total, values = objective(inputs)
+    return total.mean(), values, w_plus, recon

@@ -13,8 +13,8 @@ from typing import Any
 
 from torch import Tensor
 
+from lsap.core.atomic import atomic_torch_save, atomic_write, atomic_write_text
 from lsap.data.images import tensor_to_pil
-from lsap.io.atomic import atomic_torch_save, atomic_write, atomic_write_text
 from lsap.io.inversion_layout import (
     METRIC_NAMES,
     RESULT_COLUMNS,
@@ -50,7 +50,7 @@ def save_inversion(
             ``originals`` folder is given), or None.
         metrics: per-image values ``{name: [N]}`` (e.g. ``ReconstructionMetrics``), recorded in the
             code files and ``results.csv``.
-        provenance: recorded in every code file (``lsap.io.provenance.provenance``).
+        provenance: recorded in every code file (``lsap.core.provenance.provenance``).
 
     Returns:
         ``output_dir``.

@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.editing.render import stack_noise
+from lsap.core.errors import LsapFileError
 from lsap.inversion.encode import encode_images
-from lsap.io.errors import LsapFileError
 from lsap.io.inversions import CodeSet
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
 

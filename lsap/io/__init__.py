@@ -1,6 +1,8 @@
 """Files: generator checkpoints (rosinality, NVlabs, pSp/e4e, GANInverter, lsap, deltas), codes, atomic writes."""
 
-from lsap.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from lsap.core.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from lsap.core.errors import CheckpointError, LsapFileError
+from lsap.core.hashing import file_sha256, tensors_sha256
 from lsap.io.checkpoints import (
     generator_from_config,
     init_generator,
@@ -10,14 +12,12 @@ from lsap.io.checkpoints import (
     save_rosinality,
 )
 from lsap.io.codes import check_codes, load_codes, read_codes
-from lsap.io.errors import CheckpointError, LsapFileError
 from lsap.io.generator_delta import (
     apply_generator_delta,
     check_disk_budget,
     estimate_delta_nbytes,
     save_generator_delta,
 )
-from lsap.io.hashing import file_sha256, tensors_sha256
 
 __all__ = [
     "CheckpointError",

@@ -19,11 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError, refusal_reason
+from lsap.core.hashing import file_sha256, tensors_sha256
 from lsap.io import layouts
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.errors import CheckpointError, refusal_reason
-from lsap.io.generator_delta import generator_from_delta, is_generator_delta
-from lsap.io.hashing import file_sha256, tensors_sha256
+from lsap.io.generator_delta import (
+    check_delta,
+    delta_base_file,
+    generator_from_delta,
+    is_generator_delta,
+)
 from lsap.io.nvlabs_pickle import flatten_module, init_kwargs, is_persistent, safe_load_pickle
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator, GeneratorConfig
@@ -269,6 +274,21 @@ def check_config(gs: GeneratorState, expected: GeneratorConfig | Mapping, path: 
             )
 
 
+def _load_delta(
+    obj: Mapping[str, Any], path: Path, base: Generator | str | Path | None, device
+) -> Generator:
+    """The tuned generator of a loaded delta file: its base (``base``, else the file the delta
+    recorded) loaded first, then handed to ``generator_from_delta``."""
+    check_delta(obj, path)
+    if base is None:
+        base = delta_base_file(obj, path)
+    if isinstance(base, str | Path):
+        return generator_from_delta(
+            obj, path, load_generator(base, device), device, base_desc=f"file {base}"
+        )
+    return generator_from_delta(obj, path, base, device)
+
+
 def load_generator(
     path: str | Path,
     device: torch.device | str = "cpu",
@@ -302,7 +322,7 @@ def load_generator(
     else:
         obj = read_torch_file(path)
         if is_generator_delta(obj):
-            G = generator_from_delta(obj, path, base, device)
+            G = _load_delta(obj, path, base, device)
             if expected is not None:
                 check_config(GeneratorState(G.config, G.state_dict(), "lsap"), expected, path)
             return G
@@ -343,7 +363,7 @@ def save_generator(
     of ``dtype``, noise buffers included) and ``provenance`` (lsap version plus what the caller
     gives). ``dtype=torch.float16`` halves the file (shipped assets); loading returns float32.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     if not dtype.is_floating_point:
         raise ValueError(f"save_generator: dtype must be a floating type, got {dtype}")
@@ -424,3 +444,24 @@ def generator_from_config(cfg: Mapping[str, Any], device: torch.device | str = "
     if not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")
     return init_generator(arch, int(cfg.get("seed", 0))).to(device)
+
+
+def load_tuned_generators(
+    paths: Iterable[str | Path | None], base: Generator
+) -> dict[str | None, Generator]:
+    """The generators a batch of code records names (``CodeRecord.generator``), each loaded once.
+
+    Args:
+        paths: generator delta files, None for records rendered with ``base``.
+        base: the run's generator (the deltas' base; its sha256 must match theirs).
+
+    Returns:
+        ``{path or None: generator}`` on base's device; None maps to ``base`` itself. At 1024 px
+        each tuned generator holds about 120 MB: callers load one batch's worth at a time.
+    """
+    out: dict[str | None, Generator] = {}
+    for p in paths:
+        key = None if p is None else str(p)
+        if key not in out:
+            out[key] = base if key is None else load_generator(key, base.w_avg.device, base=base)
+    return out

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from lsap.io.atomic import atomic_torch_save
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError
+from lsap.core.hashing import file_sha256
 from lsap.io.checkpoints import read_torch_file
-from lsap.io.errors import CheckpointError
-from lsap.io.hashing import file_sha256
 from lsap.nets.toy_classifier import ToyClassifier, ToyClassifierConfig
 
 CLASSIFIER_FORMAT = "lsap.toy_classifier"
@@ -30,7 +30,7 @@ def save_toy_classifier(
     Floating tensors are stored as ``dtype`` (float16 for shipped assets); BatchNorm counters keep
     their integer type. Loading returns float32.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     state = {
         k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()

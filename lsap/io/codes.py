@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 CODE_KEYS = ("w_plus", "codes", "latents", "latent", "w")
 CODE_SUFFIXES = (".pt", ".pth", ".npy", ".npz")

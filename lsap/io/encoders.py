@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.io.atomic import atomic_torch_save
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError
+from lsap.core.hashing import file_sha256
 from lsap.io.checkpoints import read_torch_file
-from lsap.io.errors import CheckpointError
-from lsap.io.hashing import file_sha256
 from lsap.nets.encoder import ENCODERS, PyramidEncoder, build_encoder, latent_avg_rows
 
 LSAP_ENCODER_FORMAT = "lsap.encoder"
@@ -272,7 +272,7 @@ def save_encoder(
     half the file); ``latent_avg`` stays float32 (the codes' offset, where rounding would shift
     every code) and loading returns a float32 encoder either way.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     if not dtype.is_floating_point:
         raise ValueError(f"save_encoder: dtype must be a floating type, got {dtype}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.io.atomic import atomic_torch_save
-from lsap.io.errors import CheckpointError, LsapFileError
-from lsap.io.hashing import file_sha256
+from lsap.core.atomic import atomic_torch_save
+from lsap.core.errors import CheckpointError, LsapFileError
+from lsap.core.hashing import file_sha256
 from lsap.nets.stylegan2 import Generator
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def save_generator_delta(
         ValueError: ``base`` has no sha256, ``tuned`` records another base, or the delta is
             larger than ``max_bytes``.
     """
-    from lsap import __version__
+    from lsap.core.version import __version__
 
     if not base.sha256:
         raise ValueError("the base generator has no sha256; a delta must name its base")
@@ -264,47 +264,57 @@ def save_generator_delta(
     return info
 
 
-def generator_from_delta(
-    obj: Mapping[str, Any],
-    path: str | Path,
-    base: Generator | str | Path | None,
-    device: torch.device | str = "cpu",
-) -> Generator:
-    """Build the tuned generator of a loaded delta file on ``base`` (see ``lsap.load_generator``).
-
-    Args:
-        obj: the loaded delta file.
-        path: its path (for errors and the result's ``sha256``).
-        base: the base generator, or its file; None = the ``base_path`` recorded in the delta.
+def delta_base_file(obj: Mapping[str, Any], path: str | Path) -> str:
+    """The base generator file a loaded delta recorded (``base_path``), for a load without ``base``.
 
     Raises:
-        CheckpointError naming ``path``: no base to be found, a base with another sha256 or
-            architecture, a malformed delta.
+        CheckpointError naming ``path``: the delta records no base file, or it no longer exists.
     """
-    from lsap.io.checkpoints import load_generator
+    hint = obj.get("base_path")
+    if not hint or not Path(hint).is_file():
+        want = str(obj.get("base_sha256") or "")
+        raise CheckpointError(
+            path,
+            f"a generator delta needs its base generator (sha256 {want[:16]}..., saved from "
+            f"{hint or 'an in-memory generator'}); pass base=<generator or file>",
+        )
+    return str(hint)
 
-    path = Path(path)
+
+def check_delta(obj: Mapping[str, Any], path: str | Path) -> None:
+    """Raise ``CheckpointError`` naming ``path`` for an unsupported or malformed delta file."""
     if obj.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             path, f"generator delta format_version {obj.get('format_version')} is not supported"
         )
-    want = str(obj.get("base_sha256") or "")
-    if not want or not isinstance(obj.get("delta"), Mapping):
+    if not str(obj.get("base_sha256") or "") or not isinstance(obj.get("delta"), Mapping):
         raise CheckpointError(path, "malformed generator delta (no base_sha256 or no delta)")
-    if base is None:
-        hint = obj.get("base_path")
-        if not hint or not Path(hint).is_file():
-            raise CheckpointError(
-                path,
-                f"a generator delta needs its base generator (sha256 {want[:16]}..., saved from "
-                f"{hint or 'an in-memory generator'}); pass base=<generator or file>",
-            )
-        base = hint
-    if isinstance(base, str | Path):
-        base_desc = f"file {base}"
-        base = load_generator(base, device)
-    else:
-        base_desc = "generator"
+
+
+def generator_from_delta(
+    obj: Mapping[str, Any],
+    path: str | Path,
+    base: Generator,
+    device: torch.device | str = "cpu",
+    *,
+    base_desc: str = "generator",
+) -> Generator:
+    """Build the tuned generator of a loaded delta file on ``base`` (``lsap.load_generator`` loads
+    the base first and calls this: this module imports no loader, so the two form no circle).
+
+    Args:
+        obj: the loaded delta file (checked with :func:`check_delta`).
+        path: its path (for errors and the result's ``sha256``).
+        base: the base generator (its sha256 and architecture must be the delta's).
+        base_desc: how ``base`` is named in errors (e.g. ``"file G.pt"``).
+
+    Raises:
+        CheckpointError naming ``path``: a base with another sha256 or architecture, a malformed
+            delta.
+    """
+    path = Path(path)
+    check_delta(obj, path)
+    want = str(obj["base_sha256"])
     if base.sha256 != want:
         raise CheckpointError(
             path,
@@ -323,26 +333,3 @@ def generator_from_delta(
     G.base_sha256 = want
     G.source_format = "lsap-delta"
     return G
-
-
-def load_tuned_generators(
-    paths: Iterable[str | Path | None], base: Generator
-) -> dict[str | None, Generator]:
-    """The generators a batch of code records names (``CodeRecord.generator``), each loaded once.
-
-    Args:
-        paths: generator delta files, None for records rendered with ``base``.
-        base: the run's generator (the deltas' base; its sha256 must match theirs).
-
-    Returns:
-        ``{path or None: generator}`` on base's device; None maps to ``base`` itself. At 1024 px
-        each tuned generator holds about 120 MB: callers load one batch's worth at a time.
-    """
-    from lsap.io.checkpoints import load_generator
-
-    out: dict[str | None, Generator] = {}
-    for p in paths:
-        key = None if p is None else str(p)
-        if key not in out:
-            out[key] = base if key is None else load_generator(key, base.w_avg.device, base=base)
-    return out

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lsap.core.errors import LsapFileError
 from lsap.io.codes import CODE_SUFFIXES, check_codes, read_codes
-from lsap.io.errors import LsapFileError
 
 CODES_DIR = "codes"
 RECONSTRUCTIONS_DIR = "reconstructions"

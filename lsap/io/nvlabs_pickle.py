@@ -27,7 +27,7 @@ import torch
 import torch._utils
 from torch import Tensor
 
-from lsap.io.errors import refusal_reason
+from lsap.core.errors import refusal_reason
 
 PERSISTENT_KEY = "__nvlabs_persistent__"
 

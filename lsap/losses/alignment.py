@@ -1,4 +1,5 @@
-"""SNCD as a loss term (LSAP's alignment loss), per sample."""
+"""SNCD as a loss term (LSAP's alignment loss), per sample: a thin module around
+``lsap.alignment.sncd.alignment_per_sample``, the one place the formula lives."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from lsap.alignment.sncd import hinge_per_sample
+from lsap.alignment.sncd import alignment_per_sample, hinge_per_sample
 from lsap.alignment.style import NORM_EPS, normalize_styles
 from lsap.losses.base import LossInputs, LossTerm
 from lsap.nets.stylegan2 import Generator
@@ -59,12 +60,8 @@ class SNCDLoss(LossTerm):
         layers = list(inputs.layers) if inputs.layers is not None else list(range(G.num_ws))
         modules = G.style_layers
         styles = [modules[i].affine(w[:, i]) for i in layers]
+        anchors = [getattr(self, f"anchor_{i}") for i in layers]
         if self.mode == "hinge":
-            anchors = [getattr(self, f"anchor_{i}") for i in layers]
-            return hinge_per_sample(
-                normalize_styles(styles), anchors, [self.target[i] for i in layers]
-            )
-        total = w.new_zeros(w.shape[0])
-        for n, i in zip(normalize_styles(styles), layers, strict=True):
-            total = total - n @ getattr(self, f"anchor_{i}").to(n)
-        return total
+            targets = [self.target[i] for i in layers]
+            return hinge_per_sample(normalize_styles(styles), anchors, targets)
+        return alignment_per_sample(normalize_styles(styles), anchors)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 from lsap.losses.base import LossInputs, LossTerm
 
 # FFHQ-aligned faces: the crop pSp/e4e/LSAP take from a 256 px image before the ID network.

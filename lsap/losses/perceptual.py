@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 from lsap.losses.base import LossInputs, LossTerm
 
 RANDOM_BACKBONE_SEED = 0

@@ -23,16 +23,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lsap.alignment.sncd import sncd
+from lsap.core.errors import LsapFileError
 from lsap.data.images import list_images, load_image, tensor_to_uint8
 from lsap.editing.build import EditSpec
 from lsap.editing.edit import factor_key
-from lsap.editing.render import stack_noise, synthesize_each
-from lsap.io.errors import LsapFileError
-from lsap.io.generator_delta import load_tuned_generators
+from lsap.io.checkpoints import load_tuned_generators
 from lsap.io.inversions import CodeSet, find_images, generator_shas, has_codes, image_name
 from lsap.metrics.scorer import Scorer
 from lsap.metrics.streaming import MethodMetrics
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import stack_noise, synthesize_each
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lsap.core.errors import LsapFileError
 from lsap.data.images import tensor_to_uint8
-from lsap.io.errors import LsapFileError
 
 RANDOM_FEATURES_SEED = 0
 

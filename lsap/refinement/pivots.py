@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lsap.core.errors import LsapFileError
 from lsap.io.codes import check_codes
-from lsap.io.errors import LsapFileError
 from lsap.nets.stylegan2 import Generator
 
 

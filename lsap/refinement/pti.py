@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.io.hashing import tensors_sha256
+from lsap.core.hashing import tensors_sha256
 from lsap.losses import LossInputs, LossTerm, Objective, build_objective
 from lsap.nets.stylegan2 import Generator
 from lsap.refinement.locality import Locality, locality_codes, locality_loss

@@ -3,7 +3,7 @@
 Each code is edited along labelled InterFaceGAN directions (by default the demo's: smile, glasses,
 long hair, beard on the toy generator, factors -3 and +3), the edited images and the unedited
 reconstruction are read by the attribute classifier, and the effects are averaged over edits and
-factors (``lsap.demo.compare.attribute_effects``): ``target_success`` (the fraction of faces whose
+factors (``lsap.metrics.attribute_edits.attribute_effects``): ``target_success`` (the fraction of faces whose
 edited attribute crosses to the edit's side), ``target_shift`` (the classifier's change of that
 attribute, signed towards the edit) and ``others_abs_delta`` (how much the other attributes move).
 
@@ -24,9 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from lsap.editing.build import EditSpec, build_edits
-from lsap.editing.render import render_edit, synthesize
-from lsap.metrics.attribute_edits import attribute_index, attribute_predictions
+from lsap.editing.render import render_edit
+from lsap.metrics.attribute_edits import (
+    attribute_effects,
+    attribute_index,
+    attribute_predictions,
+)
 from lsap.nets.stylegan2 import Generator
+from lsap.nets.synthesis import synthesize
 
 EDIT_KEYS = ("target_success", "target_shift", "others_abs_delta")
 MEASURE = (
@@ -130,8 +135,6 @@ def edit_scores(
         ``{target_success, target_shift, others_abs_delta}`` (NaN where undefined, e.g. no face
         on the side an edit leaves).
     """
-    from lsap.demo.compare import attribute_effects
-
     device = G.w_avg.device
     w_plus = w_plus.to(device)
     noise = [n.to(device) for n in noise] if noise is not None else None

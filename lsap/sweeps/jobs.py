@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 
 INVERT, TRAIN = "invert", "train"
 KINDS = (INVERT, TRAIN)

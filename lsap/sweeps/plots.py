@@ -125,7 +125,7 @@ def frontier_figure(report: SweepReport):
 
 def write_plots(report: SweepReport, out_dir: str | Path) -> dict[str, Path]:
     """Draw both figures into ``out_dir`` (atomically); returns name -> path."""
-    from lsap.io.atomic import atomic_write_bytes
+    from lsap.core.atomic import atomic_write_bytes
 
     out = Path(out_dir)
     figs = {

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 METRICS = ("sncd", *FIDELITY)
 HIGHER_IS_BETTER = {"psnr", "ssim", "id", "target_success", "target_shift"}
 REPORT_FILES = ("sweep.csv", "sweep.md", "sweep.json")
+TOY_GENERATORS = ("toy32",)  # generator options whose held-out set defaults to toy faces
 NO_EDITABILITY = (
     "none: no attribute classifier for this generator; SNCD is the editability proxy (the "
     "paper's claim: lower SNCD, better edits). Set editability.classifier/directions, or run "
@@ -104,25 +105,31 @@ class _Generators:
 
 
 def heldout_set(cfg: Mapping[str, Any], resolution: int, generator_choice: str | None):
-    """The held-out images lsap-train jobs are scored on: ``heldout.path`` (a folder), or the toy
-    faces ``heldout.toy`` (seed 2: seen by no shipped model) when the generator is a toy one."""
-    from lsap.demo.inputs import folder_images, toy_images
+    """The held-out images lsap-train jobs are scored on: ``heldout.path`` (a folder, its first
+    ``max_images``), or the toy faces ``heldout.toy`` (seed 2: seen by no shipped model) when the
+    generator is a toy one.
 
+    Returns:
+        ``(images [N, 3, R, R] in [-1, 1], names)``.
+    """
     if cfg.get("path"):
-        imgs = folder_images(cfg["path"], resolution, max_images=int(cfg.get("max_images", 64)))
-    elif generator_choice in ("toy32",) or resolution == 32:
+        from lsap.data import list_images, load_image
+        from lsap.io.inversions import image_name
+
+        files = list_images(cfg["path"])[: int(cfg.get("max_images", 64))]
+        images = torch.stack([load_image(f, resolution) for f in files])
+        return images, [image_name(f, cfg["path"]) for f in files]
+    if generator_choice in TOY_GENERATORS or resolution == 32:
+        from lsap.data.toy import render_toy_faces
+
         t = cfg.get("toy") or {}
-        imgs = toy_images(
-            int(t.get("num_images", 64)),
-            seed=int(t.get("seed", 2)),
-            start=int(t.get("start", 0)),
-            resolution=resolution,
-        )
-    else:
-        raise ValueError(
-            "lsap-train jobs need held-out images to encode: set heldout.path=<folder of images>"
-        )
-    return imgs.images, list(imgs.names)
+        seed, start, n = int(t.get("seed", 2)), int(t.get("start", 0)), int(t.get("num_images", 64))
+        arr, _ = render_toy_faces(n, seed=seed, resolution=resolution, start=start)
+        images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return images, [f"toy_{seed}_{i:06d}" for i in range(start, start + n)]
+    raise ValueError(
+        "lsap-train jobs need held-out images to encode: set heldout.path=<folder of images>"
+    )
 
 
 def sweep_report(
@@ -335,7 +342,7 @@ def write_report(
 ) -> list[Path]:
     """Write ``sweep.csv``, ``sweep.md`` and ``sweep.json`` (rows, references, provenance)
     atomically; returns their paths."""
-    from lsap.io.atomic import atomic_write_json, atomic_write_text
+    from lsap.core.atomic import atomic_write_json, atomic_write_text
     from lsap.io.inversion_layout import write_csv_text
 
     out = Path(out_dir)

@@ -9,7 +9,7 @@
   the last validation metrics the job logged (``csv/metrics.csv``: ``val/metric/*``) are read
   beside them.
 
-A job whose results are missing or incomplete raises :class:`~lsap.io.errors.LsapFileError` naming
+A job whose results are missing or incomplete raises :class:`~lsap.core.errors.LsapFileError` naming
 its folder: a sweep report never silently drops a job.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lsap.io.errors import LsapFileError
+from lsap.core.errors import LsapFileError
 from lsap.io.inversion_layout import METRIC_NAMES, RESULTS_FILE, SKIPPED_FILE, code_path, read_rows
 from lsap.sweeps.jobs import INVERT, SweepJob
 
@@ -172,10 +172,10 @@ def read_train_job(
         G: the job's generator; anchors: its S^N anchors.
         heldout_images: [N, 3, R, R] in [-1, 1], R = G.resolution (the same set for every job).
     """
-    from lsap.editing.render import synthesize
     from lsap.inversion.encode import encode_images
     from lsap.inversion.report import ReconstructionMetrics
     from lsap.io.encoders import load_encoder
+    from lsap.nets.synthesis import synthesize
 
     device = G.w_avg.device
     encoder = load_encoder(encoder_file(job), device).eval()

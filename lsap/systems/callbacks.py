@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from lsap.core.atomic import atomic_write
 from lsap.data import tensor_to_uint8
-from lsap.io.atomic import atomic_write
 
 
 def input_reconstruction_grid(

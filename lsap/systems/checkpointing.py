@@ -6,7 +6,7 @@ from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from lsap.io.atomic import atomic_torch_save
+from lsap.core.atomic import atomic_torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -11,8 +11,8 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from lsap.core.errors import LsapFileError
 from lsap.data.images import ImageFileDataset, ImageItem, collate_images
-from lsap.io.errors import LsapFileError
 from lsap.systems.sharding import InversionPlan, ShardSampler, plan_inversion
 
 log = logging.getLogger(__name__)

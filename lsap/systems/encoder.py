@@ -32,11 +32,11 @@ import torch
 from torch import Tensor, nn
 
 from lsap.alignment import compute_anchors, sncd
-from lsap.inversion.encode import encoder_input
+from lsap.core.errors import CheckpointError
+from lsap.inversion.encode import encoder_objective
 from lsap.io import generator_from_config
 from lsap.io.encoders import FORMAT_VERSION, LIGHTNING_KEY, LSAP_ENCODER_FORMAT, init_backbone
-from lsap.io.errors import CheckpointError
-from lsap.losses import LossInputs, build_objective
+from lsap.losses import build_objective
 from lsap.metrics import mse
 from lsap.nets.encoder import PyramidEncoder, progressive_stage
 from lsap.nets.latent_discriminator import LatentDiscriminator
@@ -48,38 +48,6 @@ from lsap.training.latent_discriminator import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def encoder_objective(
-    encoder: PyramidEncoder,
-    G,
-    objective,
-    images: Tensor,
-    *,
-    noise_mode: str = "random",
-    layers: list[int] | None = None,
-) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
-    """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
-
-    Args:
-        encoder: images [N, 3, S, S] in [-1, 1] -> w_plus [N, num_ws, w_dim].
-        G: the frozen generator.
-        objective: ``lsap.losses.Objective`` (per-sample weighted terms).
-        images: inputs, also the reconstruction targets, [N, 3, S, S] in [-1, 1].
-        noise_mode: generator noise ("random" in training, "const" for reproducible values).
-        layers: w+ indices for the layer-restricted terms (delta_norm, sncd); None = all.
-
-    Returns:
-        ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
-        term's per-sample values {name: [N]}, the codes [N, num_ws, w_dim] and the generator's
-        images resized to S, [N, 3, S, S].
-    """
-    w_plus = encoder(images)
-    # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
-    recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
-    inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
-    total, values = objective(inputs)
-    return total.mean(), values, w_plus, recon
 
 
 class EncoderSystem(pl.LightningModule):
@@ -336,7 +304,7 @@ class EncoderSystem(pl.LightningModule):
     # -- checkpoints ------------------------------------------------------------------------------
     def encoder_header(self) -> dict[str, Any]:
         """What lsap.load_encoder needs besides the weights (stored under 'lsap_encoder')."""
-        from lsap import __version__
+        from lsap.core.version import __version__
 
         return {
             "format": LSAP_ENCODER_FORMAT,

@@ -10,7 +10,6 @@ of :class:`lsap.systems.writer.InversionWriter`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,9 +18,11 @@ import torch
 from torch import Tensor
 
 from lsap.alignment.anchors import compute_anchors
+from lsap.config import plain
 from lsap.inversion.optimize import latent_std, optimize_latents
 from lsap.inversion.report import ReconstructionMetrics
 from lsap.inversion.schedules import Schedule
+from lsap.inversion.settings import image_seed
 from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
 from lsap.nets.stylegan2 import Generator
@@ -29,12 +30,6 @@ from lsap.refinement import MODES, build_pti_terms, pivotal_tuning, pti_options
 from lsap.refinement.locality import Locality
 
 PTI_PREFIX = "pti_"  # metric keys after refinement: pti_mse, pti_psnr, ...
-
-
-def image_seed(seed: int, name: str) -> int:
-    """A 63-bit seed for one image, from the run seed and the image's output name."""
-    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 class InversionSystem(pl.LightningModule):
@@ -79,10 +74,10 @@ class InversionSystem(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.generator = generator.eval().requires_grad_(False)
-        self.loss_cfg = _plain(loss)
-        self.inversion_cfg = _plain(inversion)
-        self.alignment_cfg = _plain(alignment)
-        self.metrics_cfg = _plain(metrics or {})
+        self.loss_cfg = plain(loss)
+        self.inversion_cfg = plain(inversion)
+        self.alignment_cfg = plain(alignment)
+        self.metrics_cfg = plain(metrics or {})
         self.seed = int(seed)
         self.source = code_source if code_source is not None else CodeSource("optimize", True)
         inv = self.inversion_cfg
@@ -91,7 +86,7 @@ class InversionSystem(pl.LightningModule):
         self.objective = None
         self.metrics = None
         self.w_std = 0.0
-        ref = _plain(refinement or {"name": "none"})
+        ref = plain(refinement or {"name": "none"})
         self.refinement = str(ref.get("name", "none"))
         if self.refinement not in ("none", "pti"):
             raise ValueError(f"refinement must be 'none' or 'pti', got {self.refinement!r}")
@@ -286,13 +281,3 @@ class InversionSystem(pl.LightningModule):
             hook = getattr(cb, "on_refinement_step", None)
             if hook is not None:
                 hook(self.trainer, self, generator, step, self.pti_steps, values)
-
-
-def _plain(cfg: Any) -> Any:
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig | ListConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
-    if isinstance(cfg, Mapping):
-        return {k: _plain(v) for k, v in cfg.items()}
-    return cfg

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import Callback, ProgressBar
 
+from lsap.core.atomic import atomic_write
 from lsap.data.images import tensor_to_uint8
-from lsap.io.atomic import atomic_write
 from lsap.io.inversion_layout import METRIC_NAMES, REFINED_METRIC_NAMES
 from lsap.systems.callbacks import input_reconstruction_grid
 

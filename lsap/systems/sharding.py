@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Sampler
 
+from lsap.core.errors import LsapFileError, refusal_reason
 from lsap.data.images import list_images
-from lsap.io.errors import LsapFileError, refusal_reason
 from lsap.io.inversion_layout import code_path, finished_names
 from lsap.io.inversions import image_name
 

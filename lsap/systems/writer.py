@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from lsap.core.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from lsap.core.errors import LsapFileError
 from lsap.data.images import tensor_to_uint8
-from lsap.io.atomic import atomic_torch_save, atomic_write, atomic_write_text
-from lsap.io.errors import LsapFileError
 from lsap.io.generator_delta import check_disk_budget, estimate_delta_nbytes
 from lsap.io.inversion_layout import (
     METRIC_NAMES,
@@ -58,7 +58,7 @@ class InversionWriter(BasePredictionWriter):
 
     Args:
         output_dir: the run's output folder.
-        provenance: recorded in every code file (``lsap.io.provenance.provenance``); each file adds
+        provenance: recorded in every code file (``lsap.core.provenance.provenance``); each file adds
             its own ``image_seed``.
         save_noise: store the optimised noise maps in the code files (about 11 MB per 1024 px
             image); False stores ``noise: None``.

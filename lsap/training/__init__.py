@@ -1,7 +1,6 @@
-"""Training maths shared by the GAN and encoder jobs: adversarial losses, weight averaging, the
+"""Training maths of the encoder job (and the toy GAN's losses): adversarial losses and the
 latent-code discriminator's updates."""
 
-from lsap.training.ema import ema_beta, update_ema
 from lsap.training.gan_losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from lsap.training.latent_discriminator import (
     LatentPool,
@@ -13,9 +12,7 @@ __all__ = [
     "LatentPool",
     "d_logistic_loss",
     "discriminator_step",
-    "ema_beta",
     "encoder_adversarial_loss",
     "g_nonsaturating_loss",
     "r1_penalty",
-    "update_ema",
 ]

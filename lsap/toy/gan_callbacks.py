@@ -8,9 +8,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from lsap.core.atomic import atomic_write
 from lsap.data.images import tensor_to_uint8
 from lsap.data.toy import toy_grid
-from lsap.io.atomic import atomic_write
 
 
 class SampleGrid(pl.Callback):

@@ -24,9 +24,9 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lsap.nets.discriminator import Discriminator, DiscriminatorConfig
 from lsap.nets.stylegan2 import Generator, GeneratorConfig
-from lsap.training.ema import ema_beta, update_ema
+from lsap.toy.discriminator import Discriminator, DiscriminatorConfig
+from lsap.toy.ema import ema_beta, update_ema
 from lsap.training.gan_losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
 

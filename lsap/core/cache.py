@@ -22,7 +22,7 @@ def read_cache(
     """The dict a cache file holds (loaded weights-only on the CPU) when it matches, else None.
 
     Args:
-        path: the cache file (written with ``lsap.io.atomic.atomic_torch_save``).
+        path: the cache file (written with ``lsap.core.atomic.atomic_torch_save``).
         what: its name in the warnings ("anchor", "GANSpace").
         expected: entries the file must hold with these values (sha256, sample count, seed).
         fits: a further check of the loaded dict (e.g. tensor shapes).

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from lsap.core.plain import plain
+from lsap.core.version import __version__
 
 
 def provenance(
@@ -20,8 +22,6 @@ def provenance(
         seed: the run's seed.
         extra: further plain values.
     """
-    from lsap import __version__
-
     out: dict[str, Any] = {
         "lsap_version": __version__,
         "torch_version": str(torch.__version__),  # TorchVersion is not weights-only loadable
@@ -33,22 +33,9 @@ def provenance(
     if seed is not None:
         out["seed"] = int(seed)
     if config is not None:
-        out["config"] = _plain(config)
+        out["config"] = plain(config)
     out.update(extra)
     return out
-
-
-def _plain(config: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(config, DictConfig | ListConfig):
-            return OmegaConf.to_container(config, resolve=True, throw_on_missing=False)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    if isinstance(config, Mapping):
-        return {str(k): _plain(v) for k, v in config.items()}
-    return config
 
 
 def git_commit(cwd: str | None = None) -> str | None:
