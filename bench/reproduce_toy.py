@@ -19,8 +19,12 @@ with known labels. For every method:
   edit's side afterwards (target success), the mean absolute change of the other attributes
   (others |Δ|, stability), FID of the edited images against the originals.
 
-Prints a Markdown table (mean ± standard error over images) and, per pair, the fraction of
-images on which the LSAP method is better; writes everything as JSON (``--out``). Optimisation
+Prints a Markdown table (mean ± standard error over images), per pair the fraction of images
+on which the LSAP method is better, and the frontier table: every LSAP method against its
+baseline with the claim's targets (MSE at most +10 % of the baseline's; SNCD at or below the
+generator samples' mean and below the baseline's; edit target success above the baseline's).
+Writes everything as JSON (``--out``) and the frontier plot ``frontier.png`` beside it (SNCD and
+target success against MSE / baseline, the samples' SNCD and the +10 % budget as reference lines). Optimisation
 results are kept in ``inversions/`` beside it and reused by a rerun with the same images, seed,
 weights and options (e.g. after new edit directions or encoders).
 """
@@ -43,6 +47,82 @@ def extra_name(weight: float) -> str:
     return "lsap_o_sncd" + f"{weight:g}".replace(".", "p").replace("-", "m")
 
 
+@torch.no_grad()
+def samples_mean_sncd(G, anchors, num: int = 5000, seed: int = 1) -> float:
+    """Mean SNCD of ``num`` generator samples (W codes of z seed ``seed``): the reference line."""
+    from lsap.alignment import sncd
+
+    z = torch.randn(num, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    w = G.mapping(z.to(G.w_avg.device))  # [num, w_dim]
+    return float(sncd(G, w[:, None].expand(-1, G.num_ws, -1), anchors)[0].mean())
+
+
+def method_weights(cfg, methods, given: list[str]) -> dict[str, float]:
+    """Method name -> SNCD weight: optimisation methods from their objective, shipped toy32
+    encoders from the manifest's training config, others from ``NAME=W`` arguments."""
+    from lsap.assets import ASSETS_DIR
+
+    out = {}
+    for name, m in methods.items():
+        w = (m.get("info") or {}).get("weights")
+        if w is not None:
+            out[name] = float(w.get("sncd", 0.0))
+    manifest = ASSETS_DIR / "toy32" / "manifest.json"
+    files = json.loads(manifest.read_text()).get("files", {}) if manifest.is_file() else {}
+    for name, path in (cfg.get("encoders") or {}).items():
+        entry = files.get(str(path).removeprefix("asset:toy32/")) if path else None
+        if entry and str(path).startswith("asset:toy32/"):
+            out[name] = float(entry["config"]["loss"]["sncd"])
+    for item in given:
+        name, _, w = item.partition("=")
+        out[name] = float(w)
+    return out
+
+
+def plot_frontier(frontier: list[dict], samples_sncd: float, path: Path) -> Path:
+    """SNCD and edit target success against MSE / baseline, one curve per pair (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
+    for base, marker in (("projector", "o"), ("e4e", "s")):  # baseline first, then by weight
+        pts = [f for f in frontier if f["baseline"] == base]
+        if not pts:
+            continue
+        x = [1.0] + [f["mse_vs_baseline"] for f in pts]
+        ys = (
+            [pts[0]["baseline_sncd"]] + [f["sncd"] for f in pts],
+            [pts[0]["baseline_success"]] + [f["success"] for f in pts],
+        )
+        labels = [base] + [f"{f['sncd_weight']:g}" for f in pts]
+        for ax, y in zip(axes, ys, strict=True):
+            ax.plot(
+                x,
+                y,
+                marker=marker,
+                label=f"{'LSAP_O' if base == 'projector' else 'LSAP_E'} vs {base}",
+            )
+            for xi, yi, lab in zip(x, y, labels, strict=True):
+                ax.annotate(lab, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].axhline(
+        samples_sncd, color="gray", ls="--", lw=1, label=f"samples' SNCD {samples_sncd:.3f}"
+    )
+    for ax, ylab in zip(
+        axes, ("mean SNCD (lower = more aligned)", "edit target success"), strict=True
+    ):
+        ax.axvline(1.10, color="red", ls=":", lw=1, label="MSE budget +10 %")
+        ax.set_xlabel("MSE / baseline's MSE")
+        ax.set_ylabel(ylab)
+        ax.legend(fontsize=7)
+    fig.suptitle("SNCD weight frontier (labels: weight)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,6 +137,14 @@ def main() -> None:
         nargs="*",
         default=[0.5],
         help="more LSAP_O methods, one per SNCD weight (lsap_o_sncd<w>); the demo's lsap_o uses loss.sncd",
+    )
+    ap.add_argument(
+        "--encoder-sncd-weights",
+        nargs="*",
+        default=[],
+        metavar="NAME=W",
+        help="SNCD weight an encoder method was trained with (shipped toy32 encoders: read from "
+        "the manifest), for the frontier table",
     )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/demo.yaml")
     args = ap.parse_args()
@@ -76,6 +164,8 @@ def main() -> None:
     from lsap.demo.report import json_safe
     from lsap.demo.reproduce import (
         PAIRS,
+        frontier_rows,
+        frontier_table,
         markdown_table,
         method_rows,
         paired_comparison,
@@ -113,6 +203,9 @@ def main() -> None:
         if b in c.methods and (m == lsap or m.startswith(f"{lsap}_"))
     }
     wall = time.perf_counter() - t0
+    samples_sncd = samples_mean_sncd(setup.G, setup.anchors)
+    weights = method_weights(cfg, c.methods, args.encoder_sncd_weights)
+    frontier = frontier_rows(rows, weights, samples_sncd=samples_sncd)
 
     edits = ", ".join(s.name for s in setup.edits)
     factors = sorted({f for s in setup.edits for f in s.factors if f != 0})
@@ -123,6 +216,8 @@ def main() -> None:
     print(markdown_table(rows))
     print()
     print(pairs_table(pairs))
+    print()
+    print(frontier_table(frontier, samples_sncd))
     for note in setup.notes:
         print(f"- {note}")
     result = {
@@ -130,6 +225,8 @@ def main() -> None:
         "seed": args.seed,
         "rows": rows,
         "pairs": pairs,
+        "samples_sncd": samples_sncd,
+        "frontier": frontier,
         "methods": c.methods,
         "edits": c.edits,
         "editability": c.editability,
@@ -139,7 +236,8 @@ def main() -> None:
         "provenance": provenance(config=cfg, generator=setup.G, seed=cfg.seed),
     }
     atomic_write_json(args.out, json_safe(result))
-    print(f"\nwrote {args.out}")
+    plot = plot_frontier(frontier, samples_sncd, Path(args.out).parent / "frontier.png")
+    print(f"\nwrote {args.out} and {plot}")
     print(json.dumps({"overrides": overrides}))
 
 

@@ -29,12 +29,14 @@ WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 def write_jobs(root: Path, num_jobs: int, num_images: int, cache_dir: Path) -> Path:
     """A multirun folder of ``num_jobs`` finished lsap-invert jobs on toy32."""
-    from lsap.alignment import compute_anchors, sncd
+    from lsap.alignment import sncd
+    from lsap.alignment.anchors import anchors_from_config
     from lsap.config import compose
-    from lsap.core.atomic import atomic_torch_save, atomic_write_text
+    from lsap.core.atomic import atomic_write_text
     from lsap.data.toy import write_toy_images
     from lsap.io import generator_from_config
     from lsap.io.inversion_layout import code_path, write_csv_text
+    from lsap.io.inversions import CodeRecord
     from lsap.nets.sampling import iter_w
     from lsap.systems.writer import COLUMNS
 
@@ -59,7 +61,7 @@ def write_jobs(root: Path, num_jobs: int, num_images: int, cache_dir: Path) -> P
         if G is None:
             G = generator_from_config(OmegaConf.to_container(cfg.generator, resolve=True), "cpu")
             a = cfg.alignment
-            anchors = compute_anchors(G, int(a.num_samples), int(a.seed), cache_dir=cache_dir)
+            anchors = anchors_from_config(G, OmegaConf.to_container(a, resolve=True))
         w_plus = torch.cat(list(iter_w(G, num_images, seed=100 + num)))[:, None].repeat(
             1, G.num_ws, 1
         )
@@ -69,10 +71,7 @@ def write_jobs(root: Path, num_jobs: int, num_images: int, cache_dir: Path) -> P
             name = f"toy_2_{i:06d}"
             metrics = {"mse": 0.01 + 0.001 * num, "psnr": 20.0, "lpips": 0.1, "id": float("nan")}
             metrics["sncd"] = float(scores[i])
-            atomic_torch_save(
-                code_path(job, name),
-                {"w_plus": w_plus[i : i + 1], "noise": None, "name": name, "metrics": metrics},
-            )
+            CodeRecord(name, w_plus[i : i + 1], metrics=metrics).save(code_path(job, name))
             rows.append({"name": name, "image_path": str(faces / f"{name}.png"), **metrics})
             rows[-1].update(ssim=0.9, loss=0.0, seed=i, steps=200)
         atomic_write_text(job / "results.csv", write_csv_text(rows, COLUMNS))

@@ -47,3 +47,16 @@ def tiny_G():
 def other_G():
     """A second tiny generator with different weights (seed 1)."""
     return init_generator(TINY, seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy_faces():
+    """Six 32 px faces [6, 3, 32, 32] in [-1, 1] from the shipped toy generator (z seed 0): real
+    image statistics, different people, for checking that stand-in networks tell them apart."""
+    from lsap.assets import asset_path
+    from lsap.io import load_generator
+
+    G = load_generator(asset_path("toy32/generator.pt")).eval()
+    z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return G(z, noise_mode="const").clamp(-1, 1)

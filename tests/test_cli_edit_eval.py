@@ -103,6 +103,11 @@ def test_lsap_edit_bad_inputs_are_one_line_errors(tiny_G, other_G, tmp_path):
         f"lsap-edit: error: {tmp_path}/age.pt: direction has shape [1, 512]; "
         "this generator needs [64], [1, 64] or [8, 64]"
     )
+    proc = run_cli("lsap-edit", tmp_path)  # no codes=
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (
+        proc.stderr.strip().splitlines()[-1] == "lsap-edit: error: codes is not set: give codes=..."
+    )
     proc = run_cli("lsap-edit", tmp_path, f"codes={inv}", "strict=true")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

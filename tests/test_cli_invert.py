@@ -97,6 +97,20 @@ def test_empty_folder_is_a_one_line_error(tmp_path):
     assert last.startswith(f"lsap-invert: error: {tmp_path}/empty: folder holds no images")
 
 
+def test_a_folder_of_only_unreadable_images_is_a_one_line_error(tmp_path):
+    """Bad files are skipped when some are good (above); when none could be read the run fails."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.png").write_bytes(b"this is not a png")
+    (tmp_path / "in" / "empty.jpg").write_bytes(b"")
+    proc = run_cli(tmp_path, f"data.path={tmp_path}/in", f"paths.output_dir={tmp_path}/out")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"lsap-invert: error: {tmp_path}/in: no image could be read (2 unreadable"
+    )
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_sigkill_then_rerun_finishes_every_image_once(tmp_path):
     names = make_images(tmp_path / "in", n=6, nested=2, bad=False)

@@ -72,13 +72,25 @@ def test_codes_file_of_a_saved_generator(tmp_path):
     assert r["sncd"] > 1.5 * sum(r["sampled_expectation_per_layer"])
 
 
-def test_bad_codes_file_is_a_one_line_error(tmp_path):
-    torch.save(torch.randn(3, 7, 64), tmp_path / "codes.pt")
+@pytest.mark.parametrize(
+    "codes, problem",
+    [
+        (torch.randn(3, 7, 64), "codes have 7 layers but the generator has num_ws=8"),
+        (
+            torch.randn(3, 8, 64, dtype=torch.complex64),
+            "codes have dtype complex64, expected floating point",
+        ),
+        (
+            torch.ones(3, 8, 64, dtype=torch.int64),
+            "codes have dtype int64, expected floating point",
+        ),
+    ],
+    ids=["layers", "complex", "integer"],
+)
+def test_bad_codes_file_is_a_one_line_error(tmp_path, codes, problem):
+    torch.save(codes, tmp_path / "codes.pt")
     proc = run_cli(tmp_path, "generator=tiny", f"codes={tmp_path}/codes.pt")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert (
-        lines[-1]
-        == f"lsap-sncd: error: {tmp_path}/codes.pt: codes have 7 layers but the generator has num_ws=8"
-    )
+    assert lines[-1] == f"lsap-sncd: error: {tmp_path}/codes.pt: {problem}"
     assert "Traceback" not in proc.stderr

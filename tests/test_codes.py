@@ -54,11 +54,19 @@ def test_bad_files_name_the_file_and_problem(tmp_path, codes):
         ),
         "dict.pt": ({"a": codes, "b": codes}, r"dict\.pt: no codes found"),
         "text.pt": ("hello", r"text\.pt: holds a str, not a tensor"),
+        "complex.pt": (torch.complex(codes, codes), r"complex\.pt: codes have dtype complex64, "),
+        "int.pt": (codes.long(), r"int\.pt: codes have dtype int64, expected floating point"),
     }
     for name, (obj, pattern) in cases.items():
         torch.save(obj, tmp_path / name)
         with pytest.raises(LsapFileError, match=pattern):
             load_codes(tmp_path / name, NUM_WS, W_DIM)
+    np.save(tmp_path / "complex.npy", codes.numpy().astype(np.complex128))
+    with pytest.raises(LsapFileError, match=r"complex\.npy: codes have dtype complex128, expected"):
+        load_codes(tmp_path / "complex.npy", NUM_WS, W_DIM)
+    np.save(tmp_path / "int.npy", codes.numpy().astype(np.int32))
+    with pytest.raises(LsapFileError, match=r"int\.npy: codes have dtype int32, expected float"):
+        load_codes(tmp_path / "int.npy", NUM_WS, W_DIM)
     (tmp_path / "notes.txt").write_text("not codes")
     with pytest.raises(LsapFileError, match=r"notes\.txt: not a tensor file"):
         load_codes(tmp_path / "notes.txt", NUM_WS, W_DIM)

@@ -91,8 +91,30 @@ def test_report_has_one_row_per_method(demo_run):
     assert recon.count("<img") == 2 * (1 + len(METHODS))
     assert "report.html" in proc.stdout
     for m in METHODS:
-        assert r["methods"][m]["mean"]["toy"]["id"] is not None  # ID ran (random network)
         assert len(r["methods"][m]["sncd_per_layer"]["toy"]) == 8
+
+
+def test_id_column_is_the_face_similarity_of_the_written_images(demo_run):
+    """The ID column (random stand-in network) is the cosine of the saved images' embeddings,
+    and the stand-in tells the two different originals apart (it is not a constant)."""
+    from lsap.losses.identity import FaceEmbedder
+
+    out, r, _ = demo_run
+    face = FaceEmbedder(weights="random")
+
+    def embed(path):
+        return face(torch.from_numpy(_png(path)).permute(2, 0, 1)[None].float() * 2 - 1)[0]
+
+    names = sorted(r["methods"]["lsap_o"]["per_image"])
+    originals = {n: embed(out / "originals" / f"{n}.png") for n in names}
+    assert float(originals[names[0]] @ originals[names[1]]) < 0.9
+    reported = []
+    for m in METHODS:
+        for name, scores in r["methods"][m]["per_image"].items():
+            rec = embed(out / "methods" / m / "reconstructions" / f"{name}.png")
+            assert scores["id"] == pytest.approx(float(rec @ originals[name]), abs=2e-3)
+            reported.append(scores["id"])
+    assert max(reported) - min(reported) > 1e-2
 
 
 def test_per_image_mse_matches_the_written_images(demo_run):

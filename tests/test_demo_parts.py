@@ -93,6 +93,33 @@ def test_reproduction_rows_and_pairs():
     assert len(table) == 2 + 2 and table[2].startswith("| e4e | 2.0000 ± 0.5774")
 
 
+def test_frontier_rows_check_each_target_against_the_baseline():
+    from lsap.demo.reproduce import frontier_rows, frontier_table
+
+    def row(sncd, mse, success):
+        return {"sncd": sncd, "mse": mse, "edit_target_success": success}
+
+    rows = {
+        "projector": row(0.43, 0.0010, 0.58),
+        "lsap_o": row(0.15, 0.00109, 0.69),  # every target met
+        "lsap_o_sncd0p05": row(0.06, 0.0013, 0.79),  # +30 % MSE
+        "lsap_o_sncd0p005": row(0.23, 0.00102, 0.57),  # above the samples, edits worse
+        "e4e": row(0.32, 0.0027, 0.88),
+    }
+    weights = {"lsap_o": 0.0125, "lsap_o_sncd0p05": 0.05, "lsap_o_sncd0p005": 0.005, "e4e": 0}
+    f = frontier_rows(rows, weights, samples_sncd=0.169)
+    assert [r["method"] for r in f] == ["lsap_o_sncd0p005", "lsap_o", "lsap_o_sncd0p05"]
+    ok = {r["method"]: (r["fidelity_ok"], r["alignment_ok"], r["editing_ok"]) for r in f}
+    assert ok == {
+        "lsap_o_sncd0p005": (True, False, False),
+        "lsap_o": (True, True, True),
+        "lsap_o_sncd0p05": (False, True, True),
+    }
+    assert f[1]["mse_vs_baseline"] == pytest.approx(1.09)
+    table = frontier_table(f, 0.169).splitlines()
+    assert len(table) == 2 + 3 and table[3].endswith("| yes | yes | yes |")
+
+
 def test_demo_seeds_are_lsap_invert_seeds():
     """The demo's optimisation draws the same per-image random numbers as lsap-invert."""
     from lsap.inversion.settings import image_seed, image_seeds

@@ -95,6 +95,31 @@ def test_fid_equals_torchmetrics_fid_on_images():
     assert fid.compute()["fake"] > 1e-3
 
 
+def test_offline_scorer_ranks_a_reconstruction_above_another_face(toy_faces):
+    """metrics=offline's stand-ins (random LPIPS backbone, random ID network, random FID
+    features) still rank a near copy of each face above a different face, on every score."""
+    from lsap.metrics.scorer import build_scorer
+
+    scorer = build_scorer(
+        {
+            "fidelity": ["lpips", "id"],
+            "lpips": {"net": "alex", "backbone": "random", "resize": None},
+            "id": {"weights": "random"},
+            "fid": {"features": {"name": "random"}},
+        }
+    )
+    faces = torch.nn.functional.interpolate(toy_faces, size=256, mode="bilinear")
+    near = faces + 0.05 * torch.randn(faces.shape, generator=torch.Generator().manual_seed(1))
+    paired, mispaired = scorer.fidelity(near, faces), scorer.fidelity(faces.roll(1, 0), faces)
+    assert (paired["lpips"] < mispaired["lpips"]).all()
+    assert (paired["id"] > mispaired["id"]).all(), (paired["id"], mispaired["id"])
+    assert mispaired["id"].mean() < 0.9
+    feats = scorer.fid_features(faces)
+    to_near = (scorer.fid_features(near) - feats).norm(dim=1)
+    to_other = (scorer.fid_features(faces.roll(1, 0)) - feats).norm(dim=1)
+    assert (to_near < to_other).all()
+
+
 def test_feature_extractor_config():
     assert isinstance(build_feature_extractor("random"), RandomFeatures)
     custom = build_feature_extractor({"_target_": "torch.nn.Flatten"})

@@ -252,7 +252,7 @@ def test_encoder_codes_are_the_encoders(encoder_file, images, tmp_path, G):
 
 
 def test_codes_source_reuses_codes_without_optimising(pti_run, images, tmp_path, monkeypatch):
-    import lsap.systems.inversion as system
+    import lsap.inversion.pipeline as system
 
     def no_optimisation(*args, **kwargs):
         raise AssertionError("code_source=codes must not re-optimise")

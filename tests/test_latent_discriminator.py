@@ -124,6 +124,6 @@ def test_encoder_training_with_the_latent_discriminator_trains_and_resumes_it(
     # resuming restores D, its Adam state and its step count (then trains on from there)
     resumed = train(tiny_cfg(tmp_path, cache_dir, *overrides[1:], "trainer.max_steps=14"))
     assert resumed.trainer.global_step == 14
-    assert resumed.system._wd["steps"] == 14
+    assert resumed.system._wd.steps == 14
     ckpt2 = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt2["w_discriminator"]["optimizer"]["state"][0]["step"] == 14 + 4  # + R1 at 0 4 8 12

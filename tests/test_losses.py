@@ -75,8 +75,85 @@ def test_id_loss(backend):
     torch.testing.assert_close(e.norm(dim=1), torch.ones(2))
     loss = IDLoss(emb)
     assert loss(LossInputs(images=a, targets=a)).abs().max() < 1e-5
-    # random facenet weights embed everything almost alike (untrained batch-norm statistics)
-    assert (loss(LossInputs(images=a, targets=b)) > (1e-4 if backend == "arcface" else 0)).all()
+    assert (loss(LossInputs(images=a, targets=b)) > 0.01).all()  # two white-noise images
+
+
+def _near_and_mismatched(faces):
+    """(faces, the same faces slightly perturbed, other faces), faces [6, 3, 32, 32]."""
+    noise = torch.randn(faces.shape, generator=torch.Generator().manual_seed(1))
+    return faces, faces + 0.05 * noise, faces.roll(1, 0)
+
+
+@pytest.mark.parametrize("backend", ["facenet", "arcface"])
+def test_random_face_embedder_tells_a_match_from_a_mismatch(backend, toy_faces):
+    """The offline ID stand-in must rank a perturbed copy of a face above another face."""
+    emb = FaceEmbedder(backend=backend, weights="random", crop=True)
+    big = torch.nn.functional.interpolate(toy_faces, size=256, mode="bilinear")
+    x, near, other = (emb(t) for t in _near_and_mismatched(big))
+    paired, mispaired = (x * near).sum(1), (x * other).sum(1)
+    assert (paired > mispaired).all(), (paired, mispaired)
+    assert mispaired.mean() < 0.9 < paired.mean()
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_random_lpips_tells_a_match_from_a_mismatch(net, toy_faces):
+    loss = LPIPSLoss(net=net, backbone="random", resize=None)
+    x, near, other = _near_and_mismatched(toy_faces)
+    paired, mispaired = loss.distance(x, near), loss.distance(x, other)
+    assert (paired * 2 < mispaired).all(), (paired, mispaired)
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch cache and every weights download failing, as on an offline machine."""
+    import facenet_pytorch.models.inception_resnet_v1 as facenet
+
+    def refuse(url, *args, **kwargs):
+        raise OSError(f"[Errno 101] Network is unreachable: {url}\n(more lines)")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(facenet, "download_url_to_file", refuse)
+
+
+def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
+    """LPIPS and ID downloads that fail offline give one line naming the key that takes a local
+    file in the config that built the network: loss.options.* for losses, metrics.* for metrics."""
+    from lsap.cli._common import one_line_errors
+    from lsap.core.errors import WeightsUnavailableError
+    from lsap.metrics.scorer import build_scorer
+    from lsap.refinement import build_pti_terms
+
+    lpips_cfg = {"net": "alex", "backbone": "torchvision"}
+    with pytest.raises(WeightsUnavailableError, match=r"give a local file with lpips\.backbone="):
+        LPIPSLoss(**lpips_cfg)
+    loss = {"lpips": 1.0, "options": {"lpips": lpips_cfg}}
+    with pytest.raises(WeightsUnavailableError) as e:
+        build_objective(loss)
+    assert "loss.options.lpips.backbone=/path/to/weights" in str(e.value)
+    assert "Network is unreachable" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(
+        WeightsUnavailableError, match=r"refinement\.loss\.options\.lpips\.backbone="
+    ):
+        build_pti_terms({"lpips": 1.0}, None, {"lpips": lpips_cfg})
+    with pytest.raises(WeightsUnavailableError, match=r" metrics\.lpips\.backbone=/path"):
+        build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
+    with pytest.raises(WeightsUnavailableError, match=r" metrics\.id\.weights=/path"):
+        build_scorer({"fidelity": ["id"], "id": {"weights": "vggface2"}, "fid": {"enabled": False}})
+    with pytest.raises(WeightsUnavailableError, match=r" loss\.options\.id\.weights=/path"):
+        build_objective({"id": 1.0, "options": {"id": {"weights": "vggface2"}}})
+
+    @one_line_errors("lsap-eval")
+    def command():
+        build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
+
+    with pytest.raises(SystemExit) as stop:
+        command()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("lsap-eval: error: LPIPS(alex)'s pretrained torchvision alex backbone ")
+    assert "metrics.lpips.backbone=" in err
 
 
 def test_arcface_weights_round_trip(tmp_path):

@@ -36,6 +36,26 @@ def test_asset_names_stay_inside_the_package(tmp_path):
     assert resolve(tmp_path / "g.pt") == tmp_path / "g.pt"
 
 
+def test_asset_paths_are_accepted_wherever_a_model_path_is():
+    """lsap.load_generator, lsap.load_encoder, code_source.encoder, the classifier and the
+    direction readers take ``asset:<name>`` as config does (the same file as its full path)."""
+    from lsap.editing.interfacegan import read_direction
+    from lsap.inversion.sources import build_code_source
+
+    G = lsap.load_generator("asset:toy32/generator.pt")
+    assert G.sha256 == file_sha256(asset_path("toy32/generator.pt"))
+    enc = lsap.load_encoder("asset:toy32/encoder_lsap_e.pt")
+    assert enc.sha256 == file_sha256(asset_path("toy32/encoder_lsap_e.pt"))
+    source = build_code_source({"init": "encoder", "encoder": "asset:toy32/encoder_lsap_e.pt"}, G)
+    assert source.encoder.sha256 == enc.sha256
+    assert source.describe()["encoder"] == str(asset_path("toy32/encoder_lsap_e.pt"))
+    assert load_toy_classifier("asset:toy32/classifier.pt").names == NAMES
+    smile = read_direction("asset:toy32/directions/smile.pt")
+    torch.testing.assert_close(smile, read_direction(asset_path("toy32/directions/smile.pt")))
+    with pytest.raises(LsapFileError, match=r"asset:toy32/nothing\.pt: no such packaged asset"):
+        lsap.load_generator("asset:toy32/nothing.pt")
+
+
 def test_fp16_generator_file_is_half_the_size_and_loads_float32(tiny_G, tmp_path):
     p32 = save_generator(tiny_G, tmp_path / "g32.pt")
     p16 = save_generator(tiny_G, tmp_path / "g16.pt", dtype=torch.float16)

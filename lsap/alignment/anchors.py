@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -91,3 +93,15 @@ def _read_cache(path: Path, G: Generator, num_samples: int, seed: int) -> list[T
         fits=lambda o: [tuple(a.shape) for a in o["anchors"]] == shapes,
     )
     return None if obj is None else obj["anchors"]
+
+
+def anchors_from_config(G: Generator, cfg: Mapping[str, Any]) -> list[Tensor]:
+    """:func:`compute_anchors` with the ``alignment`` config group (``conf/alignment/default.yaml``:
+    ``num_samples``, ``seed``, ``batch_size``, ``cache_dir``); the one place the group is read."""
+    return compute_anchors(
+        G,
+        int(cfg["num_samples"]),
+        int(cfg["seed"]),
+        batch_size=int(cfg["batch_size"]),
+        cache_dir=cfg.get("cache_dir"),
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from lsap.config import config_dir, register_resolvers
-from lsap.core.errors import LsapFileError
+from lsap.core.errors import LsapFileError, WeightsUnavailableError
 
 register_resolvers()  # before any command's @hydra.main composes (conf/invert.yaml uses one)
 
@@ -46,12 +46,18 @@ def one_line_errors(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Print bad input as one line, ``<command>: error: <problem>``, and exit with status 2.
 
+    Always: bad files (``LsapFileError``: ``<file>: <problem>``), a mandatory setting left at
+    ``???`` (``<key> is not set``) and weights that could not be downloaded
+    (``WeightsUnavailableError``, naming the setting that takes a local file).
+
     Args:
         command: the console command's name.
-        settings: besides bad files (``LsapFileError``: ``<file>: <problem>``), also bad settings
-            (any ``ValueError``, raised while building edits, metrics, code sources, ...).
+        settings: also bad settings (any ``ValueError``, raised while building edits, metrics,
+            code sources, ...).
     """
-    catch = ValueError if settings else LsapFileError
+    from omegaconf.errors import MissingMandatoryValue
+
+    catch = (ValueError if settings else LsapFileError, WeightsUnavailableError)
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -60,6 +66,10 @@ def one_line_errors(
                 return fn(*args, **kwargs)
             except catch as e:
                 print(f"{command}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+            except MissingMandatoryValue as e:
+                key = e.full_key or "a mandatory setting"
+                print(f"{command}: error: {key} is not set: give {key}=...", file=sys.stderr)
                 sys.exit(2)
 
         return inner

@@ -11,7 +11,6 @@ generator; ``generator`` may itself be a tuned generator (a delta file with ``ge
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -25,9 +24,9 @@ from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import save_image, tensor_to_uint8
 from lsap.editing import build_edits, describe_edits, factor_key
 from lsap.editing.render import render_edit
-from lsap.io import atomic_torch_save, atomic_write_json, generator_from_config
+from lsap.io import atomic_write_json, generator_from_config
 from lsap.io.checkpoints import load_tuned_generators
-from lsap.io.inversions import CodeSet, generator_shas
+from lsap.io.inversions import CodeRecord, CodeSet, generator_shas
 from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
@@ -82,22 +81,15 @@ def run(cfg: DictConfig) -> dict:
                     path = folder / f"factor{factor_key(f)}" / f"{rec.name}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     save_image(im, path)
-                atomic_torch_save(
-                    folder / f"{rec.name}.pt",
-                    {
-                        "w_plus": edited[k].cpu(),
-                        "factors": list(spec.factors),
-                        "noise": [n.cpu() for n in rec.noise] if rec.noise is not None else None,
-                        "name": rec.name,
-                        "edit": spec.name,
-                        "image_path": rec.image_path,
-                        "source": rec.source,
-                        "generator": (
-                            os.path.relpath(rec.generator, folder) if rec.generator else None
-                        ),
-                        "provenance": {**prov, "source_generator_sha256": rec.generator_sha256},
-                    },
-                )
+                CodeRecord(  # the code record of the image, its codes edited with each factor
+                    name=rec.name,
+                    w_plus=edited[k],
+                    noise=rec.noise,
+                    image_path=rec.image_path,
+                    provenance={**prov, "source_generator_sha256": rec.generator_sha256},
+                    generator=rec.generator,
+                    extra={"factors": list(spec.factors), "edit": spec.name, "source": rec.source},
+                ).save(folder / f"{rec.name}.pt")
                 written += 1
                 tuned_count += rec.generator is not None
     grids = {}

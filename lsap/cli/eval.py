@@ -25,7 +25,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lsap.alignment import compute_anchors
+from lsap.alignment.anchors import anchors_from_config
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
@@ -98,10 +98,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     mcfg = cfg.metrics
     anchors = None
     if mcfg.sncd and any(m.codes is not None for m in methods):
-        a = cfg.alignment
-        anchors = compute_anchors(
-            G, a.num_samples, a.seed, batch_size=a.batch_size, cache_dir=a.cache_dir
-        )
+        anchors = anchors_from_config(G, cfg.alignment)
     edits = build_edits(cfg.get("editing"), G)
     scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True)).to(device)
     out = Path(cfg.paths.output_dir)

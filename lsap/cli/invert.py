@@ -22,6 +22,8 @@ from lsap.cli._common import (
     multirun_ddp_job,
     one_line_errors,
 )
+from lsap.core.errors import LsapFileError
+from lsap.io.inversion_layout import SKIPPED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
     from lsap.systems.data import InversionDataModule
@@ -63,6 +66,7 @@ def run(cfg: DictConfig) -> Path:
         generator_sha256=G.sha256,
         refinement=refinement,
         code_source=source.name,
+        settings=result_settings(cfg, source.describe()),  # a resume must not mix settings
     )
     record = provenance(
         config=cfg,
@@ -71,17 +75,15 @@ def run(cfg: DictConfig) -> Path:
         code_source=source.describe(),
         refinement=refinement,
     )
-    callbacks = [
-        InversionWriter(
-            output_dir,
-            record,
-            cfg.save_noise,
-            refinement=refinement,
-            save_generators=cfg.refinement.get("save"),
-            base_path=cfg.generator.get("path"),
-        ),
-        InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid),
-    ]
+    writer = InversionWriter(
+        output_dir,
+        record,
+        cfg.save_noise,
+        refinement=refinement,
+        save_generators=cfg.refinement.get("save"),
+        base_path=cfg.generator.get("path"),
+    )
+    callbacks = [writer, InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid)]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(InversionProgressBar())
     # Shards come from our own sampler: Lightning's DistributedSampler would pad with duplicates.
@@ -92,7 +94,21 @@ def run(cfg: DictConfig) -> Path:
         trainer.predict(system, datamodule=data, return_predictions=False)
     finally:
         finish_wandb()
+    _check_some_image_read(cfg.data.path, writer.summary)
     return output_dir
+
+
+def _check_some_image_read(data_path: str, summary: dict) -> None:
+    """A folder of which no image could be read is an error, not an empty table (rank zero holds
+    the summary; other ranks have none and return)."""
+    skipped = summary.get("skipped") or []
+    if summary and summary.get("num_images") == 0 and skipped:
+        path, reason = skipped[0]
+        raise LsapFileError(
+            data_path,
+            f"no image could be read ({len(skipped)} unreadable, listed in "
+            f"{SKIPPED_FILE}; first: {path}: {reason})",
+        )
 
 
 @hydra.main(config_path=config_dir(), config_name="invert", version_base="1.3")

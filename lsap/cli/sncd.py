@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from lsap.alignment import compute_anchors, sncd_batched
+from lsap.alignment import sncd_batched
+from lsap.alignment.anchors import anchors_from_config
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
 from lsap.core.provenance import provenance
 from lsap.io import atomic_write_json, generator_from_config, load_codes
@@ -23,10 +24,7 @@ def run(cfg: DictConfig) -> dict:
     """Score codes with SNCD; print a table, write ``cfg.output`` (JSON), return the results."""
     device = resolve_device(cfg.device)
     G = generator_from_config(cfg.generator, device)
-    a = cfg.alignment
-    anchors = compute_anchors(
-        G, a.num_samples, a.seed, batch_size=a.batch_size, cache_dir=a.cache_dir
-    )
+    anchors = anchors_from_config(G, cfg.alignment)
     if cfg.codes:
         codes = load_codes(cfg.codes, G.num_ws, G.w_dim)
         source = str(cfg.codes)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from lsap.config import plain
 from lsap.demo.inputs import DemoImages, astronaut_image, concat, folder_images, toy_images
 from lsap.editing.build import EditSpec, build_edits
+from lsap.inversion.settings import InversionSettings
 from lsap.metrics.scorer import Scorer
 from lsap.nets.stylegan2 import Generator
 
@@ -37,6 +38,7 @@ class DemoSetup:
         scorer: metric networks (LPIPS, ID, FID features) and fidelity metrics.
         classifier: the toy attribute classifier, or None.
         notes: caveats for the report (offline stand-ins, missing parts).
+        settings: the ``inversion`` group, typed (``optimisation`` is its ``optimize_kwargs``).
     """
 
     G: Generator
@@ -48,6 +50,7 @@ class DemoSetup:
     scorer: Scorer
     classifier: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
+    settings: InversionSettings | None = None
 
 
 def shipped(path: Any) -> bool:
@@ -98,26 +101,6 @@ def load_encoders(
             notes.append(msg)
         out[str(name)] = enc.requires_grad_(False)
     return out, notes
-
-
-def optimisation_options(inversion: Mapping[str, Any], G: Generator) -> dict[str, Any]:
-    """``optimize_latents`` keyword options from the ``inversion`` config group."""
-    from lsap.inversion import Schedule, latent_std
-
-    if inversion.get("init"):
-        raise ValueError("inversion.init is not used by lsap-demo (optimisation starts at w_avg)")
-    schedule = Schedule(**dict(inversion.get("schedule") or {}))
-    w_std = 0.0
-    if schedule.noise_factor > 0:
-        w_std = latent_std(G, int(inversion["w_std_samples"]), int(inversion["w_std_seed"]))
-    return {
-        "space": str(inversion["space"]),
-        "steps": int(inversion["steps"]),
-        "lr": float(inversion["lr"]),
-        "schedule": schedule,
-        "optimize_noise": bool(inversion["optimize_noise"]),
-        "w_std": w_std,
-    }
 
 
 def build_objectives(
@@ -183,19 +166,16 @@ def build_setup(
 ) -> DemoSetup:
     """All pieces from the demo config (see ``conf/demo.yaml``); ``G``: the generator when
     already loaded (:func:`load_generator_for_demo`)."""
-    from lsap.alignment import compute_anchors
+    from lsap.alignment.anchors import anchors_from_config
     from lsap.assets import resolve
     from lsap.metrics.scorer import build_scorer
 
     G = load_generator_for_demo(cfg, device) if G is None else G
-    a = cfg["alignment"]
-    anchors = compute_anchors(
-        G, int(a["num_samples"]), int(a["seed"]), batch_size=int(a["batch_size"]),
-        cache_dir=a.get("cache_dir"),
-    )  # fmt: skip
+    anchors = anchors_from_config(G, cfg["alignment"])
     encoders, notes = load_encoders(cfg.get("encoders"), G, device)
     objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
-    options = optimisation_options(cfg["inversion"], G) if objectives else {}
+    settings = InversionSettings.from_config(cfg["inversion"])
+    options = settings.optimize_kwargs(G) if objectives else {}
     edits = build_demo_edits(cfg.get("editing"), G, notes)
     scorer = build_scorer(plain(cfg["metrics"])).to(device)
     classifier = None
@@ -212,7 +192,7 @@ def build_setup(
         obj.to(device)
     notes += metric_notes(plain(cfg["metrics"]))
     return DemoSetup(
-        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes
+        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes, settings
     )
 
 

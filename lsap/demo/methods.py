@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lsap.inversion.settings import InversionSettings
 from lsap.nets.stylegan2 import Generator
 from lsap.nets.synthesis import synthesize
 
@@ -95,31 +96,40 @@ def invert_with_optimisation(
     images: Tensor,
     objective: nn.Module,
     *,
-    seeds: Sequence[int],
+    names: Sequence[str],
+    seed: int,
+    settings: InversionSettings,
+    w_std: float | None = None,
     batch_size: int = 64,
-    **options: Any,
 ) -> Inversion:
-    """Invert images [N, 3, R, R] by ``optimize_latents`` in batches (images are independent).
+    """Invert images [N, 3, R, R] by latent optimisation from w_avg (``lsap.inversion.invert_batch``,
+    lsap-invert's pipeline) in batches (images are independent: each is seeded by its name).
 
     Args:
         objective: the per-sample objective (``lsap.losses.build_objective``).
-        seeds: one seed per image (``lsap.inversion.settings.image_seeds``).
-        options: passed to ``optimize_latents`` (space, steps, lr, schedule, optimize_noise,
-            w_std, ...).
+        names, seed: the images' names and the run seed (``lsap.inversion.settings.image_seed``).
+        settings: the ``inversion`` group; ``w_std`` its latent-noise unit (computed when None).
     """
-    from lsap.inversion import optimize_latents
+    from lsap.inversion.pipeline import invert_batch
+    from lsap.inversion.sources import CodeSource
 
     device = G.w_avg.device
     objective.to(device)
+    source = CodeSource("optimize", True)
+    w_std = settings.w_std(G) if w_std is None else w_std
     codes, noises, recons, final = [], [], [], []
     t0 = time.perf_counter()
     for s in range(0, images.shape[0], batch_size):
-        r = optimize_latents(
+        r = invert_batch(
             G,
             images[s : s + batch_size].to(device),
+            list(names[s : s + batch_size]),
+            source,
             objective,
-            seeds=list(seeds[s : s + batch_size]),
-            **options,
+            settings,
+            None,
+            seed=seed,
+            w_std=w_std,
         )
         codes.append(r.w_plus.float().cpu())
         recons.append(r.images.float().cpu())
@@ -132,8 +142,8 @@ def invert_with_optimisation(
         noise = [torch.cat([nz[k] for nz in noises]) for k in range(len(noises[0]))]
     info = {
         "weights": dict(getattr(objective, "weights", {})),
-        "steps": int(options.get("steps", 0)),
-        "space": options.get("space", "w_plus"),
+        "steps": settings.steps,
+        "space": settings.space,
         "final_loss_mean": float(torch.cat(final).mean()) if final else None,
     }
     return Inversion(name, OPTIMISATION, torch.cat(codes), noise, torch.cat(recons), seconds, info)

@@ -44,7 +44,7 @@ from lsap.demo.methods import (
     invert_with_optimisation,
 )
 from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
-from lsap.inversion.settings import image_seeds
+from lsap.io.inversions import CodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,6 @@ def invert_all(
     for name, enc in setup.encoders.items():
         log.info("encoding %d images with %s", len(inputs), name)
         out.append(invert_with_encoder(name, enc, G, inputs.images, batch_size=batch_size))
-    seeds = image_seeds(seed, inputs.names)
     for name, objective in setup.objectives.items():
         log.info(
             "optimising %d images with %s (%d steps)",
@@ -129,9 +128,11 @@ def invert_all(
                 G,
                 inputs.images,
                 objective,
-                seeds=seeds,
+                names=inputs.names,
+                seed=seed,
+                settings=setup.settings,
+                w_std=setup.optimisation.get("w_std"),
                 batch_size=batch_size,
-                **setup.optimisation,
             )
         if cached is not None:
             atomic_torch_save(cached, {"key": key, "inversion": dataclasses.asdict(inv)})
@@ -152,15 +153,14 @@ def save_inversion(
     root = output_dir / "methods" / inv.name
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(root / "reconstructions" / f"{name}.png", png_bytes(inv.images[i]))
-        record = {
-            "w_plus": inv.w_plus[i : i + 1].clone().float(),
-            "noise": inv.noise_of(i),
-            "image_path": str(output_dir / "originals" / f"{name}.png"),
-            "name": name,
-            "metrics": dict(scores["per_image"][name]),
-            "provenance": {**provenance, "method": inv.name, "kind": inv.kind},
-        }
-        atomic_torch_save(root / "codes" / f"{name}.pt", record)
+        CodeRecord(
+            name=name,
+            w_plus=inv.w_plus[i : i + 1],
+            noise=inv.noise_of(i),
+            image_path=str(output_dir / "originals" / f"{name}.png"),
+            metrics=dict(scores["per_image"][name]),
+            provenance={**provenance, "method": inv.name, "kind": inv.kind},
+        ).save(root / "codes" / f"{name}.pt")
 
 
 def grid_indices(inputs: DemoImages, n: int) -> list[int]:

@@ -137,3 +137,73 @@ def pairs_table(pairs: Mapping[str, Mapping[str, float]]) -> str:
         cells = [f"{100 * p[k]:.0f} %" if k in p else "–" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def frontier_rows(
+    rows: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, float],
+    *,
+    samples_sncd: float,
+    tolerance: float = 0.10,
+) -> list[dict[str, Any]]:
+    """Each LSAP method against its no-SNCD baseline, with the targets of the claim.
+
+    Args:
+        rows: :func:`method_rows`' output.
+        weights: method name -> its SNCD weight (encoders: the weight they were trained with).
+        samples_sncd: the generator samples' mean SNCD (the alignment reference line).
+        tolerance: fidelity budget: LSAP's MSE at most ``(1 + tolerance)`` x the baseline's.
+
+    Returns:
+        One dict per LSAP method (baseline order of :data:`PAIRS`, then by weight): ``method``,
+        ``baseline``, ``sncd_weight``, ``sncd``, ``mse_vs_baseline`` (ratio), ``success`` and
+        ``baseline_success`` (edit target success), and the three targets as booleans
+        ``fidelity_ok`` (MSE ratio <= 1 + tolerance), ``alignment_ok`` (SNCD <= samples' and below
+        the baseline's), ``editing_ok`` (success above the baseline's).
+    """
+    out = []
+    for base, lsap in PAIRS:
+        if base not in rows:
+            continue
+        b = rows[base]
+        names = [m for m in rows if m == lsap or m.startswith(f"{lsap}_")]
+        for m in sorted(names, key=lambda n: weights.get(n, math.nan)):
+            r = rows[m]
+            ratio = r["mse"] / b["mse"]
+            succ, bsucc = (
+                r.get("edit_target_success", math.nan),
+                b.get("edit_target_success", math.nan),
+            )
+            out.append(
+                {
+                    "method": m,
+                    "baseline": base,
+                    "sncd_weight": weights.get(m, math.nan),
+                    "sncd": r["sncd"],
+                    "baseline_sncd": b["sncd"],
+                    "mse_vs_baseline": ratio,
+                    "success": succ,
+                    "baseline_success": bsucc,
+                    "fidelity_ok": bool(ratio <= 1 + tolerance),
+                    "alignment_ok": bool(r["sncd"] <= samples_sncd and r["sncd"] < b["sncd"]),
+                    "editing_ok": bool(succ > bsucc),
+                }
+            )
+    return out
+
+
+def frontier_table(frontier: Sequence[Mapping[str, Any]], samples_sncd: float) -> str:
+    """:func:`frontier_rows` as a Markdown table (yes / NO per target)."""
+    lines = [
+        f"| method | vs | SNCD weight | SNCD (samples {samples_sncd:.3f}) | MSE / baseline | "
+        "target success (baseline) | fidelity | alignment | editing |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in frontier:
+        ok = ["yes" if f[k] else "NO" for k in ("fidelity_ok", "alignment_ok", "editing_ok")]
+        lines.append(
+            f"| {f['method']} | {f['baseline']} | {f['sncd_weight']:g} | {f['sncd']:.4f} "
+            f"({f['baseline_sncd']:.4f}) | {f['mse_vs_baseline']:.3f} | {f['success']:.4f} "
+            f"({f['baseline_success']:.4f}) | " + " | ".join(ok) + " |"
+        )
+    return "\n".join(lines)

@@ -37,7 +37,9 @@ def read_direction(path: str | Path) -> Tensor:
         LsapFileError naming the file: missing, unreadable, refused by the weights-only loader, or
         holding no single floating-point array.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise LsapFileError(path, "no such file (edit direction)")
     suffix = path.suffix.lower()

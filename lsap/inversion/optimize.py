@@ -9,9 +9,8 @@ whose ``sncd`` weight is > 0; the projector baseline is the same objective with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,36 +53,6 @@ def latent_std(G: Generator, num_samples: int = 10_000, seed: int = 123) -> floa
     """
     ws = torch.cat(list(iter_w(G, num_samples, seed=seed))).double()  # [K, w_dim]
     return float((ws - ws.mean(0)).square().sum(1).mean().sqrt())
-
-
-def optimize_settings(cfg: Mapping[str, Any], G: Generator) -> dict[str, Any]:
-    """Keyword arguments of :func:`optimize_latents` from an ``inversion`` config group.
-
-    Args:
-        cfg: ``conf/inversion/{w_plus,w}.yaml`` as plain values: ``space``, ``steps``, ``lr``,
-            ``schedule`` (:class:`Schedule` fields), ``optimize_noise``, ``w_std_samples`` and
-            ``w_std_seed``. Start codes (``code_source``) are the caller's to read: pass them
-            as ``init=``.
-        G: the generator (``w_std``, the latent-noise unit, is computed from its samples when
-            the schedule adds latent noise).
-
-    Returns:
-        ``{space, steps, lr, schedule, optimize_noise, w_std}``.
-    """
-    schedule = Schedule(**dict(cfg.get("schedule") or {}))
-    w_std = 0.0
-    if schedule.noise_factor > 0:
-        w_std = latent_std(
-            G, int(cfg.get("w_std_samples", 10_000)), int(cfg.get("w_std_seed", 123))
-        )
-    return {
-        "space": str(cfg.get("space", "w_plus")),
-        "steps": int(cfg.get("steps", 1000)),
-        "lr": float(cfg.get("lr", 0.1)),
-        "schedule": schedule,
-        "optimize_noise": bool(cfg.get("optimize_noise", True)),
-        "w_std": w_std,
-    }
 
 
 def optimize_latents(

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from lsap.core.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from lsap.core.atomic import atomic_write, atomic_write_text
 from lsap.data.images import tensor_to_pil
 from lsap.io.inversion_layout import (
     METRIC_NAMES,
@@ -24,6 +24,7 @@ from lsap.io.inversion_layout import (
     reconstruction_path,
     write_csv_text,
 )
+from lsap.io.inversions import CodeRecord
 
 
 def save_inversion(
@@ -77,18 +78,18 @@ def save_inversion(
         png = tensor_to_pil(images[i])
         atomic_write(reconstruction_path(output_dir, name), lambda f, im=png: im.save(f, "PNG"))
         m = {k: v[i] for k, v in values.items()}
-        record = {
-            "w_plus": w_plus[i : i + 1].detach().float().cpu().clone(),
-            "noise": [n[i : i + 1].detach().cpu().clone() for n in noise] if noise else None,
-            "image_path": str(paths[i]) if paths[i] is not None else "",
-            "name": name,
-            "metrics": m,
-            "provenance": dict(provenance or {}),
-        }
-        atomic_torch_save(code_path(output_dir, name), record)
+        record = CodeRecord(
+            name=name,
+            w_plus=w_plus[i : i + 1],
+            noise=[n[i : i + 1] for n in noise] if noise else None,
+            image_path=str(paths[i]) if paths[i] is not None else None,
+            metrics=m,
+            provenance=dict(provenance or {}),
+        )
+        record.save(code_path(output_dir, name))
         # metrics not computed are NaN (readers drop rows with empty metric cells)
         nan = {k: float("nan") for k in METRIC_NAMES}
-        rows.append({"name": name, "image_path": record["image_path"], **nan, **m})
+        rows.append({"name": name, "image_path": record.image_path or "", **nan, **m})
     old = [r for r in read_rows(output_dir / RESULTS_FILE) if r["name"] not in set(names)]
     merged = sorted([*old, *rows], key=lambda r: r["name"])
     extra = sorted({k for r in merged for k in r} - set(RESULT_COLUMNS))

@@ -83,10 +83,11 @@ class EncoderSource(CodeSource):
     init = "encoder"
 
     def __init__(self, name: str, optimize: bool, path: str | Path, generator: Generator) -> None:
+        from lsap.assets import resolve
         from lsap.io.encoders import load_encoder
 
         super().__init__(name, optimize)
-        self.path = Path(path)
+        self.path = resolve(path)  # asset:<name> allowed
         self.encoder = load_encoder(self.path).requires_grad_(False)
         self.num_ws, self.w_dim = generator.num_ws, generator.w_dim
         enc = self.encoder

@@ -82,7 +82,9 @@ def read_generator_state(path: str | Path) -> GeneratorState:
     Raises:
         CheckpointError: missing file, unsafe or unreadable content, unknown layout.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     if _is_nvlabs_pickle(path):
@@ -305,16 +307,21 @@ def load_generator(
     base generator: ``base``, or the base file recorded in the delta when ``base`` is None.
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or ``asset:<name>`` (a file shipped in ``lsap/assets``).
         device: where to put the generator.
         expected: architecture from config; a mismatch raises naming the key and both shapes.
-        base: for a delta file only: the base generator or its file (its sha256 must match).
+        base: for a delta file only: the base generator or its file (``asset:`` allowed; its
+            sha256 must match).
 
     Returns:
         Generator in eval mode with ``requires_grad=False`` and ``.sha256`` = sha256 of the file.
         Without a stored ``latent_avg``, ``w_avg`` is estimated from 10,000 mapped samples (seed 0).
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
+    if isinstance(base, (str, Path)):
+        base = resolve(base)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     if _is_nvlabs_pickle(path):
@@ -430,17 +437,10 @@ def generator_from_config(cfg: Mapping[str, Any], device: torch.device | str = "
     (a file, ``asset:`` allowed; null = the base file recorded in the delta).
     ``cfg.path`` null: a random generator of architecture ``cfg.arch`` with ``cfg.seed``.
     """
-    from lsap.assets import resolve
-
     arch = dict(cfg.get("arch") or {})
     if cfg.get("path"):
         base = cfg.get("base") or None
-        return load_generator(
-            resolve(cfg["path"]),
-            device,
-            expected=arch or None,
-            base=resolve(base) if base else None,
-        )
+        return load_generator(cfg["path"], device, expected=arch or None, base=base)
     if not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")
     return init_generator(arch, int(cfg.get("seed", 0))).to(device)

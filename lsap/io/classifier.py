@@ -52,7 +52,9 @@ def load_toy_classifier(path: str | Path, device: torch.device | str = "cpu") ->
     Raises:
         CheckpointError: missing/unreadable file or not a toy-classifier file.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     obj = read_torch_file(path)

@@ -34,7 +34,12 @@ def _pick(container: Mapping[str, Any], path: Path) -> Any:
 
 
 def read_codes(path: str | Path) -> Tensor:
-    """Read the raw code array in ``path`` as a float32 tensor (no shape check)."""
+    """Read the raw code array in ``path`` as a float32 tensor (no shape check).
+
+    Raises:
+        LsapFileError naming the file: missing, unreadable, no array, or codes that are not
+        floating point (complex and integer arrays are refused, not cast).
+    """
     path = Path(path)
     if not path.is_file():
         raise LsapFileError(path, "no such file")
@@ -56,13 +61,15 @@ def read_codes(path: str | Path) -> Tensor:
     if isinstance(obj, Mapping):
         obj = _pick(obj, path)
     if isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in "fiu":
-            raise LsapFileError(path, f"codes have dtype {obj.dtype}, expected floats")
+        # complex or integer codes are not latents (a cast would drop the imaginary part)
+        if obj.dtype.kind != "f":
+            raise LsapFileError(path, f"codes have dtype {obj.dtype}, expected floating point")
         obj = torch.from_numpy(np.ascontiguousarray(obj))
     if not isinstance(obj, Tensor):
         raise LsapFileError(path, f"holds a {type(obj).__name__}, not a tensor of codes")
     if not obj.is_floating_point():
-        obj = obj.float()
+        dtype = str(obj.dtype).removeprefix("torch.")
+        raise LsapFileError(path, f"codes have dtype {dtype}, expected floating point")
     return obj.float()
 
 

@@ -146,7 +146,9 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
     Raises:
         CheckpointError: missing/unsafe/unreadable file, no encoder in it, sizes that disagree.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     obj = read_torch_file(path)
@@ -230,7 +232,7 @@ def load_encoder(
     """Load an image encoder users own (see the module docstring for the formats).
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or ``asset:<name>`` (a file shipped in ``lsap/assets``).
         device: where to put the encoder.
         arch: "e4e" or "psp" to override (or supply) the file's encoder type.
 
@@ -240,7 +242,9 @@ def load_encoder(
         ``.sha256`` is the file's sha256, ``.source_format`` its format, ``.generator_sha256``
         the generator it was trained with when the file records it.
     """
-    path = Path(path)
+    from lsap.assets import resolve
+
+    path = resolve(path)
     es = read_encoder_state(path, arch=arch)
     cfg = dict(es.config)
     if arch is not None:

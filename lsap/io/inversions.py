@@ -3,29 +3,27 @@ single code files, and folders of reconstructed images.
 
 The ``lsap-invert`` layout (shared by every job that writes or reads inversions)::
 
-    <dir>/codes/<name>.pt          {'w_plus' [1, num_ws, w_dim], 'noise' list of [1, 1, R, R] or None,
-                                    'image_path', 'name', 'metrics', 'provenance': {generator_sha256, ...}}
+    <dir>/codes/<name>.pt          one code record (:class:`CodeRecord`, which alone writes and reads it)
     <dir>/reconstructions/<name>.png
     <dir>/results.csv
     <dir>/refined/<name>.png       after result refinement (PTI): the tuned generator's image
 
 ``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
-After result refinement (pivotal tuning) a code file may also name its tuned generator:
-``'generator': '../generators/<name>.pt'``, a generator delta against the run's generator, the
-path relative to the code file's folder; the code itself is the pivot, unchanged.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lsap.core.atomic import atomic_torch_save
 from lsap.core.errors import LsapFileError
 from lsap.io.codes import CODE_SUFFIXES, check_codes, read_codes
 
@@ -47,26 +45,154 @@ def image_name(path: str | Path, root: str | Path | None = None) -> str:
 
 @dataclass
 class CodeRecord:
-    """One inverted image's code.
+    """One image's code file (``codes/<name>.pt``): the one place its dict is built and read.
+
+    On disk (weights-only loadable)::
+
+        {'w_plus' [1, num_ws, w_dim], 'noise' list of [1, 1, R, R] or None, 'image_path', 'name',
+         'metrics' {name: float}, 'provenance' {generator_sha256, ...},
+         ['refinement' {name, steps_run, settings}], ['generator' tuned generator delta, relative
+         to the file's folder], [further entries of ``extra``]}
+
+    After result refinement (pivotal tuning) ``generator`` names the image's tuned generator
+    (``'../generators/<name>.pt'``, a delta against the run's generator); the code itself is the
+    pivot, unchanged.
 
     Attributes:
         name: the image's ``<name>``.
-        w_plus: [1, num_ws, w_dim] float32 (CPU).
+        w_plus: [1, num_ws, w_dim] float32 (CPU); an ``lsap-edit`` file holds [F, num_ws, w_dim].
         noise: the optimised noise maps, list of [1, 1, R, R], or None.
-        image_path: the original image, when the file records it.
-        generator_sha256: the generator the code was made for, when recorded.
-        source: the file it came from.
-        generator: the tuned generator (a generator delta file) the code is rendered with after
-            refinement, or None (the run's generator).
+        image_path: the original image, when known.
+        metrics: per-image metrics ``{name: float}``.
+        provenance: how the code was made (``lsap.core.provenance.provenance`` and per-image
+            entries such as ``image_seed``).
+        refinement: after result refinement: ``{name, steps_run, settings}``, else None.
+        generator: the tuned generator (a generator delta file, absolute path) the code is
+            rendered with after refinement, or None (the run's generator).
+        source: the file the record was read from ("" for a record not read from disk).
+        extra: further entries of the file (an ``lsap-edit`` file's ``factors``, ``edit``, ...).
     """
 
     name: str
     w_plus: Tensor
-    noise: list[Tensor] | None
-    image_path: str | None
-    generator_sha256: str | None
-    source: str
+    noise: list[Tensor] | None = None
+    image_path: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    refinement: dict[str, Any] | None = None
     generator: str | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def generator_sha256(self) -> str | None:
+        """The generator the code was made for, when recorded."""
+        return _sha_of({"provenance": self.provenance})
+
+    def to_dict(self, folder: str | Path) -> dict[str, Any]:
+        """The file's dict; ``generator`` is written relative to ``folder`` (the file's folder)."""
+        out: dict[str, Any] = {
+            "w_plus": self.w_plus.detach().float().cpu().clone(),
+            "noise": [n.detach().cpu().clone() for n in self.noise] if self.noise else None,
+            "image_path": str(self.image_path) if self.image_path else "",
+            "name": self.name,
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "provenance": dict(self.provenance),
+        }
+        if self.refinement is not None:
+            out["refinement"] = dict(self.refinement)
+        if self.generator is not None:
+            out["generator"] = os.path.relpath(self.generator, folder)
+        out.update(self.extra)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the record to ``path`` atomically (its presence marks the image finished)."""
+        path = Path(path)
+        return atomic_torch_save(path, self.to_dict(path.parent))
+
+    @classmethod
+    def from_dict(
+        cls, obj: Mapping[str, Any], path: str | Path, row: int | None = None
+    ) -> CodeRecord:
+        """The record of a loaded file (``row``: one code of a file of several, no per-image
+        entries). ``obj['w_plus']`` must already be checked (``lsap.io.codes.check_codes``).
+
+        Raises:
+            LsapFileError naming ``path``: malformed ``noise``, ``generator`` or ``metrics``.
+        """
+        path = Path(path)
+        w = obj["w_plus"] if row is None else obj["w_plus"][row : row + 1]
+        noise = obj.get("noise") if row is None else None
+        if noise is not None and not (
+            isinstance(noise, list | tuple) and all(isinstance(t, Tensor) for t in noise)
+        ):
+            raise LsapFileError(path, "'noise' must be a list of tensors or None")
+        tuned = obj.get("generator") if row is None else None
+        if tuned is not None and not isinstance(tuned, str):
+            raise LsapFileError(path, "'generator' must be the path of a generator delta")
+        metrics = obj.get("metrics") if row is None else None
+        if metrics is not None and not isinstance(metrics, Mapping):
+            raise LsapFileError(path, "'metrics' must be a dict of numbers")
+        image_path = obj.get("image_path") if row is None else None
+        prov = obj.get("provenance")
+        refinement = obj.get("refinement") if row is None else None
+        return cls(
+            name=str(obj.get("name") or path.stem) if row is None else f"{path.stem}_{row:05d}",
+            w_plus=w.contiguous(),
+            noise=[t.float() for t in noise] if noise is not None else None,
+            image_path=str(image_path) if image_path else None,
+            metrics=dict(metrics or {}),
+            provenance=dict(prov) if isinstance(prov, Mapping) else {},
+            refinement=dict(refinement) if isinstance(refinement, Mapping) else None,
+            generator=str((path.parent / tuned).resolve()) if tuned else None,
+            source=str(path),
+            extra={k: obj[k] for k in obj if k not in _RECORD_KEYS} if row is None else {},
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> CodeRecord:
+        """Read one code file (weights-only).
+
+        Raises:
+            LsapFileError naming ``path``: missing, refused or unreadable, no ``w_plus`` tensor,
+                malformed entries.
+        """
+        obj = read_code_file(path)
+        if not isinstance(obj.get("w_plus"), Tensor):
+            raise LsapFileError(path, "no 'w_plus' tensor: not an lsap-invert code file")
+        return cls.from_dict({**obj, "w_plus": obj["w_plus"].float()}, path)
+
+
+_RECORD_KEYS = (
+    "w_plus",
+    "noise",
+    "image_path",
+    "name",
+    "metrics",
+    "provenance",
+    "refinement",
+    "generator",
+)
+
+
+def read_code_file(path: str | Path) -> dict[str, Any]:
+    """The dict of a ``.pt`` code file, loaded weights-only on the CPU (entries unchecked; for
+    readers that need only its provenance).
+
+    Raises:
+        LsapFileError naming ``path``: missing, refused or unreadable, not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LsapFileError(path, "no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # the weights-only unpickler and corrupt files raise many types
+        raise LsapFileError(path, f"refused or unreadable ({type(e).__name__})") from None
+    if not isinstance(obj, Mapping):
+        raise LsapFileError(path, f"expected a dict, found {type(obj).__name__}")
+    return dict(obj)
 
 
 def _sha_of(obj: Mapping[str, Any]) -> str | None:
@@ -199,25 +325,9 @@ class CodeSet:
             raise LsapFileError(
                 path, f"holds {obj['w_plus'].shape[0]} codes; a folder needs one code per file"
             )
-        w = obj["w_plus"][row if row is not None else 0].unsqueeze(0).contiguous()
-        noise = obj.get("noise") if row is None else None
-        if noise is not None and not (
-            isinstance(noise, list | tuple) and all(isinstance(t, Tensor) for t in noise)
-        ):
-            raise LsapFileError(path, "'noise' must be a list of tensors or None")
-        image_path = obj.get("image_path") if row is None else None
-        tuned = obj.get("generator") if row is None else None
-        if tuned is not None and not isinstance(tuned, str):
-            raise LsapFileError(path, "'generator' must be the path of a generator delta")
-        return CodeRecord(
-            name=name,
-            w_plus=w,
-            noise=[t.float() for t in noise] if noise is not None else None,
-            image_path=str(image_path) if image_path else None,
-            generator_sha256=_sha_of(obj),
-            source=str(path),
-            generator=str((path.parent / tuned).resolve()) if tuned else None,
-        )
+        record = CodeRecord.from_dict(obj, path, row)
+        record.name = name
+        return record
 
     def has_tuned_generators(self) -> bool:
         """Whether the codes name tuned generators (judged by the first code, as a set is written

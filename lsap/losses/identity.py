@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.core.errors import LsapFileError
+from lsap.core.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.losses.base import LossInputs, LossTerm
 
 # FFHQ-aligned faces: the crop pSp/e4e/LSAP take from a 256 px image before the ID network.
 FACE_CROP_256 = (35, 223, 32, 220)  # rows, columns
 RANDOM_WEIGHTS_SEED = 0  # weights="random": the same fixed network in every process
+# weights="random": batch-norm statistics measured on this many seeded smooth-noise images.
+RANDOM_CALIBRATION_IMAGES = 8
+RANDOM_CALIBRATION_GRID = 8  # the noise is bilinearly upsampled from a GRID x GRID lattice
 
 
 class FaceEmbedder(nn.Module):
@@ -22,7 +23,12 @@ class FaceEmbedder(nn.Module):
     Args:
         backend: "facenet" (InceptionResnetV1, 160 px input) or "arcface" (IR-SE50, 112 px).
         weights: facenet: "vggface2"/"casia-webface" (downloaded by facenet-pytorch), a path to a
-            state dict, or "random" (tests only); arcface: a path to ``model_ir_se50.pth``.
+            state dict, or "random"; arcface: a path to ``model_ir_se50.pth`` or "random".
+            "random" is a fixed random network (a stand-in for tests and offline runs, *not* a
+            face-recognition network) whose batch-norm statistics are measured on a fixed batch
+            of smooth noise: with the untrained statistics (mean 0, variance 1) a random
+            InceptionResnetV1 maps every image to the same embedding, so it could not tell a
+            reconstruction from another face.
         crop: take the FFHQ face crop (as pSp/e4e) before resizing; off for already-tight crops.
     """
 
@@ -34,6 +40,8 @@ class FaceEmbedder(nn.Module):
         with torch.random.fork_rng(devices=[]):  # random weights are made on the CPU
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             net = self._build(backend, weights)
+            if weights == "random":
+                _calibrate_batch_norm(net, self.size)
         self.net = net.eval().requires_grad_(False)
 
     def _build(self, backend: str, weights: str) -> nn.Module:
@@ -41,7 +49,16 @@ class FaceEmbedder(nn.Module):
             from facenet_pytorch import InceptionResnetV1
 
             pretrained = weights if weights in ("vggface2", "casia-webface") else None
-            net = InceptionResnetV1(pretrained=pretrained, classify=False)
+            try:
+                net = InceptionResnetV1(pretrained=pretrained, classify=False)
+            except Exception as e:  # facenet-pytorch's download failed (offline)
+                raise WeightsUnavailableError(
+                    f"facenet-pytorch's {weights} face-recognition weights",
+                    one_line_reason(e),
+                    "id.weights",
+                    " (an InceptionResnetV1 state dict), or =random for a stand-in that is not "
+                    "a face-recognition network",
+                ) from e
             if pretrained is None and weights != "random":
                 missing, _ = net.load_state_dict(_state(weights), strict=False)  # logits optional
                 if missing:
@@ -76,8 +93,31 @@ class FaceEmbedder(nn.Module):
         return F.normalize(self.net(x), dim=1)
 
 
+@torch.no_grad()
+def _calibrate_batch_norm(net: nn.Module, size: int) -> None:
+    """Set every batch norm's running statistics to those of seeded smooth noise [n, 3, size, size].
+
+    Runs under the caller's fixed seed, so the stand-in is the same network in every process.
+    """
+    n, grid = RANDOM_CALIBRATION_IMAGES, RANDOM_CALIBRATION_GRID
+    lattice = torch.rand(n, 3, grid, grid) * 2 - 1
+    images = F.interpolate(lattice, size=(size, size), mode="bilinear", align_corners=False)
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    net.eval()  # dropout off: only the batch norms see batch statistics
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average: one batch sets the statistics exactly
+        bn.train()
+    net(images)
+    net.eval()
+    for bn in norms:
+        bn.momentum = 0.1  # torch's default, as the loaded networks have
+
+
 def _state(path: str) -> dict:
-    p = Path(path)
+    from lsap.assets import resolve
+
+    p = resolve(path)
     if not p.is_file():
         raise LsapFileError(p, "no such file (face-recognition weights)")
     state = torch.load(p, map_location="cpu", weights_only=True)

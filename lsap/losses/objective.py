@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from lsap.core.errors import WeightsUnavailableError
 from lsap.losses.base import LossInputs, LossTerm
 
 TERM_NAMES = ("l2", "lpips", "id", "sncd", "noise_reg", "delta_norm", "w_norm")
@@ -56,6 +57,7 @@ def build_objective(
     generator=None,
     anchors: Sequence[Tensor] | None = None,
     cache_dir: str | None = None,
+    config_key: str = "loss",
 ) -> Objective:
     """Build an :class:`Objective` from a ``loss`` config.
 
@@ -66,7 +68,18 @@ def build_objective(
         anchors: S^N anchors, needed by ``sncd``.
         cache_dir: the anchors' cache folder (``alignment.cache_dir``); the hinge ``sncd`` term
             caches its target (the generator samples' SNCD) there. None = no cache.
+        config_key: where ``cfg`` sits in the command's config (``loss``, ``refinement.loss``):
+            a failed weights download names ``<config_key>.options.<term>.<setting>``.
     """
+    try:
+        return _build_objective(cfg, generator, anchors, cache_dir)
+    except WeightsUnavailableError as e:
+        raise e.under(f"{config_key}.options") from e.__cause__
+
+
+def _build_objective(
+    cfg: Mapping[str, Any], generator, anchors, cache_dir: str | None = None
+) -> Objective:
     weights = {k: float(cfg.get(k, 0.0) or 0.0) for k in TERM_NAMES}
     opts = dict(cfg.get("options") or {})
     terms: dict[str, LossTerm] = {}

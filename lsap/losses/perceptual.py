@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lsap.core.errors import LsapFileError
+from lsap.core.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.losses.base import LossInputs, LossTerm
 
 RANDOM_BACKBONE_SEED = 0
@@ -47,13 +47,16 @@ class LPIPSLoss(LossTerm):
             try:
                 model = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
             except Exception as e:  # torchvision's download failed (offline)
-                raise RuntimeError(
-                    f"LPIPS({net}) needs torchvision's pretrained {net} weights and could not get "
-                    f"them ({type(e).__name__}: {e}); give a local file with "
-                    "loss.options.lpips.backbone=/path/to/weights.pth (or 'random' for tests)"
+                raise WeightsUnavailableError(
+                    f"LPIPS({net})'s pretrained torchvision {net} backbone",
+                    one_line_reason(e),
+                    "lpips.backbone",
+                    " (a torchvision state dict), or =random for a stand-in that is not LPIPS",
                 ) from e
         if random_backbone and backbone != "random":
-            _load_backbone(model, Path(backbone))
+            from lsap.assets import resolve
+
+            _load_backbone(model, resolve(backbone))
         self.model = model.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> LPIPSLoss:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lsap.core.errors import LsapFileError
+from lsap.core.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.data.images import tensor_to_uint8
 
 RANDOM_FEATURES_SEED = 0
@@ -74,13 +74,17 @@ def _inception_state(weights: str | Path | None) -> dict[str, Tensor]:
             try:
                 torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)
             except Exception as e:  # offline
-                raise RuntimeError(
-                    f"FID's Inception-v3 weights could not be downloaded ({type(e).__name__}: {e}); "
-                    f"get {URL_INCEPTION_V3} and pass metrics.fid.features.weights=/path/to/it, or "
-                    "use metrics.fid.features.name=random for an offline stand-in (not FID)"
+                raise WeightsUnavailableError(
+                    "FID's Inception-v3 weights",
+                    one_line_reason(e),
+                    "fid.features.weights",
+                    f" (get {URL_INCEPTION_V3}), or fid.features.name=random for a stand-in "
+                    "that is not FID",
                 ) from e
     else:
-        path = Path(weights)
+        from lsap.assets import resolve
+
+        path = resolve(weights)
         if not path.is_file():
             raise LsapFileError(path, "no such file (FID Inception weights)")
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lsap.core.errors import WeightsUnavailableError
 from lsap.metrics.image import mse, psnr, ssim, to_unit
 
 FIDELITY_METRICS = ("mse", "psnr", "ssim", "lpips", "id")
@@ -138,7 +139,18 @@ class Scorer(nn.Module):
 
 
 def build_scorer(cfg: Mapping[str, Any], *, fid: bool = True) -> Scorer:
-    """A :class:`Scorer` from the ``metrics`` config group (networks built only when used)."""
+    """A :class:`Scorer` from the ``metrics`` config group (networks built only when used).
+
+    Raises:
+        WeightsUnavailableError: a download failed; it names the ``metrics.*`` setting to use.
+    """
+    try:
+        return _build_scorer(cfg, fid)
+    except WeightsUnavailableError as e:
+        raise e.under("metrics") from e.__cause__
+
+
+def _build_scorer(cfg: Mapping[str, Any], fid: bool) -> Scorer:
     from lsap.metrics.features import build_feature_extractor
 
     metrics = list(cfg.get("fidelity", FIDELITY_METRICS))

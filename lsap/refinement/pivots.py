@@ -16,6 +16,7 @@ from torch import Tensor
 
 from lsap.core.errors import LsapFileError
 from lsap.io.codes import check_codes
+from lsap.io.inversions import CodeRecord
 from lsap.nets.stylegan2 import Generator
 
 
@@ -42,25 +43,18 @@ def load_pivots(paths: Sequence[str | Path], generator: Generator) -> Pivots:
     codes, noises, names, images = [], [], [], []
     shapes = [s[1:] for s in generator.synthesis.noise_shapes()]
     for path in map(Path, paths):
-        if not path.is_file():
-            raise LsapFileError(path, "no such file")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # the weights-only unpickler and corrupt files raise many types
-            raise LsapFileError(path, f"not a readable code file ({type(e).__name__})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("w_plus"), Tensor):
-            raise LsapFileError(path, "no 'w_plus' tensor: not an lsap-invert code file")
-        made_with = (obj.get("provenance") or {}).get("generator_sha256")
+        rec = CodeRecord.load(path)
+        made_with = rec.generator_sha256
         if made_with and generator.sha256 and made_with != generator.sha256:
             raise LsapFileError(
                 path,
                 f"codes made with generator sha256 {str(made_with)[:16]}..., not with the "
                 f"generator to be tuned ({generator.sha256[:16]}...): codes for another generator",
             )
-        w = check_codes(obj["w_plus"].float(), generator.num_ws, generator.w_dim, path)
+        w = check_codes(rec.w_plus, generator.num_ws, generator.w_dim, path)
         if w.shape[0] != 1:
             raise LsapFileError(path, f"holds {w.shape[0]} codes; a code file holds one")
-        noise = obj.get("noise")
+        noise = rec.noise
         fits = noise is None or (
             len(noise) == len(shapes)
             and all(tuple(n.shape) == (1, *s) for n, s in zip(noise, shapes, strict=True))
@@ -71,8 +65,8 @@ def load_pivots(paths: Sequence[str | Path], generator: Generator) -> Pivots:
             )
         codes.append(w)
         noises.append(noise)
-        names.append(str(obj.get("name") or path.stem))
-        images.append(obj.get("image_path"))
+        names.append(rec.name)
+        images.append(rec.image_path)
     with_noise = [n is not None for n in noises]
     if any(with_noise) and not all(with_noise):
         missing = [str(p) for p, h in zip(paths, with_noise, strict=True) if not h]

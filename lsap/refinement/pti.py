@@ -78,7 +78,10 @@ def build_pti_terms(
     cfg = {k: (1.0 if k in need else 0.0) for k in PTI_TERMS}
     if not need:
         raise ValueError("PTI needs a non-zero l2 or lpips weight")
-    return dict(build_objective({**cfg, "options": dict(options or {})}).terms)
+    objective = build_objective(
+        {**cfg, "options": dict(options or {})}, config_key="refinement.loss"
+    )
+    return dict(objective.terms)
 
 
 def check_pivots(
@@ -384,6 +387,10 @@ def pti_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     The config's ``loss`` holds the weights (``l2``, ``lpips``) and ``options``; ``name`` and
     ``save`` (what the caller stores) are not arguments of the algorithm.
+
+    Raises:
+        ValueError: settings :func:`pivotal_tuning` would refuse (mode, steps, locality), so a job
+            fails before any work.
     """
     cfg = dict(cfg)
     loss = dict(cfg.pop("loss", None) or {})
@@ -391,6 +398,13 @@ def pti_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     cfg.pop("save", None)
     options = dict(loss.pop("options", None) or {})
     locality = cfg.pop("locality", None)
+    mode, steps = cfg.get("mode", "per_image"), int(cfg.get("steps", 0))
+    if mode not in MODES or steps < 1:
+        raise ValueError(
+            f"refinement.mode must be one of {MODES} and refinement.steps >= 1, got "
+            f"{mode!r} and {steps}"
+        )
+    Locality.from_any(dict(locality) if locality else None)
     return {
         **cfg,
         "weights": {k: float(v) for k, v in loss.items()},

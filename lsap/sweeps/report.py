@@ -76,29 +76,22 @@ class _Generators:
         self.cache: dict[str, tuple[Any, list, Any]] = {}
 
     def get(self, job: SweepJob):
-        from lsap.alignment.anchors import compute_anchors
+        from lsap.alignment.anchors import anchors_from_config
         from lsap.alignment.reference import sample_sncd
         from lsap.io import generator_from_config
 
         gcfg = job.config.get("generator") or {}
-        a = job.config.get("alignment") or {}
+        a = {"batch_size": 10_000, **(job.config.get("alignment") or {})}
         key = repr((sorted(gcfg.items()), sorted(a.items())))
         if key not in self.cache:
             G = generator_from_config(gcfg, self.device).eval()
-            cache_dir = a.get("cache_dir")
-            anchors = compute_anchors(
-                G,
-                int(a.get("num_samples", 100_000)),
-                int(a.get("seed", 0)),
-                batch_size=int(a.get("batch_size", 10_000)),
-                cache_dir=cache_dir,
-            )
+            anchors = anchors_from_config(G, a)
             samples = sample_sncd(
                 G,
                 anchors,
                 int(self.samples.get("num_samples", 10_000)),
                 int(self.samples.get("seed", 1)),
-                cache_dir=cache_dir,
+                cache_dir=a.get("cache_dir"),
             )
             self.cache[key] = (G, anchors, samples)
         return self.cache[key]

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from lsap.core.errors import LsapFileError
 from lsap.io.inversion_layout import METRIC_NAMES, RESULTS_FILE, SKIPPED_FILE, code_path, read_rows
+from lsap.io.inversions import CodeRecord
 from lsap.sweeps.jobs import INVERT, SweepJob
 
 FIDELITY = ("mse", "psnr", "ssim", "lpips", "id")
@@ -125,9 +126,9 @@ def read_invert_job(job: SweepJob, *, load_codes: bool = False) -> JobResults:
     if load_codes:
         codes, noises = [], []
         for n in names:
-            rec = torch.load(code_path(job.folder, n), map_location="cpu", weights_only=True)
-            codes.append(rec["w_plus"].float())
-            noises.append(rec.get("noise"))
+            rec = CodeRecord.load(code_path(job.folder, n))
+            codes.append(rec.w_plus.float())
+            noises.append(rec.noise)
         out.w_plus = torch.cat(codes)
         if all(nz is not None for nz in noises):
             out.noise = [torch.cat(layer) for layer in zip(*noises, strict=True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class InversionDataModule(pl.LightningDataModule):
         generator_sha256: checked against codes already in ``output_dir``.
         refinement: this run's refinement ("none", "pti"), checked against ``output_dir``.
         code_source: this run's code source name, checked against ``output_dir``.
+        settings: everything else that changes a result (``result_settings``), checked against
+            ``output_dir``.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class InversionDataModule(pl.LightningDataModule):
         generator_sha256: str | None = None,
         refinement: str | None = None,
         code_source: str | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -60,6 +63,7 @@ class InversionDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.align = batch_size, num_workers, align
         self.generator_sha256 = generator_sha256
         self.refinement, self.code_source = refinement, code_source
+        self.settings = dict(settings) if settings is not None else None
         self.plan: InversionPlan | None = None
         self.shard_size = 0
         # with fewer images left than processes some shards are empty; that is fine
@@ -76,6 +80,7 @@ class InversionDataModule(pl.LightningDataModule):
                     self.generator_sha256,
                     self.refinement,
                     self.code_source,
+                    self.settings,
                 )
             except LsapFileError as e:  # every process must raise it, not wait for rank 0
                 plan = (e.path, e.problem)

@@ -31,21 +31,17 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from lsap.alignment import compute_anchors, sncd
+from lsap.alignment import sncd
+from lsap.alignment.anchors import anchors_from_config
 from lsap.core.errors import CheckpointError
 from lsap.inversion.encode import encoder_objective
 from lsap.io import generator_from_config
 from lsap.io.encoders import FORMAT_VERSION, LIGHTNING_KEY, LSAP_ENCODER_FORMAT, init_backbone
 from lsap.losses import build_objective
-from lsap.metrics import mse
+from lsap.metrics.scorer import Scorer
 from lsap.nets.encoder import PyramidEncoder, progressive_stage
 from lsap.nets.latent_discriminator import LatentDiscriminator
-from lsap.training.latent_discriminator import (
-    LatentPool,
-    discriminator_step,
-    encoder_adversarial_loss,
-    layer_codes,
-)
+from lsap.training.latent_discriminator import LatentDiscriminatorTrainer, layer_codes
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +96,29 @@ class EncoderSystem(pl.LightningModule):
             self.progressive_start = None
         net.set_progressive_stage(self._stage_at(0))
 
-        a = alignment
-        anchors = compute_anchors(
-            G,
-            int(a["num_samples"]),
-            int(a["seed"]),
-            batch_size=int(a.get("batch_size", 10_000)),
-            cache_dir=a.get("cache_dir"),
-        )
+        anchors = anchors_from_config(G, alignment)
         objective = build_objective(
-            loss, generator=G, anchors=anchors, cache_dir=a.get("cache_dir")
+            loss, generator=G, anchors=anchors, cache_dir=alignment.get("cache_dir")
         )
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
+            from lsap.core.errors import WeightsUnavailableError
             from lsap.losses.perceptual import LPIPSLoss
 
-            lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+            try:
+                lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+            except WeightsUnavailableError as e:
+                raise e.under("loss.options") from e.__cause__
         # Frozen parts: outside the module tree (see the module docstring), moved by _apply.
-        self._frozen = {"G": G, "objective": objective.eval(), "lpips": lpips.eval()}
+        face = objective.terms["id"].embedder if "id" in objective.terms else None
+        scorer = Scorer(
+            ("mse", "lpips", "id")
+            if face is not None
+            else ("mse", "lpips"),  # id: cosine, higher = better
+            lpips=lpips.eval(),
+            face=face,
+        )
+        self._frozen = {"G": G, "objective": objective.eval(), "scorer": scorer}
         self._anchors = [t.clone() for t in anchors]
         self.noise_mode, self.val_noise_mode = noise_mode, val_noise_mode
 
@@ -132,63 +133,31 @@ class EncoderSystem(pl.LightningModule):
 
     # -- latent discriminator (e4e) ---------------------------------------------------------------
     def _init_w_discriminator(self, loss: Mapping[str, Any], w_dim: int) -> None:
-        """D, its Adam and the code pools when ``loss.w_discriminator`` > 0 (else nothing)."""
-        self.w_discriminator_weight = float(loss.get("w_discriminator", 0.0) or 0.0)
-        self._wd: dict[str, Any] = {}
-        if self.w_discriminator_weight <= 0:
-            return
-        o = dict((loss.get("options") or {}).get("w_discriminator") or {})
-        D = LatentDiscriminator(w_dim, int(o.get("num_layers", 4)))
-        self._wd = {
-            "D": D,
-            "optimizer": torch.optim.Adam(
-                D.parameters(),
-                lr=float(o.get("lr", 2e-5)),
-                betas=tuple(float(b) for b in o.get("betas", (0.9, 0.999))),
-            ),
-            "real_pool": LatentPool(int(o.get("pool_size", 50)), seed=1),
-            "fake_pool": LatentPool(int(o.get("pool_size", 50)), seed=2),
-            "r1_gamma": float(o.get("r1_gamma", 10.0)),
-            "r1_interval": int(o.get("r1_interval", 16)),
-            "steps": 0,
-        }
-        D.requires_grad_(False)  # trained only in discriminator_step
+        """The latent discriminator's trainer when ``loss.w_discriminator`` > 0 (else None)."""
+        self.w_discriminator_weight = float(loss.get("w_discriminator") or 0.0)  # absent = off
+        self._wd: LatentDiscriminatorTrainer | None = None
+        if self.w_discriminator_weight > 0:
+            options = (loss.get("options") or {}).get("w_discriminator") or {}
+            self._wd = LatentDiscriminatorTrainer.from_options(w_dim, options)
 
     @property
     def w_discriminator(self) -> LatentDiscriminator | None:
         """The latent-code discriminator, or None when ``loss.w_discriminator`` is 0."""
-        return self._wd.get("D")
+        return self._wd.D if self._wd is not None else None
 
     def on_fit_start(self) -> None:
-        import torch.distributed as dist
-
-        D = self.w_discriminator
-        if D is not None and dist.is_available() and dist.is_initialized():
-            for p in D.parameters():  # every rank starts from rank 0's D
-                dist.broadcast(p.data, src=0)
+        if self._wd is not None:
+            self._wd.broadcast_from_rank0()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        D = self.w_discriminator
-        if D is None or not isinstance(outputs, Mapping) or "w_plus" not in outputs:
+        if self._wd is None or not isinstance(outputs, Mapping) or "w_plus" not in outputs:
             return
-        wd = self._wd
         w_plus = outputs["w_plus"]  # detached codes of the step just taken
         fake = layer_codes(w_plus, self.loss_layers).reshape(-1, w_plus.shape[-1])
         with torch.no_grad():
             z = torch.randn(w_plus.shape[0], self.G.z_dim, device=w_plus.device)
             real = self.G.mapping(z)
-        D.requires_grad_(True)
-        stats = discriminator_step(
-            D,
-            wd["optimizer"],
-            wd["real_pool"].query(real),
-            wd["fake_pool"].query(fake),
-            step=wd["steps"],
-            r1_gamma=wd["r1_gamma"],
-            r1_interval=wd["r1_interval"],
-        )
-        D.requires_grad_(False)
-        wd["steps"] += 1
+        stats = self._wd.step(real, fake)
         self.log_dict(
             {f"train/w_discriminator/{k}": v for k, v in stats.items()},
             on_step=True,
@@ -209,8 +178,8 @@ class EncoderSystem(pl.LightningModule):
         super()._apply(fn, *args, **kwargs)
         for m in self._frozen.values():
             m._apply(fn, *args, **kwargs)
-        if self._wd:  # moved in place: its optimiser keeps pointing at the same parameters
-            self._wd["D"]._apply(fn, *args, **kwargs)
+        if self._wd is not None:  # moved in place: its optimiser keeps its parameters
+            self._wd.apply_(fn, *args, **kwargs)
         self._anchors = [fn(a) for a in self._anchors]
         return self
 
@@ -246,8 +215,8 @@ class EncoderSystem(pl.LightningModule):
             noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
             layers=self.loss_layers,
         )
-        if self.w_discriminator is not None:  # e4e's adversarial term, D frozen here
-            adv = encoder_adversarial_loss(self.w_discriminator, w_plus, self.loss_layers)
+        if self._wd is not None:  # e4e's adversarial term, D frozen here
+            adv = self._wd.adversarial_loss(w_plus, self.loss_layers)
             values = {**values, "w_discriminator": adv}
             loss = loss + self.w_discriminator_weight * adv.mean()
         train = stage == "train"
@@ -266,14 +235,8 @@ class EncoderSystem(pl.LightningModule):
         out = self._shared_step(batch, "val")
         if out is None:
             return None
-        images, recon = batch["images"], out["reconstructions"]
-        values = {
-            "mse": mse(recon, images),
-            "lpips": self._frozen["lpips"].distance(recon, images),
-        }
-        if "id" in self.objective.terms:  # cosine similarity of face embeddings (higher = better)
-            emb = self.objective.terms["id"].embedder
-            values["id"] = (emb(recon) * emb(images)).sum(1)
+        # the one per-image definition (lsap.metrics.scorer): images scored as their PNGs
+        values = self._frozen["scorer"].fidelity(batch["images"], out["reconstructions"])
         for name, v in values.items():
             metric = self.val_metrics[name]
             metric.update(v)
@@ -317,12 +280,8 @@ class EncoderSystem(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_KEY] = self.encoder_header()
-        if self._wd:
-            checkpoint["w_discriminator"] = {
-                "state_dict": self._wd["D"].state_dict(),
-                "optimizer": self._wd["optimizer"].state_dict(),
-                "steps": self._wd["steps"],
-            }
+        if self._wd is not None:
+            checkpoint["w_discriminator"] = self._wd.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         head = checkpoint.get(LIGHTNING_KEY)
@@ -338,9 +297,7 @@ class EncoderSystem(pl.LightningModule):
             )
         self.encoder.set_progressive_stage(int(head["progressive_stage"]))
         saved = checkpoint.get("w_discriminator")
-        if self._wd and saved is not None:
-            self._wd["D"].load_state_dict(saved["state_dict"])
-            self._wd["optimizer"].load_state_dict(saved["optimizer"])
-            self._wd["steps"] = int(saved["steps"])
-        elif self._wd:
+        if self._wd is not None and saved is not None:
+            self._wd.load_state_dict(saved)
+        elif self._wd is not None:
             log.warning("the checkpoint has no latent discriminator: it starts untrained")

@@ -1,10 +1,11 @@
 """The inversion LightningModule: ``predict_step`` makes stage-one codes for its batch and, with
 ``refinement: pti``, refines them by pivotal tuning.
 
-Wiring only: the codes come from a :class:`lsap.inversion.sources.CodeSource` (an encoder, a codes
-file, or w_avg) and/or :func:`lsap.inversion.optimize_latents` (objective
-``lsap.losses.build_objective``); refinement is :func:`lsap.refinement.pivotal_tuning`; the
-per-image metrics of both stages are :class:`ReconstructionMetrics`. Writing the results is the job
+Wiring only: a batch is inverted by :func:`lsap.inversion.pipeline.invert_batch` (codes from a
+:class:`lsap.inversion.sources.CodeSource` and/or latent optimisation, objective
+``lsap.losses.build_objective``, settings ``lsap.inversion.settings.InversionSettings``);
+refinement is :func:`lsap.refinement.pivotal_tuning`; the per-image metrics of both stages are
+:class:`ReconstructionMetrics` (the one scorer's definition). Writing the code records is the job
 of :class:`lsap.systems.writer.InversionWriter`.
 """
 
@@ -17,16 +18,16 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lsap.alignment.anchors import compute_anchors
+from lsap.alignment.anchors import anchors_from_config
 from lsap.config import plain
-from lsap.inversion.optimize import latent_std, optimize_latents
+from lsap.inversion.pipeline import invert_batch
 from lsap.inversion.report import ReconstructionMetrics
-from lsap.inversion.schedules import Schedule
-from lsap.inversion.settings import image_seed
+from lsap.inversion.settings import InversionSettings
 from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
+from lsap.metrics.scorer import FIDELITY_METRICS
 from lsap.nets.stylegan2 import Generator
-from lsap.refinement import MODES, build_pti_terms, pivotal_tuning, pti_options
+from lsap.refinement import build_pti_terms, pivotal_tuning, pti_options
 from lsap.refinement.locality import Locality
 
 PTI_PREFIX = "pti_"  # metric keys after refinement: pti_mse, pti_psnr, ...
@@ -43,7 +44,8 @@ class InversionSystem(pl.LightningModule):
         inversion: the ``inversion`` config (space, steps, lr, schedule, optimize_noise,
             w_std_samples, w_std_seed).
         alignment: the ``alignment`` config (anchors: num_samples, seed, batch_size, cache_dir).
-        metrics: networks of the reported metrics: ``lpips`` and ``id`` option dicts, or None.
+        metrics: the ``metrics`` group (``conf/metrics/``): ``fidelity`` (which of lpips and id are
+            computed; default all) and the ``lpips`` and ``id`` option dicts (None = not computed).
         seed: run seed; image i's random numbers come from ``image_seed(seed, name_i)``.
         code_source: where the codes come from (``lsap.inversion.sources.build_code_source``); None =
             optimisation from w_avg.
@@ -52,8 +54,9 @@ class InversionSystem(pl.LightningModule):
     ``predict_step`` returns, on the CPU: ``name``, ``path``, ``skipped`` (from the batch),
     ``seed`` [N] image seeds, ``w_plus`` [N, num_ws, w_dim], ``images`` and ``targets``
     [N, 3, R, R] in [-1, 1], ``noise`` (list of [N, 1, R, R] or None), ``metrics`` {name: [N]},
-    ``history`` {term: [steps, N]} (no steps without optimisation) and ``code_files`` (per image,
-    the file a code was read from, or None). With PTI also ``refined``: ``images`` [N, 3, R, R]
+    ``history`` {term: [steps, N]} (no steps without optimisation), ``code_files`` (per image,
+    the file a code was read from, or None) and ``records`` (the images' code records, without
+    the run's provenance). With PTI also ``refined``: ``images`` [N, 3, R, R]
     (through each image's tuned generator), ``metrics`` {pti_<name>: [N]} (SNCD left out: the
     codes are unchanged), ``steps`` [N] PTI steps run, ``settings``, and ``result`` (the
     :class:`lsap.refinement.PTIResult` with the tuned generators, on the device; only when they
@@ -75,14 +78,12 @@ class InversionSystem(pl.LightningModule):
         super().__init__()
         self.generator = generator.eval().requires_grad_(False)
         self.loss_cfg = plain(loss)
-        self.inversion_cfg = plain(inversion)
+        self.settings = InversionSettings.from_config(inversion)
         self.alignment_cfg = plain(alignment)
         self.metrics_cfg = plain(metrics or {})
         self.seed = int(seed)
         self.source = code_source if code_source is not None else CodeSource("optimize", True)
-        inv = self.inversion_cfg
-        self.schedule = Schedule(**dict(inv["schedule"]))
-        self.steps = int(inv["steps"]) if self.source.optimize else 0
+        self.steps = self.settings.steps if self.source.optimize else 0
         self.objective = None
         self.metrics = None
         self.w_std = 0.0
@@ -90,15 +91,9 @@ class InversionSystem(pl.LightningModule):
         self.refinement = str(ref.get("name", "none"))
         if self.refinement not in ("none", "pti"):
             raise ValueError(f"refinement must be 'none' or 'pti', got {self.refinement!r}")
+        # pti_options refuses what pivotal_tuning would refuse: before any work
         self.pti_kwargs = pti_options(ref) if self.refinement == "pti" else {}
         self.pti_steps = int(self.pti_kwargs.get("steps", 0))
-        if self.refinement == "pti":  # fail before any work on settings pivotal_tuning refuses
-            if self.pti_kwargs.get("mode", "per_image") not in MODES or self.pti_steps < 1:
-                raise ValueError(
-                    f"refinement.mode must be one of {MODES} and refinement.steps >= 1, got "
-                    f"{self.pti_kwargs.get('mode')!r} and {self.pti_steps}"
-                )
-            Locality.from_any(self.pti_kwargs.get("locality"))
         self.save_tuned = bool((ref.get("save") or {}).get("deltas", False))
         self.pti_terms = None
 
@@ -113,14 +108,7 @@ class InversionSystem(pl.LightningModule):
         self.generator.to(device)
         if not self.trainer.is_global_zero:
             strategy.barrier("anchors")  # wait until rank 0 has written the anchor cache
-        a = self.alignment_cfg
-        anchors = compute_anchors(
-            self.generator,
-            int(a["num_samples"]),
-            int(a["seed"]),
-            batch_size=int(a["batch_size"]),
-            cache_dir=a.get("cache_dir"),
-        )
+        anchors = anchors_from_config(self.generator, self.alignment_cfg)
         if self.trainer.is_global_zero:
             strategy.barrier("anchors")
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -128,19 +116,13 @@ class InversionSystem(pl.LightningModule):
         if plan is not None:  # every process raises the same error: the plan is broadcast
             self.source.check_names([n for _, n in plan.todo])
         self.source.to(device)
-        inv = self.inversion_cfg
         if self.source.optimize:
-            if self.schedule.noise_factor > 0:
-                self.w_std = latent_std(
-                    self.generator,
-                    int(inv["w_std_samples"]),
-                    int(inv["w_std_seed"]),
-                )
+            self.w_std = self.settings.w_std(self.generator)
             self.objective = build_objective(
                 self.loss_cfg,
                 generator=self.generator,
                 anchors=anchors,
-                cache_dir=a.get("cache_dir"),
+                cache_dir=self.alignment_cfg.get("cache_dir"),
             )
             self.objective.to(device)
         self.metrics = ReconstructionMetrics(
@@ -165,20 +147,26 @@ class InversionSystem(pl.LightningModule):
     def _metric_net(self, metric: str, term: str) -> torch.nn.Module | None:
         """The metric's network, shared with the loss term when their settings are equal."""
         options = self.metrics_cfg.get(metric)
-        if options is None:
+        fidelity = self.metrics_cfg.get("fidelity", FIDELITY_METRICS)  # the metrics group's shape
+        if options is None or metric not in fidelity:
             return None
         options = dict(options)
         same = options == dict((self.loss_cfg.get("options") or {}).get(term) or {})
         if same and self.objective is not None and term in self.objective.terms:
             t = self.objective.terms[term]
             return t if metric == "lpips" else t.embedder
-        if metric == "lpips":
-            from lsap.losses.perceptual import LPIPSLoss
+        from lsap.core.errors import WeightsUnavailableError
 
-            return LPIPSLoss(**options)
-        from lsap.losses.identity import FaceEmbedder
+        try:
+            if metric == "lpips":
+                from lsap.losses.perceptual import LPIPSLoss
 
-        return FaceEmbedder(**options)
+                return LPIPSLoss(**options)
+            from lsap.losses.identity import FaceEmbedder
+
+            return FaceEmbedder(**options)
+        except WeightsUnavailableError as e:
+            raise e.under("metrics") from e.__cause__
 
     # -- the step --------------------------------------------------------------------------------
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
@@ -190,53 +178,32 @@ class InversionSystem(pl.LightningModule):
         targets = batch["images"]
         if targets is None:  # every image of the batch was unreadable
             return out
-        G, inv = self.generator, self.inversion_cfg
-        seeds = [image_seed(self.seed, n) for n in out["name"]]
-        start = self.source.start(out["name"], targets)
-        if self.source.optimize:
-            with torch.enable_grad():  # Lightning's prediction loop runs under no_grad
-                result = optimize_latents(
-                    G,
-                    targets,
-                    self.objective,
-                    space=str(inv["space"]),
-                    steps=self.steps,
-                    lr=float(inv["lr"]),
-                    schedule=self.schedule,
-                    init=start.w_plus if start is not None else None,
-                    optimize_noise=bool(inv["optimize_noise"]),
-                    w_std=self.w_std,
-                    seeds=seeds,
-                    callback=self._on_step,
-                )
-            w_plus, images, noise, history = (
-                result.w_plus,
-                result.images,
-                result.noise,
-                result.history,
-            )
-        else:  # the source's codes are the result
-            w_plus, noise = start.w_plus, start.noise
-            with torch.no_grad():
-                images = G.synthesis(w_plus, noise_mode="const", noise=noise)
-            history = {"loss": torch.zeros(0, targets.shape[0])}
-        metrics = self.metrics(images, targets, w_plus)
-        hist = history["loss"]
-        metrics["loss"] = (
-            hist[-1].to(targets) if len(hist) else torch.full_like(metrics["mse"], float("nan"))
+        res = invert_batch(
+            self.generator,
+            targets,
+            out["name"],
+            self.source,
+            self.objective,
+            self.settings,
+            self.metrics,
+            seed=self.seed,
+            w_std=self.w_std,
+            image_paths=out["path"],
+            callback=self._on_step,
         )
         out.update(
-            seed=seeds,
-            w_plus=w_plus.cpu(),
-            images=images.cpu(),
+            seed=res.seeds,
+            w_plus=res.w_plus.cpu(),
+            images=res.images.cpu(),
             targets=targets.detach().cpu(),
-            noise=[n.cpu() for n in noise] if noise is not None else None,
-            metrics={k: v.cpu() for k, v in metrics.items()},
-            history=history,
-            code_files=start.files if start is not None and start.files else None,
+            noise=[n.cpu() for n in res.noise] if res.noise is not None else None,
+            metrics={k: v.cpu() for k, v in res.metrics.items()},
+            history=res.history,
+            code_files=res.code_files,
+            records=res.records,
         )
         if self.refinement == "pti":
-            out["refined"] = self._refine(targets, w_plus, noise)
+            out["refined"] = self._refine(targets, res.w_plus, res.noise)
         return out
 
     def _refine(self, targets: Tensor, w_plus: Tensor, noise: list[Tensor] | None) -> dict:

@@ -8,15 +8,17 @@ with no padding (Lightning's DistributedSampler pads with duplicates, which we m
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
 
 from lsap.core.errors import LsapFileError, refusal_reason
 from lsap.data.images import list_images
+from lsap.inversion.settings import first_difference, result_settings
 from lsap.io.inversion_layout import code_path, finished_names
 from lsap.io.inversions import image_name
 
@@ -36,6 +38,7 @@ def plan_inversion(
     generator_sha256: str | None = None,
     refinement: str | None = None,
     code_source: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> InversionPlan:
     """List the input images and drop those with a finished code file in ``output_dir``.
 
@@ -45,10 +48,14 @@ def plan_inversion(
             refined otherwise is refused (its finished images would not match the new ones).
         code_source: this run's code source name (``optimize``, ``encoder``, ...); a folder whose
             finished images got their codes otherwise is refused, for the same reason.
+        settings: everything else that changes this run's results
+            (``lsap.inversion.settings.result_settings``); a folder whose finished images were made
+            with other values is refused, naming the first differing key (nothing is written).
 
     Raises:
         LsapFileError: the input is missing or holds no images; two inputs map to the same output
-            name; or ``output_dir`` holds codes of a different generator, code source or refinement.
+            name; or ``output_dir`` holds codes of a different generator, code source, refinement or
+            other settings.
     """
     root = Path(input_path)
     files = list_images(root)
@@ -61,14 +68,20 @@ def plan_inversion(
             )
         names[name] = f
     done = finished_names(output_dir) & names.keys()
-    if done and (generator_sha256 or refinement or code_source):
-        _check_same_run(code_path(output_dir, min(done)), generator_sha256, refinement, code_source)
+    if done and (generator_sha256 or refinement or code_source or settings):
+        _check_same_run(
+            code_path(output_dir, min(done)), generator_sha256, refinement, code_source, settings
+        )
     todo = tuple((str(f), n) for n, f in names.items() if n not in done)
     return InversionPlan(todo=todo, num_images=len(files), num_done=len(done))
 
 
 def _check_same_run(
-    path: Path, sha256: str | None, refinement: str | None, code_source: str | None = None
+    path: Path,
+    sha256: str | None,
+    refinement: str | None,
+    code_source: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> None:
     try:
         prov = torch.load(path, map_location="cpu", weights_only=True).get("provenance", {})
@@ -98,6 +111,22 @@ def _check_same_run(
             f"holds codes of generator {found[:12]}, this run's is {sha256[:12]}; "
             "use another output directory",
         )
+    config = prov.get("config")
+    if settings is None or not isinstance(config, Mapping) or not isinstance(source, Mapping):
+        return  # files written before their provenance recorded config and code source
+    earlier_settings = result_settings(config, source)
+    key = first_difference(earlier_settings, settings)
+    if key is not None:
+        raise LsapFileError(
+            path.parent.parent,
+            f"holds results made with {key}={_shown(earlier_settings, key)}, this run has "
+            f"{key}={_shown(settings, key)}; use another output directory, or the earlier "
+            "settings to resume",
+        )
+
+
+def _shown(settings: Mapping[str, Any], key: str) -> str:
+    return repr(settings[key]) if key in settings else "<unset>"
 
 
 class ShardSampler(Sampler[int]):

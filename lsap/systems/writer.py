@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from lsap.core.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from lsap.core.atomic import atomic_write, atomic_write_text
 from lsap.core.errors import LsapFileError
 from lsap.data.images import tensor_to_uint8
 from lsap.io.generator_delta import check_disk_budget, estimate_delta_nbytes
@@ -41,6 +41,7 @@ from lsap.io.inversion_layout import (
     refined_path,
     write_csv_text,
 )
+from lsap.io.inversions import read_code_file
 from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
 from lsap.systems.sharding import ShardSampler
 
@@ -153,23 +154,17 @@ class InversionWriter(BasePredictionWriter):
                 )
         rows = []
         for i, name in enumerate(names):
-            metrics = {k: float(v[i]) for k, v in prediction["metrics"].items()}
+            record = prediction["records"][i]
+            metrics = dict(record.metrics)
             _save_png(prediction["images"][i], reconstruction_path(self.output_dir, name))
-            noise = None
-            if self.save_noise and prediction["noise"] is not None:
-                noise = [n[i : i + 1].clone() for n in prediction["noise"]]
-            prov = {**self.provenance, "image_seed": prediction["seed"][i], "steps": steps}
+            if not self.save_noise:
+                record.noise = None
+            prov = {**self.provenance, **record.provenance}  # + image_seed, steps
             files = prediction.get("code_files")
             if files and files[i] and isinstance(prov.get("code_source"), Mapping):
                 prov["code_source"] = {**prov["code_source"], "code_file": files[i]}
-            record = {
-                "w_plus": prediction["w_plus"][i : i + 1].clone().float(),
-                "noise": noise,
-                "image_path": prediction["path"][i],
-                "name": name,
-                "metrics": metrics,
-                "provenance": prov,
-            }
+            record.provenance = prov
+            path = code_path(self.output_dir, name)
             row = {
                 "name": name,
                 "image_path": prediction["path"][i],
@@ -179,16 +174,16 @@ class InversionWriter(BasePredictionWriter):
             }
             if refined is not None:
                 pti = {k: float(v[i]) for k, v in refined["metrics"].items()}
-                record["metrics"] = {**metrics, **pti}
-                record["refinement"] = {
+                record.metrics = {**metrics, **pti}
+                record.refinement = {
                     "name": self.refinement,
                     "steps_run": int(refined["steps"][i]),
                     "settings": refined["settings"],
                 }
-                if tuned[i] is not None:
-                    record["generator"] = tuned[i]  # relative to codes/, see lsap.io.inversions
+                if tuned[i] is not None:  # relative to codes/ (lsap.io.inversions)
+                    record.generator = os.path.normpath(os.path.join(path.parent, tuned[i]))
                 row.update(pti, pti_steps=int(refined["steps"][i]))
-            atomic_torch_save(code_path(self.output_dir, name), record)
+            record.save(path)
             rows.append(row)
         _append_rows(self._part("results", rank), self.columns, rows)
         self.num_written += len(rows)
@@ -224,12 +219,12 @@ def merge_results(output_dir: str | Path) -> dict[str, Any]:
         rows.update({r["name"]: r for r in read_rows(part)})
     done = finished_names(output_dir)
     for name in sorted(done - rows.keys()):  # killed between the code file and its row
-        record = torch.load(code_path(output_dir, name), map_location="cpu", weights_only=True)
-        prov = record.get("provenance", {})
+        record = read_code_file(code_path(output_dir, name))  # its row's entries only
+        prov = record.get("provenance") or {}
         rows[name] = {
             "name": name,
-            "image_path": record.get("image_path", ""),
-            **{k: float(v) for k, v in record.get("metrics", {}).items()},
+            "image_path": record.get("image_path") or "",
+            **{k: float(v) for k, v in (record.get("metrics") or {}).items()},
             "seed": prov.get("image_seed", ""),
             "steps": prov.get("steps", ""),
         }

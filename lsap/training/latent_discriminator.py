@@ -5,6 +5,8 @@
   swapped for a random stored one, so the discriminator also sees codes of earlier steps.
 - :func:`encoder_adversarial_loss`: the encoder's term, per sample: mean over the given w+
   indices of ``softplus(-D(w_i))`` (non-saturating), gradients into the codes only.
+- :class:`LatentDiscriminatorTrainer`: D with its optimiser, pools and step count, one object
+  (``state_dict``, ``step``) that the encoder job holds.
 - :func:`discriminator_step`: one Adam step of D on mapped codes (real) against the encoder's
   (fake), with the lazy R1 penalty on the reals every ``r1_interval`` steps. Under
   ``torch.distributed`` the gradients are averaged over ranks, so every rank keeps the same D.
@@ -12,11 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from lsap.nets.latent_discriminator import LatentDiscriminator
 from lsap.training.gan_losses import d_logistic_loss, r1_penalty
 
 
@@ -128,3 +132,108 @@ def discriminator_step(
         stats["r1"] = float(r1)
     optimizer.zero_grad(set_to_none=True)
     return stats
+
+
+class LatentDiscriminatorTrainer:
+    """e4e's latent-code discriminator and its own training, as one object an encoder job holds:
+    D (``lsap.nets.LatentDiscriminator``), its Adam, the real and fake code pools, and the step
+    count that schedules the lazy R1.
+
+    D's parameters are frozen (``requires_grad=False``) except inside :meth:`step`, so the
+    encoder's adversarial term (:meth:`adversarial_loss`) sends gradients into the codes only.
+
+    Args:
+        w_dim: code size.
+        num_layers, lr, betas, r1_gamma, r1_interval, pool_size: the settings of
+            ``loss.options.w_discriminator`` (``conf/loss/lsap_e.yaml``).
+    """
+
+    def __init__(
+        self,
+        w_dim: int,
+        *,
+        num_layers: int,
+        lr: float,
+        betas: Sequence[float],
+        r1_gamma: float,
+        r1_interval: int,
+        pool_size: int,
+    ) -> None:
+        self.D = LatentDiscriminator(w_dim, int(num_layers))
+        self.optimizer = torch.optim.Adam(
+            self.D.parameters(), lr=float(lr), betas=tuple(float(b) for b in betas)
+        )
+        self.real_pool = LatentPool(int(pool_size), seed=1)
+        self.fake_pool = LatentPool(int(pool_size), seed=2)
+        self.r1_gamma, self.r1_interval = float(r1_gamma), int(r1_interval)
+        self.steps = 0
+        self.D.requires_grad_(False)  # trained only in step()
+
+    OPTIONS = ("num_layers", "lr", "betas", "r1_gamma", "r1_interval", "pool_size")
+
+    @classmethod
+    def from_options(cls, w_dim: int, options: Mapping[str, Any]) -> LatentDiscriminatorTrainer:
+        """From ``loss.options.w_discriminator``; every setting must be given (they live in
+        ``conf/``, not here).
+
+        Raises:
+            ValueError: a setting is missing or unknown.
+        """
+        options = dict(options)
+        missing = [k for k in cls.OPTIONS if k not in options]
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if missing or unknown:
+            what = (
+                f"misses {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
+            )
+            raise ValueError(f"loss.options.w_discriminator {what} (see conf/loss/lsap_e.yaml)")
+        return cls(w_dim, **options)
+
+    def adversarial_loss(self, w_plus: Tensor, layers: Sequence[int] | None = None) -> Tensor:
+        """The encoder's term per sample [N] (:func:`encoder_adversarial_loss`)."""
+        return encoder_adversarial_loss(self.D, w_plus, layers)
+
+    def step(self, real_w: Tensor, fake_w: Tensor) -> dict[str, float]:
+        """One update of D on mapped codes ``real_w`` [M, w_dim] against the encoder's ``fake_w``
+        [K, w_dim], each mixed with its pool (:func:`discriminator_step`); counts the step."""
+        self.D.requires_grad_(True)
+        try:
+            stats = discriminator_step(
+                self.D,
+                self.optimizer,
+                self.real_pool.query(real_w),
+                self.fake_pool.query(fake_w),
+                step=self.steps,
+                r1_gamma=self.r1_gamma,
+                r1_interval=self.r1_interval,
+            )
+        finally:
+            self.D.requires_grad_(False)
+        self.steps += 1
+        return stats
+
+    def broadcast_from_rank0(self) -> None:
+        """Under ``torch.distributed``: every rank starts from rank 0's D."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            for p in self.D.parameters():
+                dist.broadcast(p.data, src=0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{state_dict, optimizer, steps}`` (what an encoder checkpoint stores)."""
+        return {
+            "state_dict": self.D.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.D.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+
+    def apply_(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Apply a ``Module._apply`` function to D in place (moves it with the encoder's system;
+        the optimiser keeps pointing at the same parameters)."""
+        self.D._apply(fn, *args, **kwargs)
