@@ -59,6 +59,25 @@ def multirun(tmp_path_factory) -> Path:
     return root / "multirun"
 
 
+class FakeLogger:
+    """Records what the report sends to a logger (the calls W&B's Lightning logger takes)."""
+
+    def __init__(self):
+        self.metrics, self.images, self.text, self.finalized = {}, {}, {}, False
+
+    def log_metrics(self, metrics):
+        self.metrics.update(metrics)
+
+    def log_image(self, key, images):
+        self.images[key] = images[0]
+
+    def log_text(self, key, columns, data):
+        self.text[key] = data[0][0]
+
+    def finalize(self, status):
+        self.finalized = True
+
+
 def report_cfg(sweep_dir: Path, out: Path, *overrides: str):
     cfg = compose("sweep_report", [f"dir={sweep_dir}", *FAST_REPORT, *overrides])
     cfg.paths.output_dir = str(out)
@@ -73,7 +92,14 @@ def test_report_reads_every_job_and_writes_table_and_plots(multirun, tmp_path, m
         raise AssertionError("the report must read results, not invert again")
 
     monkeypatch.setattr(optimize, "optimize_latents", no_inversion)
+    logged = FakeLogger()
+    monkeypatch.setattr("lsap.cli._runtime.build_loggers", lambda cfg: [logged])
     report, files = run(report_cfg(multirun, tmp_path / "report"))
+    # what logger=wandb receives: every job's numbers, both plots, the table
+    assert logged.metrics["sweep/job1/sncd"] == report.rows[1]["sncd"]
+    assert set(logged.images) == {"sweep/sweep_metrics", "sweep/sweep_frontier"}
+    assert all(im.ndim == 3 and im.shape[2] == 3 for im in logged.images.values())
+    assert "| job |" in logged.text["sweep/table"] and logged.finalized
     jobs = find_jobs(multirun)
     assert [j.num for j in jobs] == [0, 1]
     assert [r["sncd_weight"] for r in report.rows] == [0.0, 0.5]
