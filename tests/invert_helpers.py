@@ -14,6 +14,7 @@ from lsap.io import init_generator
 # stays a metric): tests that compare codes across batchings need gradients well above float32
 # rounding, which a random LPIPS network on 32 px images does not give everywhere.
 FAST = [
+    "generator=tiny",  # the random tiny generator (the default is the shipped toy32 one)
     "inversion.steps=5",
     "loss.l2=1.0",
     "loss.lpips=0",

@@ -29,9 +29,9 @@ def test_group_options_lists_the_yaml_files():
 
 
 def test_compose_gives_the_files_values_and_applies_overrides():
-    cfg = compose("invert")
+    cfg = compose("invert", ["generator=tiny"])
     assert plain(cfg.loss) == OmegaConf.to_container(OmegaConf.load(CONF / "loss" / "lsap_o.yaml"))
-    cfg = compose("invert", ["loss=projector", "inversion.steps=7"])
+    cfg = compose("invert", ["generator=tiny", "loss=projector", "inversion.steps=7"])
     assert cfg.loss.sncd == 0.0 and cfg.loss.lpips == 1.0
     assert cfg.inversion.steps == 7
 

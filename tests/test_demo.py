@@ -94,6 +94,30 @@ def test_report_has_one_row_per_method(demo_run):
         assert len(r["methods"][m]["sncd_per_layer"]["toy"]) == 8
 
 
+def test_report_opens_with_an_overview_plots_and_labelled_grids(demo_run):
+    """A newcomer's view: sentences from the numbers, SNCD plots with the samples' line, edit
+    grids with labelled rows and factor columns, progress of the optimisation methods."""
+    out, r, proc = demo_run
+    html = (out / "report.html").read_text()
+    assert html.index('id="overview"') < html.index('id="inversion-toy"')
+    sncd = {m: r["methods"][m]["mean"]["toy"]["sncd"] for m in METHODS}
+    best = min(sncd, key=sncd.get)
+    assert f"{best} gives the lowest SNCD ({sncd[best]:.3f})" in " ".join(r["overview"])
+    assert f"{best} gives the lowest SNCD ({sncd[best]:.3f})" in html
+    plots = re.search(r'<div id="sncd-plots">(.*?)</div>', html, flags=re.S).group(1)
+    assert plots.count("<svg") == 2 and plots.count("generator samples") == 2
+    assert all(plots.count(f'data-method="{m}"') == 2 for m in METHODS)
+    grid = re.search(r'<table class="grid" id="grid-interfacegan-smile">(.*?)</table>', html)
+    assert "<th>factor -3</th><th>factor +0</th><th>factor +3</th>" in grid.group(1)
+    assert "toy_2_000000 / lsap_o" in grid.group(1)
+    edit = re.search(r'<table id="edit-interfacegan-smile">(.*?)</table>', html).group(1)
+    zero_rows = re.findall(r'<tr data-row="[^"]+ @ \+0">(.*?)</tr>', edit)
+    assert len(zero_rows) == len(METHODS) and not any("best" in row for row in zero_rows)
+    log = proc.stdout + proc.stderr
+    for m in ("projector", "lsap_o"):
+        assert f"{m}: images 1-2 of 2, step 30/30 (100 %)" in log
+
+
 def test_id_column_is_the_face_similarity_of_the_written_images(demo_run):
     """The ID column (random stand-in network) is the cosine of the saved images' embeddings,
     and the stand-in tells the two different originals apart (it is not a constant)."""
@@ -259,3 +283,50 @@ def test_a_generator_file_and_an_image_folder(tmp_path):
         src = next(i["source"] for i in r["images"] if i["name"] == name)
         assert _png(src).shape == (32, 32, 3)
         assert np.array_equal(_png(src), _png(tmp_path / "out" / "originals" / f"{name}.png"))
+
+
+def _photos_with_a_faceless_one(folder):
+    skimage_data = pytest.importorskip("skimage.data")
+    folder.mkdir()
+    Image.fromarray(skimage_data.astronaut()).save(folder / "astronaut.jpg")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "noise.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def test_photos_without_a_face_are_skipped_with_a_note(tmp_path):
+    """data.align=true on a folder whose photos are not all faces: the others are run, the
+    skipped ones named with their reason in report.json / report.html (as lsap-invert does)."""
+    folder = _photos_with_a_faceless_one(tmp_path / "photos")
+    proc = run_demo_cli(
+        tmp_path,
+        f"data.path={folder}",
+        "data.align=true",
+        "optimisation.lsap_o=null",
+        "inversion.steps=2",
+        "metrics=offline",
+        "metrics.fidelity=[mse,psnr]",
+        "metrics.editing=[sncd]",
+        "editing.sefa.components=[0]",
+        timeout=200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    r = json.loads((out / "report.json").read_text())
+    assert [i["name"] for i in r["images"]] == ["astronaut"]
+    skipped = {s["path"]: s["reason"] for s in r["skipped"]}
+    assert set(skipped) == {str(folder / "noise.png"), str(folder / "broken.png")}
+    assert "no face found" in skipped[str(folder / "noise.png")]
+    assert "not a readable image" in skipped[str(folder / "broken.png")]
+    html = (out / "report.html").read_text()
+    assert f"skipped {folder / 'noise.png'}" in html and "no face found" in html
+
+
+def test_a_folder_without_any_usable_photo_is_a_one_line_error(tmp_path):
+    from lsap.demo.inputs import folder_images
+
+    folder = _photos_with_a_faceless_one(tmp_path / "photos")
+    (folder / "astronaut.jpg").unlink()
+    with pytest.raises(LsapFileError, match=r"no image could be read \(first: .*broken\.png"):
+        folder_images(folder, 32, align=True)

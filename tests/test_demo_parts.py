@@ -127,3 +127,105 @@ def test_demo_seeds_are_lsap_invert_seeds():
     names = ["toy_2_000000", "astronaut", "a__b"]
     assert image_seeds(3, names) == [image_seed(3, n) for n in names]
     assert len(set(image_seeds(3, names))) == 3
+
+
+def _results(sncd, psnr, success, samples=0.2):
+    """A report.json-like dict: per method mean SNCD / PSNR on the toy faces, target success."""
+    methods = {
+        n: {"mean": {"toy": {"sncd": sncd[n], "psnr": psnr[n]}}, "per_image": {}} for n in sncd
+    }
+    return {
+        "methods": methods,
+        "generator": {"samples_expected_sncd": samples},
+        "editability": {n: {"target_success": v} for n, v in success.items()},
+        "images": [],
+    }
+
+
+def test_report_overview_is_written_from_the_numbers():
+    from lsap.demo.report import overview
+
+    r = _results(
+        {"projector": 0.9, "lsap_o": 0.3}, {"projector": 30.0, "lsap_o": 28.5},
+        {"projector": 0.4, "lsap_o": 0.7},
+    )  # fmt: skip
+    text = " ".join(overview(r))
+    assert "lsap_o gives the lowest SNCD (0.300), projector the highest (0.900)" in text
+    assert "samples average 0.200" in text
+    assert "projector is closest to the originals (PSNR 30.00 dB); lsap_o 28.50 dB" in text
+    assert "moved SNCD 0.900 -> 0.300 and PSNR 30.00 -> 28.50 dB" in text
+    assert "target success 0.40 -> 0.70" in text and "lsap_o edits best" in text
+    assert "lsap-demo data.path=" in text  # what to run next
+    # other numbers, other sentences
+    r = _results({"projector": 0.2, "lsap_o": 0.5}, {"projector": 20.0, "lsap_o": 25.0}, {})
+    text = " ".join(overview(r))
+    assert "projector gives the lowest SNCD (0.200)" in text
+    assert "lsap_o is closest to the originals (PSNR 25.00 dB)" in text
+    assert "edits best" not in text
+
+
+def test_report_plots_sncd_against_fidelity_and_edit_success():
+    import re
+
+    from lsap.demo.report import sncd_plots
+
+    r = _results(
+        {"e4e": 0.8, "lsap_e": 0.4}, {"e4e": 22.0, "lsap_e": 21.0}, {"e4e": 0.3, "lsap_e": 0.5}
+    )
+    svg = sncd_plots(r)
+    assert svg.count("<svg") == 2
+    assert "SNCD against fidelity" in svg and "SNCD against edit success" in svg
+    assert svg.count('data-method="e4e"') == 2 and svg.count('data-method="lsap_e"') == 2
+    assert svg.count("generator samples") == 2 and svg.count("stroke-dasharray") == 2
+    # lower SNCD is further left; higher PSNR is higher up (smaller y)
+    first = svg.split("</svg>")[0]
+    xy = {
+        m: (float(x), float(y))
+        for m, x, y in re.findall(r'data-method="(\w+)" cx="([\d.]+)" cy="([\d.]+)"', first)
+    }
+    assert xy["lsap_e"][0] < xy["e4e"][0] and xy["e4e"][1] < xy["lsap_e"][1]
+    assert sncd_plots(_results({"a": 0.1}, {"a": 20.0}, {})).count("<svg") == 1
+
+
+def test_edit_tables_do_not_mark_factor_zero_rows_best():
+    from lsap.demo.report import edit_table
+
+    entry = {
+        "methods": {
+            m: {
+                "-3": {"lpips": lp, "sncd": 1.0},
+                "+0": {"lpips": 0.0, "sncd": 0.5},
+                "+3": {"lpips": lp + 0.01, "sncd": 1.2},
+            }
+            for m, lp in (("a", 0.2), ("b", 0.1))
+        }
+    }
+    html = edit_table("interfacegan/smile", entry)
+    rows = {r.split('"')[0]: r for r in html.split('<tr data-row="')[1:]}  # row name -> its cells
+    assert all("best" not in rows[f"{m} @ +0"] for m in "ab")
+    assert 'class="best">0.1000' in rows["b @ -3"]
+    assert 'class="best">1.0000' in rows["a @ -3"] or 'class="best">1.0000' in rows["b @ -3"]
+
+
+def test_edit_grids_label_rows_and_factor_columns():
+    from lsap.demo.report import labelled_grid
+
+    rows = [("toy_1 / e4e", torch.zeros(3, 3, 8, 8)), ("toy_1 / lsap_e", torch.ones(3, 3, 8, 8))]
+    html = labelled_grid("g", rows, [-3.0, 0.0, 3.0], 16)
+    assert "<th>factor -3</th><th>factor +0</th><th>factor +3</th>" in html
+    assert html.count("<img") == 6 and "toy_1 / e4e" in html and "toy_1 / lsap_e" in html
+
+
+def test_optimisation_progress_is_logged(caplog):
+    import logging
+
+    from lsap.demo.methods import step_progress
+
+    report = step_progress("lsap_o", 0, 4, 6, 20, parts=4)
+    with caplog.at_level(logging.INFO, logger="lsap.demo.methods"):
+        for step in range(20):
+            report(step, {"loss": torch.full((4,), 0.5)})
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4
+    assert lines[0].startswith("lsap_o: images 1-4 of 6, step 5/20 (25 %), mean loss 0.5")
+    assert "step 20/20 (100 %)" in lines[-1]

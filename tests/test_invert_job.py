@@ -125,6 +125,11 @@ def test_layout_contract(first_run, images):
         assert row["psnr"] == pytest.approx(float(psnr(recon, target)), rel=1e-4)
         for k in ("lpips", "id", "sncd"):
             assert np.isfinite(row[k]) and row[k] == pytest.approx(record["metrics"][k], rel=1e-5)
+    # every output (codes, PNGs, tables, caches) is readable as the umask allows, not mkstemp's 0600
+    mask = os.umask(0o022)
+    os.umask(mask)
+    modes = {p.relative_to(out): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert modes and all(m == 0o666 & ~mask for m in modes.values()), modes
     grid = Image.open(out / "grid.png")
     assert grid.size == (2 * G.resolution, len(names) * G.resolution)
     # lsap-edit / lsap-eval read the folder back (their reader, strict about the generator)

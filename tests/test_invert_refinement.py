@@ -388,6 +388,7 @@ def test_lsap_edit_edits_through_the_tuned_generators(pti_run, images, tmp_path,
         cfg = hydra_compose(
             "edit",
             [
+                "generator=tiny",
                 f"codes={pti_run}",
                 f"paths.output_dir={tmp_path}/edit",
                 f"paths.cache_dir={tmp_path}/cache",
@@ -509,6 +510,7 @@ def test_eval_two_stage_table_from_the_four_code_sources(
         cfg = hydra_compose(
             "eval",
             [
+                "generator=tiny",
                 f"paths.output_dir={tmp_path}/eval",
                 f"paths.cache_dir={tmp_path}/cache",
                 f"originals={folder}",

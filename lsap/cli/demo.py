@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._threads import set_num_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
 @one_line_errors("lsap-demo", settings=True)
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

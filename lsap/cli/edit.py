@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -19,6 +20,8 @@ from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
 from lsap.cli._runtime import build_loggers, finish_loggers, log_to
+from lsap.cli._threads import set_num_threads
+from lsap.core.errors import LsapFileError
 from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import save_image, tensor_to_uint8
@@ -26,16 +29,41 @@ from lsap.editing import build_edits, describe_edits, factor_key
 from lsap.editing.render import render_edit
 from lsap.io import atomic_write_json, generator_from_config
 from lsap.io.checkpoints import load_tuned_generators
-from lsap.io.inversions import CodeRecord, CodeSet, generator_shas
+from lsap.io.inversions import CodeRecord, CodeSet, generator_shas, recorded_generator
 from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
 
 
+def generator_for_codes(generator: Any, codes: str, device: torch.device) -> Any:
+    """The ``generator`` config's generator, or, when the codes were made for another one that
+    their provenance can rebuild (a shipped toy model or a random ``tiny`` one:
+    ``lsap.io.inversions.recorded_generator``), that one, so that codes of the toy models edit
+    without repeating ``generator=``."""
+    G = generator_from_config(generator, device)
+    recorded = recorded_generator(codes)
+    if recorded is None or recorded[1] in generator_shas(G):
+        return G
+    config, sha256 = recorded
+    try:
+        R = generator_from_config(config, device)
+    except (LsapFileError, ValueError, KeyError):
+        return G  # not rebuildable here: CodeSet warns about the mismatch as before
+    if R.sha256 != sha256:
+        return G
+    log.warning(
+        "the codes were made with generator %s (%s), not the configured one (%s): using theirs",
+        sha256[:12],
+        config.get("path") or f"random, seed {config.get('seed', 0)}",
+        str(G.sha256)[:12],
+    )
+    return R
+
+
 def run(cfg: DictConfig) -> dict:
     """Edit ``cfg.codes`` with every edit of ``cfg.editing``; return the summary written to edit.json."""
     device = resolve_device(cfg.device)
-    G = generator_from_config(cfg.generator, device)
+    G = generator_for_codes(cfg.generator, cfg.codes, device)
     specs = build_edits(cfg.editing, G)
     if not specs:
         raise ValueError(
@@ -105,6 +133,8 @@ def run(cfg: DictConfig) -> dict:
         "written": written,
         "skipped_existing": skipped,
         "through_tuned_generators": tuned_count,
+        # codes recorded for another generator (strict=false let them through): null when none
+        "generator_mismatch": codes.generator_mismatch(),
         "edits": describe_edits(specs),
         "layout": {
             "images": "edits/<edit>/factor<+factor>/<name>.png",
@@ -129,6 +159,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(config_path=config_dir(), config_name="edit", version_base="1.3")
 @one_line_errors("lsap-edit", settings=True)
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

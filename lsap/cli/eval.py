@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.alignment.anchors import anchors_from_config
-from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.cli._common import check_config_dir, config_dir, die_with_launcher, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
@@ -34,12 +34,13 @@ from lsap.cli._runtime import (
     init_distributed,
     log_to,
 )
+from lsap.cli._threads import set_num_threads
 from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
-from lsap.io.inversions import REFINED_DIR
+from lsap.io.inversions import REFINED_DIR, merge_mismatches
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -47,7 +48,7 @@ from lsap.metrics.evaluation import (
     open_method,
 )
 from lsap.metrics.report import flat_metrics, markdown_report
-from lsap.metrics.scorer import build_scorer
+from lsap.metrics.scorer import build_scorer, metric_notes
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             "path": str(m.path),
             "source": m.source,
             "refinement": "pti" if m.tuned or m.name in refined else "none",
+            # codes recorded for another generator (strict=false let them through), or None
+            "generator_mismatch": _generator_mismatch(m),
             **r.results,
         }
         rows = gather_rows(r.rows)
@@ -137,12 +140,15 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         results["two_stage"] = two_stage
     results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
+    results["notes"] = metric_notes(OmegaConf.to_container(mcfg, resolve=True))
     results["provenance"] = provenance(config=cfg, generator=G, world_size=world)
     results = _json_safe(results)
     if rank != 0:
         return results
     atomic_write_json(out / "eval.json", results)
     md = markdown_report(results, title=f"lsap-eval: {', '.join(results['methods'])}")
+    if results["notes"]:
+        md += "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in results["notes"]) + "\n"
     atomic_write_text(out / "eval.md", md)
     grids = _grids(cells, [e.name for e in edits])
     for key, g in grids.items():
@@ -161,6 +167,18 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     finally:
         finish_loggers(loggers)
     return results
+
+
+def _generator_mismatch(m) -> dict | None:
+    """The method's codes recorded for another generator, over every rank's files."""
+    import torch.distributed as dist
+
+    part = m.codes.mismatched_files if m.codes is not None else {}
+    parts = [part]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, part)
+    return merge_mismatches(parts)
 
 
 def _grids(cells: dict[str, list[dict]], edit_names: list[str]) -> dict:
@@ -220,10 +238,12 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
 @one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("eval")
     _main()
 

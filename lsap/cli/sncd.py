@@ -13,6 +13,7 @@ from rich.table import Table
 from lsap.alignment import sncd_batched
 from lsap.alignment.anchors import anchors_from_config
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._threads import set_num_threads
 from lsap.core.provenance import provenance
 from lsap.io import atomic_write_json, generator_from_config, load_codes
 from lsap.nets import iter_w
@@ -71,6 +72,7 @@ def _print_table(r: dict) -> None:
 @hydra.main(config_path=config_dir(), config_name="sncd", version_base="1.3")
 @one_line_errors("lsap-sncd")
 def _main(cfg: DictConfig) -> None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -21,10 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from lsap.cli._common import (
     check_config_dir,
     config_dir,
+    die_with_launcher,
     finish_wandb,
     multirun_ddp_job,
     one_line_errors,
 )
+from lsap.cli._threads import set_num_threads
 from lsap.config import plain
 from lsap.core.errors import LsapFileError
 
@@ -167,6 +169,7 @@ def _save_final_last(trainer) -> None:
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 @one_line_errors("lsap-train")
 def _main(cfg: DictConfig) -> float | None:
+    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
         metrics = train(cfg).metrics
     monitor = cfg.get("optimized_metric")
@@ -174,6 +177,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("train")
     _main()
 

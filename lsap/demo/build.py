@@ -168,7 +168,7 @@ def build_setup(
     already loaded (:func:`load_generator_for_demo`)."""
     from lsap.alignment.anchors import anchors_from_config
     from lsap.assets import resolve
-    from lsap.metrics.scorer import build_scorer
+    from lsap.metrics.scorer import build_scorer, metric_notes
 
     G = load_generator_for_demo(cfg, device) if G is None else G
     anchors = anchors_from_config(G, cfg["alignment"])
@@ -194,35 +194,6 @@ def build_setup(
     return DemoSetup(
         G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes, settings
     )
-
-
-def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
-    """Caveats about metric networks that are offline stand-ins rather than the published ones."""
-    notes = []
-    fidelity = list(metrics.get("fidelity") or [])
-    lp = metrics.get("lpips") or {}
-    if "lpips" in fidelity and str(lp.get("backbone", "torchvision")) == "random":
-        notes.append(
-            "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
-            "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
-        )
-    if "id" in fidelity and str((metrics.get("id") or {}).get("weights")) == "random":
-        notes.append("ID uses a random face network: NOT identity similarity.")
-    if "id" not in fidelity:
-        notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
-    fid = metrics.get("fid") or {}
-    feats = fid.get("features") or {}
-    if fid.get("enabled", True):
-        name = feats.get("name", "inception") if "_target_" not in feats else feats["_target_"]
-        if name == "toy_classifier":
-            notes.append(
-                "FID uses the toy attribute classifier's 128-d hidden features (a trained network "
-                "that works offline): a Frechet distance on the toy domain, not comparable with "
-                "Inception FID; on a handful of images it is a rough indicator only."
-            )
-        elif name == "random":
-            notes.append("FID uses a fixed random feature network: NOT FID.")
-    return notes
 
 
 def load_inputs(data: Mapping[str, Any], resolution: int) -> DemoImages:

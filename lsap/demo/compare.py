@@ -320,3 +320,61 @@ def editability_summary(
                     if isinstance(v, float) and math.isfinite(v):
                         m.setdefault(k, []).append(v)
     return {method: {k: sum(v) / len(v) for k, v in m.items() if v} for method, m in acc.items()}
+
+
+@torch.no_grad()
+def target_shift_per_image(
+    G: Generator,
+    codes: Any,
+    names: Sequence[str],
+    edits: Sequence[EditSpec],
+    classifier: nn.Module,
+    *,
+    batch_size: int = 64,
+) -> list[float]:
+    """Edit success per image as the toy classifier reads it (the demo's ``target shift``).
+
+    For each image: the change of each edit's target attribute (``interfacegan/smile`` ->
+    ``smile``), signed towards the edit's side, between the unedited and the edited image,
+    averaged over the edits that target an attribute and their non-zero factors.
+
+    Args:
+        codes: the images' codes (``lsap.io.inversions.CodeSet``: ``names``, ``[i]`` records with
+            ``w_plus`` [1, num_ws, w_dim] and ``noise``).
+        names: the images, in the order of the result.
+        edits: the edits (``lsap.editing.build_edits``).
+        classifier: the toy attribute classifier (``names``, ``predict``; ``lsap.io.classifier``).
+
+    Returns:
+        One value per image in [-1, 1] (> 0: the attribute moved the intended way); NaN for every
+        image when no edit targets one of the classifier's attributes.
+    """
+    from lsap.nets.synthesis import stack_noise
+
+    device = G.w_avg.device
+    position = {n: i for i, n in enumerate(codes.names)}
+    records = [codes[position[n]] for n in names]
+    w = torch.cat([r.w_plus for r in records]).to(device)  # [N, num_ws, w_dim]
+    noise = None
+    if all(r.noise is not None for r in records):
+        noise = [n.to(device) for n in stack_noise(G, [r.noise for r in records])]
+    targeted = [
+        (spec, t)
+        for spec in edits
+        if (t := attribute_index(classifier.names, spec.name)) is not None
+    ]
+    shifts: list[Tensor] = []
+    before = None
+    for spec, t in targeted:
+        if before is None:
+            _, unedited = render_edit(G, w, spec.edit, (0.0,), noise, batch_size=batch_size)
+            before = attribute_predictions(classifier, unedited[:, 0], batch_size=batch_size)
+        _, images = render_edit(G, w, spec.edit, spec.factors, noise, batch_size=batch_size)
+        for j, f in enumerate(spec.factors):
+            if f == 0:
+                continue
+            after = attribute_predictions(classifier, images[:, j], batch_size=batch_size)
+            shifts.append((1.0 if f > 0 else -1.0) * (after[:, t] - before[:, t]))
+    if not shifts:
+        return [math.nan] * len(names)
+    return torch.stack(shifts).mean(0).cpu().tolist()

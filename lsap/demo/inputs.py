@@ -8,7 +8,7 @@ labels; ``photo``: anything else) and, for toy faces, the labels.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +29,8 @@ class DemoImages:
         domains: N of ``"toy"`` / ``"photo"``.
         labels: [N, A] toy labels (``lsap.data.toy.ATTRIBUTE_NAMES`` order; NaN rows for photos),
             or None when no image is a toy face.
+        skipped: (path, reason) of the files left out: unreadable, or no face found when aligning
+            (the report lists them, as ``lsap-invert`` writes ``skipped.csv``).
     """
 
     images: Tensor
@@ -36,6 +38,7 @@ class DemoImages:
     sources: list[str]
     domains: list[str]
     labels: Tensor | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         N = self.images.shape[0]
@@ -101,13 +104,14 @@ def folder_images(
     """Images of a folder (recursively, sorted) or one image file, resized and centre-cropped to
     ``resolution`` (``lsap.data.load_image``), optionally face-aligned first; named as
     ``lsap-invert`` names its outputs (path relative to the folder, ``/`` -> ``__``).
+    A file that cannot be read, or in which MTCNN finds no face, is left out and listed in
+    ``skipped`` with the reason, as ``lsap-invert`` skips it.
 
     Raises:
-        LsapFileError: no such path, no image in it, or an unreadable image / no face found
-            (naming the file).
+        LsapFileError: no such path, no image in it, or no image that could be read.
     """
     from lsap.core.errors import LsapFileError
-    from lsap.data.images import list_images, load_image
+    from lsap.data.images import ImageFileDataset, list_images
     from lsap.io.inversions import image_name
 
     path = Path(path)
@@ -123,17 +127,18 @@ def folder_images(
         from lsap.data.align import FaceAligner
 
         aligner = FaceAligner(resolution)
-    images = []
-    for f in files:
-        try:
-            images.append(load_image(f, resolution, align=aligner))
-        except ValueError as e:  # MTCNN found no face
-            raise LsapFileError(f, str(e)) from None
+    items = [item for item in ImageFileDataset(files, resolution, align=aligner)]
+    good = [it for it in items if it.image is not None]
+    skipped = [(it.path, str(it.error)) for it in items if it.image is None]
+    if not good:
+        first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise LsapFileError(path, f"no image could be read{first}")
     return DemoImages(
-        images=torch.stack(images),
-        names=[image_name(f, path) for f in files],
-        sources=[str(f) for f in files],
-        domains=[PHOTO] * len(files),
+        images=torch.stack([it.image for it in good]),
+        names=[image_name(it.path, path) for it in good],
+        sources=[it.path for it in good],
+        domains=[PHOTO] * len(good),
+        skipped=skipped,
     )
 
 
@@ -157,4 +162,5 @@ def concat(parts: Sequence[DemoImages]) -> DemoImages:
         sources=[s for p in parts for s in p.sources],
         domains=[d for p in parts for d in p.domains],
         labels=labels,
+        skipped=[s for p in parts for s in p.skipped],
     )

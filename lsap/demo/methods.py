@@ -8,8 +8,9 @@ reconstructions and the time taken. The algorithms are ``lsap.nets.encoder`` and
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ from torch import Tensor, nn
 from lsap.inversion.settings import InversionSettings
 from lsap.nets.stylegan2 import Generator
 from lsap.nets.synthesis import synthesize
+
+log = logging.getLogger(__name__)
 
 ENCODER = "encoder"
 OPTIMISATION = "optimisation"
@@ -90,6 +93,27 @@ def invert_with_encoder(
     return Inversion(name, ENCODER, w_plus, None, recon, seconds, info)
 
 
+def step_progress(
+    name: str, first: int, last: int, total: int, steps: int, *, parts: int = 10
+) -> Callable[[int, Mapping[str, Tensor]], None]:
+    """An ``optimize_latents`` callback that logs progress ``parts`` times per batch (the
+    optimisation methods take the demo's first minutes: show that they advance)."""
+    every = max(1, steps // parts)
+    started = time.perf_counter()
+
+    def report(step: int, values: Mapping[str, Tensor]) -> None:
+        done = step + 1
+        if done % every and done != steps:
+            return
+        log.info(
+            "%s: images %d-%d of %d, step %d/%d (%.0f %%), mean loss %.4g, %.1f s",
+            name, first + 1, last, total, done, steps, 100.0 * done / max(1, steps),
+            float(values["loss"].mean()), time.perf_counter() - started,
+        )  # fmt: skip
+
+    return report
+
+
 def invert_with_optimisation(
     name: str,
     G: Generator,
@@ -119,7 +143,8 @@ def invert_with_optimisation(
     w_std = settings.w_std(G) if w_std is None else w_std
     codes, noises, recons, final = [], [], [], []
     t0 = time.perf_counter()
-    for s in range(0, images.shape[0], batch_size):
+    N = images.shape[0]
+    for s in range(0, N, batch_size):
         r = invert_batch(
             G,
             images[s : s + batch_size].to(device),
@@ -130,6 +155,7 @@ def invert_with_optimisation(
             None,
             seed=seed,
             w_std=w_std,
+            callback=step_progress(name, s, min(s + batch_size, N), N, settings.steps),
         )
         codes.append(r.w_plus.float().cpu())
         recons.append(r.images.float().cpu())

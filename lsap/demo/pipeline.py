@@ -43,7 +43,14 @@ from lsap.demo.methods import (
     invert_with_encoder,
     invert_with_optimisation,
 )
-from lsap.demo.report import edit_grid, json_safe, png_bytes, render_html, stack_edit_rows
+from lsap.demo.report import (
+    edit_grid,
+    json_safe,
+    overview,
+    png_bytes,
+    render_html,
+    stack_edit_rows,
+)
 from lsap.io.inversions import CodeRecord
 
 log = logging.getLogger(__name__)
@@ -269,6 +276,9 @@ def run_demo(
     output_dir = Path(output_dir)
     provenance = dict(provenance or {})
     G = setup.G
+    skipped_notes = [f"skipped {path}: {reason}" for path, reason in inputs.skipped]
+    for note in skipped_notes:
+        log.warning(note)
     for i, name in enumerate(inputs.names):
         atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
 
@@ -300,10 +310,11 @@ def run_demo(
             "samples_expected_sncd": samples_sncd,
         },
         "images": images_info,
+        "skipped": [{"path": path, "reason": reason} for path, reason in inputs.skipped],
         "methods": methods,
         "edits": edits,
         "editability": comparison.editability,
-        "notes": list(setup.notes),
+        "notes": [*skipped_notes, *setup.notes],
         "definitions": {
             **DEFINITIONS,
             "sncd of generator samples": f"{samples_sncd:.4f} on average (sum_i 1 - ||a_i||)",
@@ -327,11 +338,12 @@ def run_demo(
         rows = stack_edit_rows(by_key, spec.name, names, chosen, inputs.names)
         grid = edit_grid(rows, min(cell_size, max(G.resolution, 64)))
         save_grid(grid, output_dir / "grids" / f"{spec.name.replace('/', '__')}.png")
-        grids[spec.name] = (grid, [label for label, _ in rows])
+        grids[spec.name] = rows
 
     wall = time.perf_counter() - started
     results["wall_time_s"] = wall
     results["summary"] = summary_line(setup, inputs, names, wall)
+    results["overview"] = overview(results)
     page = render_html(
         json_safe(results),
         names=inputs.names,

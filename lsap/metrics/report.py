@@ -47,6 +47,14 @@ def markdown_report(results: Mapping[str, Any], *, title: str = "Evaluation") ->
     names = list(methods)
     present = [c for c in FIDELITY_COLUMNS if any(c[0] in m["metrics"] for m in methods.values())]
     out = [f"# {title}", ""]
+    for n in names:
+        bad = methods[n].get("generator_mismatch")
+        if bad:
+            out += [
+                f"**Warning: the codes of {n} were made for another generator** "
+                f"({bad['num_files']} file(s), e.g. {bad['first_file']}: {bad['problem']}).",
+                "",
+            ]
     header = ["method", "images", *[h for _, h, _ in present], "SNCD ↓ (sum)", "SNCD (layer mean)"]
     rows = []
     for n in names:
@@ -184,3 +192,40 @@ def two_stage_table(results: Mapping[str, Any]) -> list[str]:
                 + [_fmt(ed["fid"], ".2f"), _fmt(ed["id"], ".4f"), _fmt(s.get("total"), ".4f")]
             )
     return ["Two-stage inversion (first stage x result refinement):", "", *_table(header, rows)]
+
+
+def editability_axes(
+    metrics: Mapping[str, Any], *, classifier: bool = False
+) -> list[tuple[str, str]]:
+    """The per-image editability measures worth plotting against SNCD, as (key, axis label).
+
+    ``edit_target_shift`` (the attribute classifier's reading of edit success) when a classifier
+    reads the edits; ``edit_lpips`` / ``edit_id`` when ``metrics.editing`` computes them, their
+    label saying so when the network behind them is a stand-in (``metrics.lpips.backbone:
+    random``, ``metrics.id.weights: random``), whose numbers are not the published metric.
+    """
+    editing = list(metrics.get("editing") or ())
+    axes = []
+    if classifier:
+        axes.append(("edit_target_shift", "target attribute shift (classifier), ↑"))
+    if "lpips" in editing:
+        stand_in = str((metrics.get("lpips") or {}).get("backbone")) == "random"
+        label = "LPIPS(edited, unedited)" + (" [random-network stand-in]" if stand_in else "")
+        axes.append(("edit_lpips", label))
+    if "id" in editing:
+        stand_in = str((metrics.get("id") or {}).get("weights")) == "random"
+        label = "ID(edited, original)" + (" [random-network stand-in]" if stand_in else "")
+        axes.append(("edit_id", label))
+    return axes
+
+
+def fid_label(metrics: Mapping[str, Any]) -> str:
+    """Axis label of the edited images' FID, naming its feature space (Inception or not)."""
+    features = (metrics.get("fid") or {}).get("features") or {}
+    name = str(features.get("name", features.get("_target_", "inception")))
+    space = {
+        "inception": "Inception",
+        "toy_classifier": "toy classifier features",
+        "random": "random-network stand-in",
+    }.get(name, name)
+    return f"FID(edited, originals) [{space}]"

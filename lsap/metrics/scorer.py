@@ -167,3 +167,32 @@ def _build_scorer(cfg: Mapping[str, Any], fid: bool) -> Scorer:
     if fid and (cfg.get("fid") or {}).get("enabled", True):
         feats = build_feature_extractor(dict((cfg.get("fid") or {}).get("features") or {}))
     return Scorer(metrics, lpips=lp, face=face, features=feats)
+
+
+def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
+    """Caveats about metric networks that are offline stand-ins rather than the published ones."""
+    notes = []
+    fidelity = list(metrics.get("fidelity") or [])
+    lp = metrics.get("lpips") or {}
+    if "lpips" in fidelity and str(lp.get("backbone", "torchvision")) == "random":
+        notes.append(
+            "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
+            "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
+        )
+    if "id" in fidelity and str((metrics.get("id") or {}).get("weights")) == "random":
+        notes.append("ID uses a random face network: NOT identity similarity.")
+    if "id" not in fidelity:
+        notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
+    fid = metrics.get("fid") or {}
+    feats = fid.get("features") or {}
+    if fid.get("enabled", True):
+        name = feats.get("name", "inception") if "_target_" not in feats else feats["_target_"]
+        if name == "toy_classifier":
+            notes.append(
+                "FID uses the toy attribute classifier's 128-d hidden features (a trained network "
+                "that works offline): a Frechet distance on the toy domain, not comparable with "
+                "Inception FID; on a handful of images it is a rough indicator only."
+            )
+        elif name == "random":
+            notes.append("FID uses a fixed random feature network: NOT FID.")
+    return notes

@@ -1,4 +1,5 @@
-"""A CSV logger that keeps what an earlier run of the same folder wrote.
+"""Loggers that continue what an earlier run of the same folder logged: a CSV logger that keeps
+the rows already written, and a W&B logger that continues the same W&B run.
 
 Lightning's ``CSVLogger`` deletes ``metrics.csv`` when its folder is reused, so resuming a killed
 ``lsap-train`` or ``lsap-invert`` job in its output folder would erase the curves logged so far.
@@ -10,9 +11,15 @@ resume from an earlier checkpoint appear twice; the later rows are the resumed r
 from __future__ import annotations
 
 import csv
+import os
+import secrets
+from pathlib import Path
+from typing import Any
 
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+
+from lsap.core.atomic import atomic_write_text
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -37,3 +44,43 @@ class ResumableCSVLogger(CSVLogger):
         self._fs.makedirs(self.root_dir, exist_ok=True)
         self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+RUN_ID_FILE = "wandb_run_id.txt"  # in the logger's save_dir (the run folder)
+
+
+def _process_rank() -> int:
+    """This process's global rank from the launchers' environment (0 without one)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(key)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+
+def wandb_run_id(folder: str | os.PathLike, *, rank: int | None = None) -> str | None:
+    """The W&B run id kept in ``folder/wandb_run_id.txt``: the one recorded there, or a new one
+    that rank 0 records (atomically) so that a resumed job in the same folder continues the same
+    W&B run. Other ranks (which log nothing) get the recorded id, or None."""
+    path = Path(folder) / RUN_ID_FILE
+    if path.is_file():
+        recorded = path.read_text(encoding="utf-8").strip()
+        if recorded.isalnum():
+            return recorded
+    if (_process_rank() if rank is None else rank) != 0:
+        return None
+    new = secrets.token_hex(4)  # W&B ids: letters and digits
+    atomic_write_text(path, new + "\n")
+    return new
+
+
+class ResumableWandbLogger(WandbLogger):
+    """``pytorch_lightning.loggers.WandbLogger`` (same arguments) whose run id, unless given, is
+    kept in its ``save_dir`` (:func:`wandb_run_id`): rerunning a killed ``lsap-train`` or
+    ``lsap-invert`` in its folder continues the same W&B run (``resume="allow"``) instead of
+    starting a new one. Offline runs keep the id too (``wandb sync`` joins them)."""
+
+    def __init__(self, *args: Any, save_dir: str | os.PathLike = ".", **kwargs: Any) -> None:
+        if kwargs.get("id") is None and kwargs.get("version") is None:
+            kwargs["id"] = wandb_run_id(save_dir)
+        super().__init__(*args, save_dir=save_dir, **kwargs)
