@@ -28,3 +28,22 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int) ->
         sync(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def median_times(
+    fn: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float]:
+    """``(wall, cpu)``: median wall-clock seconds and median process CPU seconds of ``repeats``
+    calls after one warm-up. On a shared machine the CPU seconds of a single-threaded run
+    (``OMP_NUM_THREADS=1``) hardly move with the load while wall time grows with it: compare
+    CPU implementations on CPU seconds, GPU runs on wall time."""
+    fn()
+    sync(device)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return statistics.median(walls), statistics.median(cpus)

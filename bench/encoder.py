@@ -15,6 +15,13 @@ Timed, median of ``--repeats`` after one warm-up:
   0.8 LPIPS + 0.1 ID + 2e-4 delta_norm + 0.5 SNCD as LSAP_E), backward, Ranger step -> steps/s;
 - SNCD term: its forward+backward alone on the step's codes, and the same step with the term off;
   share = SNCD time / step time (target <= 2 %).
+
+``--inference-only`` times only inference, the plain module against its inference-only twin
+(``lsap.nets.encoder_inference.fuse_for_inference``: BatchNorm folded, channels-last, heads as
+batched products) with the same random weights, IR-SE50 at 256 px, 18 heads (FFHQ 1024), e4e and
+pSp, batches ``--infer-batches``; CPU ratios on process CPU seconds (``OMP_NUM_THREADS=1``):
+
+    python bench/encoder.py --inference-only --infer-batches 1,4 --repeats 5
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import argparse
 import os
 
 import torch
-from _timing import median_time
+from _timing import median_time, median_times
 
 from lsap.alignment import compute_anchors
 from lsap.inversion.encode import encoder_objective
@@ -131,6 +138,39 @@ def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats
     }
 
 
+def compare_inference(device: torch.device, batches: list[int], repeats: int) -> list[dict]:
+    """Plain vs fused inference, same weights: seconds per batch and the speed-up."""
+    from lsap.nets.encoder import build_encoder
+    from lsap.nets.encoder_inference import fuse_for_inference
+
+    rows = []
+    for arch in ("e4e", "psp"):
+        torch.manual_seed(0)
+        enc = build_encoder(arch, num_ws=18).to(device).eval()
+        fused = fuse_for_inference(enc)
+        for batch in batches:
+            x = torch.rand(batch, 3, 256, 256, device=device) * 2 - 1
+            with torch.no_grad():
+                err = (fused(x) - enc(x)).abs().max().item()
+                plain = median_times(lambda: enc(x), device, repeats)  # noqa: B023
+                fast = median_times(lambda: fused(x), device, repeats)  # noqa: B023
+            k = 1 if device.type == "cpu" else 0  # CPU: CPU seconds; CUDA: wall
+            rows.append(
+                {"arch": arch, "batch": batch, "plain_s": plain[k], "fused_s": fast[k],
+                 "plain_wall_s": plain[0], "fused_wall_s": fast[0],
+                 "speedup": plain[k] / fast[k], "max_abs_diff": err}
+            )  # fmt: skip
+            r = rows[-1]
+            print(
+                f"{arch:>4} {device.type:>4} 256 px batch {batch}: plain {r['plain_s']:.3f} s, "
+                f"fused {r['fused_s']:.3f} s ({'CPU' if k else 'wall'} s; wall {r['plain_wall_s']:.3f}"
+                f" / {r['fused_wall_s']:.3f}) -> x{r['speedup']:.2f} ({batch / r['fused_s']:.1f} "
+                f"img/s), max |codes diff| {err:.1e}",
+                flush=True,
+            )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -147,6 +187,8 @@ def main() -> None:
         "--infer-batch", type=int, default=None, help="inference batch (default 32 CPU, 128 CUDA)"
     )
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--inference-only", action="store_true", help="plain vs fused inference")
+    ap.add_argument("--infer-batches", default="1,4", help="batches of --inference-only")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = ap.parse_args()
@@ -156,6 +198,10 @@ def main() -> None:
     devices = [torch.device(d) for d in devices if d != "cuda" or torch.cuda.is_available()]
     if args.device in ("cuda", "all") and not torch.cuda.is_available():
         print("no CUDA device: CPU only")
+    if args.inference_only:
+        for device in devices:
+            compare_inference(device, [int(b) for b in args.infer_batches.split(",")], args.repeats)
+        return
     presets = list(PRESETS) if args.preset == "all" else [args.preset]
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "

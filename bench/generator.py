@@ -6,6 +6,10 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
     python bench/generator.py                       # lsap only, 256 px, channel multiplier 2, batch 4
     python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch   # + reference, ratio
     python bench/generator.py --device cuda --resolution 1024 --batch 8
+    python bench/generator.py --baseline-tree /tmp/lsap-old   # + lsap from another source tree
+
+On CPU the ratios use process CPU seconds (``OMP_NUM_THREADS=1``: one thread, so CPU seconds are
+the compute time and barely move when other jobs share the machine); wall seconds are printed too.
 
 ``--rosinality-repo`` is a work tree of rosinality/stylegan2-pytorch; its CUDA extensions are
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
@@ -17,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from _timing import median_time
+from _timing import median_times
 
 
 def _stub_cuda_extensions() -> None:
@@ -37,7 +42,7 @@ def _stub_cuda_extensions() -> None:
 
 
 def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
-    if impl == "lsap":
+    if impl in ("lsap", "baseline"):
         from lsap.nets import Generator, GeneratorConfig
 
         cfg = GeneratorConfig.from_dict(
@@ -81,9 +86,12 @@ def worker(impl: str, args) -> dict:
         synth(wp).square().mean().backward()
 
     out = {"impl": impl, "device": str(device)}
-    out["forward_s"] = median_time(forward, device, args.repeats)
-    out["fwd_bwd_s"] = median_time(fwd_bwd_all, device, args.repeats)
-    out["fwd_bwd_codes_s"] = median_time(fwd_bwd_codes, device, args.repeats)
+    for key, fn in (
+        ("forward", forward),
+        ("fwd_bwd", fwd_bwd_all),
+        ("fwd_bwd_codes", fwd_bwd_codes),
+    ):
+        out[f"{key}_s"], out[f"{key}_cpu_s"] = median_times(fn, device, args.repeats)
     out["images_per_s_forward"] = args.batch / out["forward_s"]
     out["images_per_s_fwd_bwd"] = args.batch / out["fwd_bwd_s"]
     if device.type == "cuda":
@@ -107,6 +115,11 @@ def main() -> None:
     p.add_argument(
         "--rosinality-repo", default=None, help="work tree of rosinality/stylegan2-pytorch"
     )
+    p.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="an lsap source tree (e.g. `git archive` of an older commit) timed as 'baseline'",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -118,6 +131,7 @@ def main() -> None:
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
     impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
+    impls += ["baseline"] if args.baseline_tree else []
     results = []
     print(
         f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}, batch {args.batch}, "
@@ -137,22 +151,34 @@ def main() -> None:
             cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
             if args.rosinality_repo:
                 cmd += ["--rosinality-repo", args.rosinality_repo]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            env = dict(os.environ)
+            if impl == "baseline":
+                env["PYTHONPATH"] = str(Path(args.baseline_tree).resolve())
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(r)
             print(
-                f"  {impl:<10} {device:<4}  forward {r['forward_s']:7.3f} s   fwd+bwd {r['fwd_bwd_s']:7.3f} s "
-                f"(codes only {r['fwd_bwd_codes_s']:7.3f} s)   {r['images_per_s_fwd_bwd']:7.2f} img/s fwd+bwd   "
-                f"{r['images_per_s_forward']:7.2f} img/s fwd   peak {r['peak_mem_mb']:8.0f} MB"
+                f"  {impl:<10} {device:<4}  forward {r['forward_s']:7.3f} s ({r['forward_cpu_s']:7.3f} "
+                f"CPU s)   fwd+bwd {r['fwd_bwd_s']:7.3f} s ({r['fwd_bwd_cpu_s']:7.3f} CPU s)   codes "
+                f"only {r['fwd_bwd_codes_s']:7.3f} s ({r['fwd_bwd_codes_cpu_s']:7.3f} CPU s)   "
+                f"peak {r['peak_mem_mb']:8.0f} MB",
+                flush=True,
             )
     by = {(r["impl"], r["device"]): r for r in results}
-    if ("rosinality", "cpu") in by and ("lsap", "cpu") in by:
-        ref, ours = by[("rosinality", "cpu")], by[("lsap", "cpu")]
-        print(
-            f"  speed-up lsap vs rosinality (CPU): forward x{ref['forward_s'] / ours['forward_s']:.2f}, "
-            f"fwd+bwd x{ref['fwd_bwd_s'] / ours['fwd_bwd_s']:.2f}, "
-            f"codes-only fwd+bwd x{ref['fwd_bwd_codes_s'] / ours['fwd_bwd_codes_s']:.2f} (target: fwd+bwd >= x2)"
-        )
+    for other in ("rosinality", "baseline"):
+        if (other, "cpu") in by and ("lsap", "cpu") in by:
+            ref, ours = by[(other, "cpu")], by[("lsap", "cpu")]
+            ratio = {
+                k: ref[f"{k}_cpu_s"] / ours[f"{k}_cpu_s"]
+                for k in ("forward", "fwd_bwd", "fwd_bwd_codes")
+            }
+            wall = ref["fwd_bwd_s"] / ours["fwd_bwd_s"]
+            print(
+                f"  speed-up lsap vs {other} (CPU seconds): forward x{ratio['forward']:.2f}, "
+                f"fwd+bwd x{ratio['fwd_bwd']:.2f}, codes-only fwd+bwd x{ratio['fwd_bwd_codes']:.2f} "
+                f"(wall-clock fwd+bwd x{wall:.2f})"
+                + ("  [targets: forward >= x2, fwd+bwd >= x3]" if other == "rosinality" else "")
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

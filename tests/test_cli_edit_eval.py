@@ -118,6 +118,43 @@ def test_lsap_edit_bad_inputs_are_one_line_errors(tiny_G, other_G, tmp_path):
     )
 
 
+def test_codes_of_another_generator_are_recorded_in_edit_and_eval_outputs(
+    tiny_G, other_G, tmp_path
+):
+    """strict=false lets codes made for another generator (same sizes) through with a warning;
+    the outputs say so: edit.json, and eval.json / eval.md per method."""
+    codes = sample_codes(other_G, 2)
+    inv = write_inversion(tmp_path / "inv", other_G, codes, NAMES[:2])
+    fine = write_inversion(tmp_path / "fine", tiny_G, sample_codes(tiny_G, 2), NAMES[:2])
+    write_originals(tmp_path / "originals", tiny_G, codes, NAMES[:2])
+    proc = run_cli("lsap-edit", tmp_path, f"codes={inv}", "editing.sefa.components=[0]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "edit.json").read_text())
+    bad = summary["generator_mismatch"]
+    assert bad["num_files"] == 2 and bad["first_file"] == str(inv / "codes" / "a.pt")
+    assert bad["problem"].startswith(f"codes were made for generator {other_G.sha256[:12]}")
+    proc = run_cli(
+        "lsap-eval",
+        tmp_path,
+        f"originals={tmp_path}/originals",
+        f"methods={{other: {inv}, fine: {fine}}}",
+        "metrics=offline",
+        "metrics.fidelity=[mse]",
+        "metrics.sncd=false",
+        "metrics.fid.enabled=false",
+        run_dir="eval",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    methods = json.loads((tmp_path / "eval" / "eval.json").read_text())["methods"]
+    assert (
+        methods["other"]["generator_mismatch"] == bad
+        and methods["fine"]["generator_mismatch"] is None
+    )
+    md = (tmp_path / "eval" / "eval.md").read_text()
+    assert "**Warning: the codes of other were made for another generator** (2 file(s)" in md
+    assert "codes of fine" not in md
+
+
 def test_lsap_eval_compares_methods_in_one_table(tiny_G, tmp_path):
     codes = sample_codes(tiny_G, len(NAMES))
     write_originals(tmp_path / "originals", tiny_G, codes)

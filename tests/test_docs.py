@@ -318,3 +318,16 @@ def test_documented_commands_compose():
         with pytest.raises(ConfigCompositionException):  # the check can fail
             compose("invert", overrides=["loss.sncdd=0.5"])
     assert not bad, "\n".join(bad)
+
+
+def test_index_lists_every_page():
+    """docs/index.md links every page of docs/, so a page another change adds is findable."""
+    index = ROOT / "docs" / "index.md"
+    linked = {
+        (index.parent / t.partition("#")[0]).resolve()
+        for t in re.findall(r"\]\(([^)\s#]+)[^)]*\)", _without_code(index.read_text()))
+    }
+    missing = [
+        _rel(p) for p in PAGES if p.parent != ROOT and p != index and p.resolve() not in linked
+    ]
+    assert not missing, f"docs/index.md does not link {missing}"

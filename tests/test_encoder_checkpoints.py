@@ -113,6 +113,35 @@ def test_lsap_format_round_trip(tmp_path, tiny_G):
     torch.testing.assert_close(loaded(_images()), enc(_images()), rtol=0, atol=0)
 
 
+def test_a_mid_schedule_encoder_loads_at_its_saved_progressive_stage(tmp_path, tiny_G):
+    """e4e trains its deltas progressively: a checkpoint at stage 2 has untrained heads for w+
+    indices 3..7, which must stay off when it is loaded (lsap-train's .ckpt and encoder.pt)."""
+    from lsap.io.encoders import LIGHTNING_KEY
+
+    enc = _encoder("e4e", seed=6)
+    enc.set_progressive_stage(2)
+    want = enc(_images())
+    save_encoder(enc, tmp_path / "enc.pt", generator_sha256=tiny_G.sha256)
+    ckpt = {
+        LIGHTNING_KEY: {
+            "format": "lsap.encoder",
+            "config": enc.config(),
+            "generator_sha256": tiny_G.sha256,
+            "progressive_stage": 2,
+        },
+        "state_dict": {f"encoder.{k}": v for k, v in enc.state_dict().items()},
+    }
+    torch.save(ckpt, tmp_path / "step.ckpt")
+    for name in ("enc.pt", "step.ckpt"):
+        loaded = lsap.load_encoder(tmp_path / name)
+        assert loaded.progressive_stage == 2, name
+        torch.testing.assert_close(loaded(_images()), want, rtol=0, atol=0)
+    enc.set_progressive_stage(7)  # the untrained heads change the codes: the test can tell
+    assert (enc(_images()) - want).abs().max() > 1e-3
+    save_encoder(enc, tmp_path / "full.pt")
+    assert lsap.load_encoder(tmp_path / "full.pt").progressive_stage == 7
+
+
 def test_fp16_encoder_file_is_smaller_and_loads_float32(tmp_path, tiny_G):
     """Shipped toy encoders are stored fp16: weights rounded once, latent_avg kept exact."""
     enc = _encoder("e4e", seed=5)

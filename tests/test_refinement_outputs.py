@@ -165,6 +165,57 @@ def test_lsap_edit_and_eval_go_through_the_tuned_generators(pti_folder, tiny_G, 
     assert "| lsap_o | none |" in md and "| lsap_o | PTI |" in md
 
 
+@pytest.mark.skipif(shutil.which("lsap-edit") is None, reason="lsap not installed")
+def test_lsap_edit_with_the_tuned_generator_as_generator(tiny_G, other_G, tmp_path):
+    """The documented `lsap-edit generator=file generator.path=<run>/generators/<name>.pt
+    generator.base=G.pt codes=<run>/codes/<name>.pt`: the code file names the tuned generator
+    that is already the configured one; its delta is not added a second time."""
+    from lsap.io import save_generator
+    from lsap.io.checkpoints import load_tuned_generators
+
+    base_path = save_generator(tiny_G, tmp_path / "G.pt")
+    G = load_generator(base_path)  # sha256 = the file's, as the deltas record it
+    names = NAMES[:2]
+    codes = sample_codes(G, 2, seed=9)
+    inv = write_inversion(tmp_path / "inv", G, codes, names, reconstructions=False)
+    with torch.no_grad():
+        targets = other_G.synthesis(sample_codes(other_G, 2, seed=5)).clamp(-1, 1)
+    res = pivotal_tuning(
+        G, targets, codes, steps=5, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None
+    )
+    for name, r in zip(names, save_tuned_generators(res, G, inv, names), strict=True):
+        obj = torch.load(inv / "codes" / f"{name}.pt", weights_only=True)
+        torch.save({**obj, "generator": r}, inv / "codes" / f"{name}.pt")
+    delta = inv / "generators" / f"{names[0]}.pt"
+    tuned = load_generator(delta, base=base_path)
+    assert load_tuned_generators([str(delta)], tuned) == {str(delta): tuned}
+    with pytest.raises(LsapFileError, match="configured generator is another tuned generator"):
+        load_tuned_generators([str(inv / "generators" / f"{names[1]}.pt")], tuned)
+    proc = subprocess.run(
+        [
+            "lsap-edit",
+            f"hydra.run.dir={tmp_path}/edit",
+            f"paths.cache_dir={tmp_path}/cache",
+            "device=cpu",
+            "generator=file",
+            f"generator.path={delta}",
+            f"generator.base={base_path}",
+            f"codes={inv}/codes/{names[0]}.pt",
+            "editing=sefa",
+            "editing.sefa.components=[0]",
+            "editing.sefa.factors=[0.0]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = _png(tmp_path / "edit/edits/sefa/all/dir0/factor+0" / f"{names[0]}.png").astype(int)
+    with torch.no_grad():
+        want = _uint8(tuned.synthesis(codes[:1])[0]).astype(int)
+    assert np.abs(got - want).max() <= 1
+
+
 def test_tuned_generators_are_not_written_past_the_disk_budget(tiny_G, tmp_path):
     codes = sample_codes(tiny_G, 2, seed=1)
     with torch.no_grad():

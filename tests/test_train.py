@@ -115,3 +115,30 @@ def test_resolve_ckpt_path(tmp_path):
     assert resolve_ckpt_path("last", tmp_path) == str(tmp_path / "hpc_ckpt_3.ckpt")
     with pytest.raises(LsapFileError, match="no such checkpoint"):
         resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
+
+
+def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical_with_random_noise(tmp_path, cache_dir):
+    """Training draws random numbers (generator noise, noise_mode=random, the default): the
+    checkpoint holds every RNG state, so a run resumed from step 3 ends with exactly the weights
+    of an uninterrupted one."""
+    common = [
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=100",
+        "data.num_train=64",  # 8 steps per epoch: step 3 is mid-epoch
+        "data.num_val=8",
+        "system.noise_mode=random",
+        "callbacks.checkpoint.every_n_train_steps=3",
+        "callbacks.image_grid.every_n_train_steps=0",
+    ]
+    straight = tmp_path / "straight"
+    train(tiny_cfg(straight, cache_dir, *common, "trainer.ckpt_path=null"))
+    mid = straight / "checkpoints" / "step_0000003.ckpt"
+    assert torch.load(mid, weights_only=True)["global_step"] == 3
+    torch.manual_seed(123)  # whatever the process did before, the resumed steps draw the same
+    resumed = tmp_path / "resumed"
+    train(tiny_cfg(resumed, cache_dir, *common, f"trainer.ckpt_path={mid}"))
+    a = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6
+    for k, v in b["state_dict"].items():
+        torch.testing.assert_close(a["state_dict"][k], v, rtol=0, atol=0, msg=k)

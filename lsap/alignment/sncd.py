@@ -29,7 +29,7 @@ def _resolve_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
 
 
 def _styles(source: StyleSource, w_plus: Tensor | None, anchors: Sequence[Tensor]) -> list[Tensor]:
-    if isinstance(source, Generator):
+    if hasattr(source, "style_space"):  # a generator of either family
         if w_plus is None:
             raise ValueError("sncd(G, w_plus, anchors) needs w_plus when given a generator")
         styles = source.style_space(w_plus)

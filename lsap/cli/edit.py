@@ -133,6 +133,8 @@ def run(cfg: DictConfig) -> dict:
         "written": written,
         "skipped_existing": skipped,
         "through_tuned_generators": tuned_count,
+        # codes recorded for another generator (strict=false let them through): null when none
+        "generator_mismatch": codes.generator_mismatch(),
         "edits": describe_edits(specs),
         "layout": {
             "images": "edits/<edit>/factor<+factor>/<name>.png",

@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.alignment.anchors import anchors_from_config
-from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.cli._common import check_config_dir, config_dir, die_with_launcher, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
@@ -40,7 +40,7 @@ from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
 from lsap.editing import build_edits, describe_edits
 from lsap.io import atomic_write_json, atomic_write_text, generator_from_config
-from lsap.io.inversions import REFINED_DIR
+from lsap.io.inversions import REFINED_DIR, merge_mismatches
 from lsap.metrics.evaluation import (
     evaluate_method,
     gather_rows,
@@ -128,6 +128,8 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             "path": str(m.path),
             "source": m.source,
             "refinement": "pti" if m.tuned or m.name in refined else "none",
+            # codes recorded for another generator (strict=false let them through), or None
+            "generator_mismatch": _generator_mismatch(m),
             **r.results,
         }
         rows = gather_rows(r.rows)
@@ -165,6 +167,18 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     finally:
         finish_loggers(loggers)
     return results
+
+
+def _generator_mismatch(m) -> dict | None:
+    """The method's codes recorded for another generator, over every rank's files."""
+    import torch.distributed as dist
+
+    part = m.codes.mismatched_files if m.codes is not None else {}
+    parts = [part]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, part)
+    return merge_mismatches(parts)
 
 
 def _grids(cells: dict[str, list[dict]], edit_names: list[str]) -> dict:
@@ -229,6 +243,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("eval")
     _main()
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from lsap.cli._common import (
     check_config_dir,
     config_dir,
+    die_with_launcher,
     finish_wandb,
     multirun_ddp_job,
     one_line_errors,
@@ -33,6 +34,7 @@ def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.inversion.memory import resolve_batch_size
     from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
@@ -61,7 +63,7 @@ def run(cfg: DictConfig) -> Path:
         cfg.data.path,
         output_dir,
         G.resolution,
-        batch_size=cfg.data.batch_size,
+        batch_size=resolve_batch_size(cfg.data.batch_size, cfg.data.get("memory"), _device(cfg)),
         num_workers=cfg.data.num_workers,
         align=cfg.data.align,
         generator_sha256=G.sha256,
@@ -99,6 +101,14 @@ def run(cfg: DictConfig) -> Path:
     return output_dir
 
 
+def _device(cfg: DictConfig) -> str:
+    """The device the trainer will run on: "cuda" when it may pick a GPU and one is present."""
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+
+
 def _check_some_image_read(data_path: str, summary: dict) -> None:
     """A folder of which no image could be read is an error, not an empty table (rank zero holds
     the summary; other ranks have none and return)."""
@@ -121,6 +131,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("invert")
     _main()
 

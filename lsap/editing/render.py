@@ -37,7 +37,7 @@ def render_edit(
     nz = None
     if noise is not None:  # every factor of an image uses that image's noise
         nz = [n.expand(N, -1, -1, -1).repeat_interleave(F_, dim=0) for n in noise]
-    if isinstance(G, Generator):
+    if not isinstance(G, Sequence):  # one generator (of either family)
         images = synthesize(G, codes.flatten(0, 1), nz, batch_size=batch_size)
     else:
         per_code = [g for g in G for _ in range(F_)]

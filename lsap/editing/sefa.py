@@ -14,21 +14,37 @@ from torch import Tensor
 
 from lsap.editing.edit import Edit, LayerSpec, resolve_layers, restrict
 from lsap.editing.ganspace import _fix_signs
+from lsap.nets.generators import is_stylegan3
 from lsap.nets.stylegan2 import Generator
+
+
+def modulated_convs(G: Generator) -> tuple[list[torch.nn.Module], list[int]]:
+    """The synthesis convs SeFa factorises, and the w+ index each consumes (toRGB excluded).
+
+    StyleGAN2: ``G.synthesis.convs``, conv i at w+ index i. StyleGAN3: its synthesis layers but
+    toRGB, layer k at w+ index k + 1 (the Fourier input's 4-output affine at index 0 sets a
+    rotation and a translation, not a conv's channel scales, and is left out too).
+    """
+    if is_stylegan3(G):
+        layers = G.synthesis.layers[:-1]
+        return layers, [k + 1 for k in range(len(layers))]
+    convs = list(G.synthesis.convs)
+    return convs, list(range(len(convs)))
 
 
 def modulation_weights(G: Generator, layers: LayerSpec = "all") -> tuple[Tensor, tuple[int, ...]]:
     """Stacked run-time modulation weights of the chosen synthesis convs.
 
     Args:
-        layers: indices into ``G.synthesis.convs`` (conv i consumes w+ index i; there are
-            ``num_ws - 1``), as for :func:`lsap.editing.resolve_layers`; ``"all"`` = every conv.
+        layers: indices into :func:`modulated_convs` (StyleGAN2: conv i consumes w+ index i;
+            there are ``num_ws - 1``), as for :func:`lsap.editing.resolve_layers`; ``"all"`` =
+            every conv.
 
     Returns:
         ``(A [sum C_i, w_dim] float64, conv indices)``, each block scaled by its layer's
         equalised-learning-rate gain (the matrix the layer applies).
     """
-    convs = G.synthesis.convs
+    convs, _ = modulated_convs(G)
     idx = resolve_layers(layers, len(convs))
     A = torch.cat([convs[i].affine.weight.double() * convs[i].affine.weight_gain for i in idx])
     return A, idx
@@ -77,15 +93,20 @@ def sefa_edits(
         components: indices of the directions (0 = largest singular value).
         layers: synthesis convs factorised.
         edit_layers: w+ layers the direction moves; None = the factorised convs' w+ indices
-            (conv i consumes w+ index i).
+            (:func:`modulated_convs`).
     """
     comps = [int(c) for c in components]
     if not comps or min(comps) < 0:
         raise ValueError(f"components must be non-negative indices, got {comps}")
     directions, values = sefa(G, layers, max(comps) + 1, channel_normalized=channel_normalized)
-    conv_idx = resolve_layers(layers, len(G.synthesis.convs))
-    idx = conv_idx if edit_layers is None else resolve_layers(edit_layers, G.num_ws)
-    label = "all" if len(conv_idx) == len(G.synthesis.convs) else _label(conv_idx)
+    convs, w_index = modulated_convs(G)
+    conv_idx = resolve_layers(layers, len(convs))
+    idx = (
+        tuple(w_index[i] for i in conv_idx)
+        if edit_layers is None
+        else resolve_layers(edit_layers, G.num_ws)
+    )
+    label = "all" if len(conv_idx) == len(convs) else _label(conv_idx)
     return [
         Edit(
             name=f"sefa/{label}/dir{c}",

@@ -30,8 +30,11 @@ from lsap.io.generator_delta import (
     is_generator_delta,
 )
 from lsap.io.nvlabs_pickle import flatten_module, init_kwargs, is_persistent, safe_load_pickle
+from lsap.io.stylegan3_pickle import check_pickle_fits, is_stylegan3_net, stylegan3_from_pickle
+from lsap.nets.generators import AnyConfig, AnyGenerator, build_generator, config_from_dict
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator, GeneratorConfig
+from lsap.nets.stylegan3 import StyleGAN3Config, randomize_
 
 LSAP_GENERATOR_FORMAT = "lsap.generator"
 FORMAT_VERSION = 1
@@ -42,9 +45,9 @@ W_AVG_SAMPLES = 10_000  # samples used to estimate w_avg when a file has no late
 class GeneratorState:
     """A generator read from a file, in lsap's layout, before building the module."""
 
-    config: GeneratorConfig
+    config: AnyConfig
     state: dict[str, Tensor]
-    source_format: str  # "lsap", "rosinality", "psp/e4e", "ganinverter", "nvlabs"
+    source_format: str  # "lsap", "rosinality", "psp/e4e", "ganinverter", "nvlabs[-stylegan3]"
     entries: dict[str, layouts.Entry] = field(default_factory=dict)  # lsap key -> file entry
     prefix: str = ""  # where the generator sits in the file, e.g. "g_ema."
     has_w_avg: bool = True
@@ -149,7 +152,7 @@ def state_from_checkpoint(obj: Mapping[str, Any]) -> GeneratorState:
         _UnknownLayoutError: no generator in ``obj``.
     """
     if obj.get("format") == LSAP_GENERATOR_FORMAT:
-        cfg = GeneratorConfig.from_dict(obj["config"])
+        cfg = config_from_dict(obj["config"])
         # Files may store fp16 (shipped assets); the generator always computes in float32.
         state = {k: v.float() for k, v in obj["state_dict"].items()}
         return GeneratorState(cfg, state, "lsap")
@@ -178,9 +181,13 @@ def _read_nvlabs(path: Path) -> GeneratorState:
     net = data.get("G_ema") if isinstance(data, Mapping) else None
     if not is_persistent(net):
         raise CheckpointError(path, "no NVlabs network under 'G_ema'")
-    cls = str(net.get("class_name", ""))
-    if "stylegan3" in cls:
-        raise CheckpointError(path, f"'{cls}' is a StyleGAN3 generator; lsap supports StyleGAN2")
+    if is_stylegan3_net(net):
+        try:
+            config, state = stylegan3_from_pickle(net)
+            check_pickle_fits(config, state)
+        except (ValueError, pickle.UnpicklingError) as e:
+            raise CheckpointError(path, f"G_ema (StyleGAN3): {e}") from None
+        return GeneratorState(config, state, "nvlabs-stylegan3", prefix="G_ema.")
     kw = init_kwargs(net)
     synth_kw = dict(kw.get("synthesis_kwargs") or {})
     map_kw = dict(kw.get("mapping_kwargs") or {})
@@ -221,12 +228,16 @@ _TABLES = {
 }
 
 
-def check_config(gs: GeneratorState, expected: GeneratorConfig | Mapping, path: str | Path) -> None:
+def check_config(gs: GeneratorState, expected: AnyConfig | Mapping, path: str | Path) -> None:
     """Raise CheckpointError if the file's tensors do not fit the architecture in ``expected``.
 
-    The error names the first mismatching key in the file's own naming and both shapes.
+    The error names the first mismatching key in the file's own naming and both shapes (for
+    StyleGAN3: the first differing architecture field).
     """
-    exp = expected if isinstance(expected, GeneratorConfig) else GeneratorConfig.from_dict(expected)
+    if _family(expected) == "stylegan3" or isinstance(gs.config, StyleGAN3Config):
+        _check_family_config(gs.config, expected, path)
+        return
+    exp = config_from_dict(expected)
     with torch.device("meta"):
         ref = Generator(exp).state_dict()
     got = gs.config
@@ -276,6 +287,40 @@ def check_config(gs: GeneratorState, expected: GeneratorConfig | Mapping, path: 
             )
 
 
+def _family(config: AnyConfig | Mapping) -> str:
+    if isinstance(config, Mapping):
+        return str(config.get("family") or "stylegan2")
+    return "stylegan3" if isinstance(config, StyleGAN3Config) else "stylegan2"
+
+
+def _check_family_config(got: AnyConfig, expected: AnyConfig | Mapping, path: str | Path) -> None:
+    # Only the fields the config names are checked (release entries name what NVlabs publishes).
+    names = {"stylegan2": "StyleGAN2", "stylegan3": "StyleGAN3"}
+    if _family(got) != _family(expected):
+        raise CheckpointError(
+            path,
+            f"holds a {names[_family(got)]} generator, the config expects "
+            f"{names.get(_family(expected), _family(expected))}",
+        )
+    named = dict(expected) if isinstance(expected, Mapping) else expected.to_dict()
+    named.pop("family", None)
+    preset = named.pop("config", None)
+    if preset is not None and isinstance(got, StyleGAN3Config) and got.name != str(preset).upper():
+        raise CheckpointError(
+            path, f"is a StyleGAN3-{got.name} generator, the config expects StyleGAN3-{preset}"
+        )
+    g = got.to_dict()
+    for key, value in named.items():
+        if key not in g:
+            raise CheckpointError(
+                path, f"the config names '{key}', not a {names[_family(got)]} field"
+            )
+        if g[key] != value:
+            raise CheckpointError(
+                path, f"{key} is {g[key]!r} in the file, the config says {value!r}"
+            )
+
+
 def _load_delta(
     obj: Mapping[str, Any], path: Path, base: Generator | str | Path | None, device
 ) -> Generator:
@@ -295,14 +340,14 @@ def load_generator(
     path: str | Path,
     device: torch.device | str = "cpu",
     *,
-    expected: GeneratorConfig | Mapping | None = None,
+    expected: AnyConfig | Mapping | None = None,
     base: Generator | str | Path | None = None,
-) -> Generator:
-    """Load a StyleGAN2 generator from a file users own.
+) -> AnyGenerator:
+    """Load a StyleGAN2 or StyleGAN3 generator from a file users own.
 
     Reads rosinality ``.pt`` (``{'g_ema', 'latent_avg'}``, also training checkpoints), the
-    ``decoder`` of pSp/e4e/GANInverter(LSAP) checkpoints, NVlabs ``.pkl`` (``G_ema``, read without
-    executing code) and lsap's own files. The architecture is read off the tensors.
+    ``decoder`` of pSp/e4e/GANInverter(LSAP) checkpoints, NVlabs ``.pkl`` (``G_ema`` of
+    stylegan2-ada-pytorch or stylegan3, read without executing code) and lsap's own files. The architecture is read off the tensors.
     A generator delta (``lsap.io.generator_delta``, e.g. a pivotal-tuning result) is added to its
     base generator: ``base``, or the base file recorded in the delta when ``base`` is None.
 
@@ -338,7 +383,7 @@ def load_generator(
         raise CheckpointError(path, "base= is for generator deltas, and this file is a generator")
     if expected is not None:
         check_config(gs, expected, path)
-    G = Generator(gs.config)
+    G = build_generator(gs.config)
     missing, unexpected = G.load_state_dict(gs.state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -391,6 +436,8 @@ def save_rosinality(G: Generator, path: str | Path) -> Path:
     The file loads in rosinality's stylegan2-pytorch (and pSp/e4e/GANInverter) when they are built
     with ``G``'s sizes. ``conv_clamp`` has no rosinality equivalent and is refused.
     """
+    if not isinstance(G, Generator):
+        raise ValueError("rosinality's format holds StyleGAN2 generators only")
     if G.config.conv_clamp is not None:
         raise ValueError("rosinality's generator has no conv_clamp; cannot export this generator")
     n_res = len(G.synthesis.torgbs)
@@ -400,12 +447,21 @@ def save_rosinality(G: Generator, path: str | Path) -> Path:
     return atomic_torch_save(path, {"g_ema": g_ema, "latent_avg": state["mapping.w_avg"].clone()})
 
 
-def init_generator(config: GeneratorConfig | Mapping, seed: int = 0) -> Generator:
+def init_generator(config: AnyConfig | Mapping, seed: int = 0) -> AnyGenerator:
     """A randomly initialised generator, deterministic in ``seed``, with w_avg estimated.
 
-    Used for tiny test/default generators; ``.sha256`` is a digest of its tensors.
+    Used for tiny test/default generators; ``.sha256`` is a digest of its tensors. A StyleGAN3
+    config (``family: stylegan3``) gets :func:`lsap.nets.stylegan3.randomize_`.
     """
-    cfg = config if isinstance(config, GeneratorConfig) else GeneratorConfig.from_dict(config)
+    cfg = config_from_dict(config)
+    if isinstance(cfg, StyleGAN3Config):
+        G3 = build_generator(cfg)
+        randomize_(G3, seed)
+        with torch.no_grad():
+            G3.mapping.w_avg.copy_(torch.cat(list(iter_w(G3, W_AVG_SAMPLES, seed=seed))).mean(0))
+        G3.eval().requires_grad_(False)
+        G3.sha256 = tensors_sha256(G3.state_dict())
+        return G3
     g = torch.Generator().manual_seed(seed)
     G = Generator(cfg)
     with torch.no_grad():
@@ -429,7 +485,9 @@ def _owner(G: Generator, param_name: str) -> torch.nn.Module:
     return G.get_submodule(param_name.rsplit(".", 1)[0]) if "." in param_name else G
 
 
-def generator_from_config(cfg: Mapping[str, Any], device: torch.device | str = "cpu") -> Generator:
+def generator_from_config(
+    cfg: Mapping[str, Any], device: torch.device | str = "cpu"
+) -> AnyGenerator:
     """Build the generator a Hydra ``generator`` config group describes.
 
     ``cfg.path`` set: load that file (``asset:<name>`` = a file shipped in ``lsap/assets``),
@@ -453,15 +511,36 @@ def load_tuned_generators(
 
     Args:
         paths: generator delta files, None for records rendered with ``base``.
-        base: the run's generator (the deltas' base; its sha256 must match theirs).
+        base: the run's generator: the deltas' base (its sha256 must match theirs), or itself a
+            tuned generator loaded from one of those delta files (``generator.path=<delta>
+            generator.base=G.pt``), which records naming that file then use as it is.
 
     Returns:
-        ``{path or None: generator}`` on base's device; None maps to ``base`` itself. At 1024 px
-        each tuned generator holds about 120 MB: callers load one batch's worth at a time.
+        ``{path or None: generator}`` on base's device; None and ``base``'s own delta file map to
+        ``base`` itself. At 1024 px each tuned generator holds about 120 MB: callers load one
+        batch's worth at a time.
+
+    Raises:
+        CheckpointError: ``base`` is a tuned generator and a record names another delta (a delta
+            is added to its base generator, never on top of another tuned one).
     """
     out: dict[str | None, Generator] = {}
     for p in paths:
         key = None if p is None else str(p)
-        if key not in out:
-            out[key] = base if key is None else load_generator(key, base.w_avg.device, base=base)
+        if key in out:
+            continue
+        if key is None:
+            out[key] = base
+        elif getattr(base, "base_sha256", None):  # base is a tuned generator
+            if file_sha256(key) == base.sha256:  # ... loaded from this very delta file
+                out[key] = base
+                continue
+            raise CheckpointError(
+                key,
+                f"the codes name this tuned generator, but the configured generator is another "
+                f"tuned generator ({str(base.sha256)[:12]}); give its base generator instead "
+                "(generator.path=<base>)",
+            )
+        else:
+            out[key] = load_generator(key, base.w_avg.device, base=base)
     return out

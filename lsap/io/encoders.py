@@ -163,6 +163,7 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
                 dict(obj["state_dict"]),
                 "lsap",
                 obj.get("generator_sha256"),
+                obj.get("progressive_stage"),
             )
         if isinstance(obj.get(LIGHTNING_KEY), Mapping):
             head = obj[LIGHTNING_KEY]
@@ -237,8 +238,10 @@ def load_encoder(
         arch: "e4e" or "psp" to override (or supply) the file's encoder type.
 
     Returns:
-        the encoder in eval mode with every progressive stage active: ``encoder(images [N, 3,
-        256, 256] in [-1, 1]) -> w_plus [N, num_ws, w_dim]`` with ``latent_avg`` added.
+        the encoder in eval mode at the progressive stage it was saved at (lsap-train checkpoints
+        and lsap's ``encoder.pt`` record it: a mid-schedule checkpoint's untrained heads stay
+        off), else with every stage active: ``encoder(images [N, 3, 256, 256] in [-1, 1]) ->
+        w_plus [N, num_ws, w_dim]`` with ``latent_avg`` added.
         ``.sha256`` is the file's sha256, ``.source_format`` its format, ``.generator_sha256``
         the generator it was trained with when the file records it.
     """
@@ -254,7 +257,11 @@ def load_encoder(
     except (TypeError, ValueError) as e:
         raise CheckpointError(path, f"bad encoder config {cfg} ({e})") from None
     _load_weights(enc, es.state, path)
-    enc.set_progressive_stage(enc.num_ws - 1)
+    stage = enc.num_ws - 1 if es.progressive_stage is None else int(es.progressive_stage)
+    try:
+        enc.set_progressive_stage(stage)
+    except ValueError as e:
+        raise CheckpointError(path, f"bad progressive_stage ({e})") from None
     enc = enc.to(device).eval()
     enc.sha256 = file_sha256(path)
     enc.source_format = es.source_format
@@ -270,7 +277,8 @@ def save_encoder(
     provenance: Mapping[str, Any] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write ``encoder`` in lsap's format (weights-only loadable), atomically.
+    """Write ``encoder`` in lsap's format (weights-only loadable), atomically, with its current
+    progressive stage (:func:`load_encoder` restores it).
 
     ``dtype=torch.float16`` stores the floating-point weights in half precision (shipped assets:
     half the file); ``latent_avg`` stays float32 (the codes' offset, where rounding would shift
@@ -292,6 +300,7 @@ def save_encoder(
         "config": encoder.config(),
         "state_dict": state,
         "generator_sha256": generator_sha256,
+        "progressive_stage": int(encoder.progressive_stage),  # what load_encoder activates
         "provenance": {"lsap_version": __version__, **dict(provenance or {})},
     }
     return atomic_torch_save(path, obj)

@@ -236,6 +236,16 @@ def check_generator(
         warnings.warn(f"{path}: {problem}", stacklevel=2)
 
 
+def merge_mismatches(parts: Sequence[Mapping[str, str]]) -> dict[str, Any] | None:
+    """One record of ``{file: problem}`` maps (e.g. gathered from DDP ranks), or None if empty:
+    ``{"problem": the first file's (sorted), "num_files": n, "first_file": path}``."""
+    files = {f: p for part in parts for f, p in part.items()}
+    if not files:
+        return None
+    first = sorted(files)[0]
+    return {"problem": files[first], "num_files": len(files), "first_file": first}
+
+
 class CodeSet:
     """Codes of an inversion, read lazily one at a time (bounded memory for large folders).
 
@@ -264,7 +274,7 @@ class CodeSet:
         self.num_ws, self.w_dim, self.sha256, self.strict = num_ws, w_dim, sha256, strict
         self._rows: list[tuple[str, Path, int | None]] = []  # name, file, row (None: whole file)
         self._cache: tuple[Path, Any] | None = None
-        self._warned = False
+        self._mismatched: dict[str, str] = {}  # file -> why its codes do not fit (strict=False)
         if self.path.is_file():
             n = self._load(self.path)["w_plus"].shape[0]
             if n == 1:
@@ -305,15 +315,27 @@ class CodeSet:
         problem = generator_mismatch(_sha_of(obj), self.sha256)
         if problem and self.strict:
             raise LsapFileError(path, problem)
-        if problem and not self._warned:  # once per set, not once per file
-            self._warned = True
+        if problem and not self._mismatched:  # warn once per set, not once per file
             warnings.warn(f"{path}: {problem}", stacklevel=3)
+        if problem:
+            self._mismatched.setdefault(str(path), problem)
         self._cache = (path, obj)
         return obj
 
     @property
     def names(self) -> list[str]:
         return [n for n, _, _ in self._rows]
+
+    def generator_mismatch(self) -> dict[str, Any] | None:
+        """Codes read so far that were recorded for another generator (``strict=False`` lets
+        them through with a warning), for the job's output files: ``{"problem": the first file's,
+        "num_files": n, "first_file": path}``, or None when every file read fits."""
+        return merge_mismatches([self._mismatched])
+
+    @property
+    def mismatched_files(self) -> dict[str, str]:
+        """``{file: problem}`` of the files read so far whose codes are for another generator."""
+        return dict(self._mismatched)
 
     def __len__(self) -> int:
         return len(self._rows)

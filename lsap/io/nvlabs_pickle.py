@@ -8,8 +8,9 @@ module's ``__dict__`` (parameters, buffers, children, constructor kwargs). Tenso
 
 :class:`SafeUnpickler` resolves exactly the globals such a file needs to *data*: the persistent-object
 hook returns ``meta`` untouched, storage bytes go through ``torch.load(weights_only=True)``, tensors
-are rebuilt by torch's own rebuild functions, and ``EasyDict``/``OrderedDict``/numpy scalars become
-plain values. Any other global is refused; nothing from the file is executed.
+are rebuilt by torch's own rebuild functions, and ``EasyDict``/``OrderedDict``/numpy scalars and
+numeric numpy arrays (StyleGAN3 keeps sizes and gains as arrays) become plain values. Any other
+global is refused; nothing from the file is executed.
 """
 
 from __future__ import annotations
@@ -69,6 +70,25 @@ def _numpy_dtype(name: str, align: bool = False, copy: bool = False) -> np.dtype
     return dt
 
 
+class _NdarrayToken:
+    """Stands in for ``numpy.ndarray`` in a pickle: a marker, not callable, only accepted by
+    :func:`_numpy_reconstruct`."""
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _numpy_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') followed by BUILD with
+    # (version, shape, dtype, is_fortran, raw bytes): an empty plain array whose __setstate__ (numpy's
+    # own) fills in data; the dtype comes through _numpy_dtype, so only numeric kinds get there.
+    if cls is not _NDARRAY:
+        raise pickle.UnpicklingError("numpy array reconstruction of a class other than ndarray")
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and 0 <= n < 2**31 for n in shape)):
+        raise pickle.UnpicklingError("numpy array reconstruction with a malformed shape")
+    return np.ndarray(shape, dtype=np.uint8)
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): _PlainDict,
@@ -81,6 +101,9 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _numpy_dtype,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
     # Older protocols spell sets and bytes through these (pickles written by Python 2-era tools).
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,

@@ -54,7 +54,10 @@ class NoiseRegLoss(LossTerm):
     needs = ("noise",)
 
     def forward(self, inputs: LossInputs) -> Tensor:
-        maps = list(inputs.noise)
+        maps = list(inputs.noise or [])
+        if not maps:  # a generator without noise inputs (StyleGAN3): nothing to regularise
+            ref = inputs.images if inputs.images is not None else inputs.w_plus
+            return ref.new_zeros(ref.shape[0])
         N = max(m.shape[0] for m in maps)
         total = maps[0].new_zeros(N)
         for n in maps:

@@ -47,6 +47,14 @@ def markdown_report(results: Mapping[str, Any], *, title: str = "Evaluation") ->
     names = list(methods)
     present = [c for c in FIDELITY_COLUMNS if any(c[0] in m["metrics"] for m in methods.values())]
     out = [f"# {title}", ""]
+    for n in names:
+        bad = methods[n].get("generator_mismatch")
+        if bad:
+            out += [
+                f"**Warning: the codes of {n} were made for another generator** "
+                f"({bad['num_files']} file(s), e.g. {bad['first_file']}: {bad['problem']}).",
+                "",
+            ]
     header = ["method", "images", *[h for _, h, _ in present], "SNCD ↓ (sum)", "SNCD (layer mean)"]
     rows = []
     for n in names:

@@ -132,10 +132,24 @@ def modulated_conv2d(
     else:
         x = F.conv2d(x, w, padding=k // 2)
     if demodulate:
-        # sum_{i,k} (w[o,i,k] s[n,i])^2 = sum_i s[n,i]^2 * sum_k w[o,i,k]^2: one small matmul.
-        energy = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # [N, O]
-        x = x * (energy + DEMOD_EPS).rsqrt().to(x.dtype).reshape(N, -1, 1, 1)
+        x = x * demodulation(weight, styles).to(x.dtype).reshape(N, -1, 1, 1)
     return x
+
+
+def demodulation(weight: Tensor, styles: Tensor) -> Tensor:
+    """Demodulation coefficients ``d[n, o] = rsqrt(sum_{i,k} (weight[o,i,k] styles[n,i])^2 + 1e-8)``.
+
+    Args:
+        weight: [O, I, k, k] convolution weight (with its equalised-lr gain).
+        styles: [N, I] modulation coefficients.
+
+    Returns:
+        d [N, O]: the per-sample, per-output-channel scale that ``modulated_conv2d(demodulate=True)``
+        applies after the convolution (callers may apply it later, fused with the bias).
+    """
+    # sum_{i,k} (w[o,i,k] s[n,i])^2 = sum_i s[n,i]^2 * sum_k w[o,i,k]^2: one small matmul.
+    energy = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # [N, O]
+    return (energy + DEMOD_EPS).rsqrt()
 
 
 def modulated_linear(x: Tensor, weight: Tensor, styles: Tensor) -> Tensor:
@@ -151,20 +165,48 @@ def modulated_linear(x: Tensor, weight: Tensor, styles: Tensor) -> Tensor:
     """
     N, I, H, W = x.shape
     w = weight.reshape(weight.shape[0], I).unsqueeze(0) * styles.unsqueeze(1)  # [N, O, I]
-    return torch.bmm(w.to(x.dtype), x.reshape(N, I, H * W)).reshape(N, -1, H, W)
+    w = w.to(x.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # channels-last activations are [N, H, W, I] in memory: multiply there, no layout copy
+        y = torch.bmm(x.permute(0, 2, 3, 1).reshape(N, H * W, I), w.transpose(1, 2))
+        return y.reshape(N, H, W, -1).permute(0, 3, 1, 2)  # [N, O, H, W], channels-last
+    return torch.bmm(w, x.reshape(N, I, H * W)).reshape(N, -1, H, W)
 
 
-def bias_leaky_relu(x: Tensor, bias: Tensor, clamp: float | None = None) -> Tensor:
-    """Add a bias, leaky ReLU (slope 0.2) with gain sqrt(2), optional clamp.
+def bias_leaky_relu(
+    x: Tensor,
+    bias: Tensor,
+    clamp: float | None = None,
+    *,
+    scale: Tensor | None = None,
+    noise: Tensor | None = None,
+) -> Tensor:
+    """``leaky_relu(x * scale + bias + noise, 0.2) * sqrt(2)``, optionally clamped.
+
+    Two full-size passes (one ``addcmul`` or ``add``, one leaky ReLU) plus one per noise map: the
+    gain is moved inside the (positively homogeneous) leaky ReLU onto the small operands, and the
+    per-sample ``scale`` (demodulation) rides along with the bias in one ``addcmul``. Noise stays
+    a separate [N or 1, 1, H, W] add: a [1, C, H, W] bias+noise map would need a batch reduction
+    in backward, slow on channels-last activations.
 
     Args:
         x: [N, C, H, W] (or [N, C]).
-        bias: [C], or any tensor broadcastable to ``x`` (e.g. bias + scaled noise [1, C, H, W]).
+        bias: [C], or any tensor broadcastable to ``x``.
         clamp: clamp the result to [-clamp, clamp] (NVlabs ``conv_clamp``); None = no clamp.
+        scale: optional [N, C] per-sample channel scale applied to ``x`` first (demodulation).
+        noise: optional already-weighted noise [N or 1, 1, H, W] added with the bias.
     """
     if bias.ndim == 1:
         bias = bias.reshape((1, -1) + (1,) * (x.ndim - 2))
-    x = F.leaky_relu(x + bias.to(x.dtype), LRELU_SLOPE) * LRELU_GAIN
+    bias = bias.to(x.dtype) * LRELU_GAIN
+    if scale is None:
+        x = torch.add(bias, x, alpha=LRELU_GAIN)
+    else:
+        scale = scale.to(x.dtype).reshape(scale.shape + (1,) * (x.ndim - 2))
+        x = torch.addcmul(bias, x, scale * LRELU_GAIN)
+    if noise is not None:
+        x = x + noise.to(x.dtype) * LRELU_GAIN
+    x = F.leaky_relu(x, LRELU_SLOPE)
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x

@@ -18,7 +18,7 @@ def stack_noise(G: Generator, noises: Sequence[Sequence[Tensor] | None]) -> list
         ``len(G.synthesis.convs)`` tensors [N, 1, R, R] on G's device, or None when no code in
         the batch has its own noise (then ``noise_mode="const"`` gives the same images).
     """
-    if all(n is None for n in noises):
+    if all(not n for n in noises):  # None, or [] from a generator without noise (StyleGAN3)
         return None
     convs = G.synthesis.convs
     shapes = G.synthesis.noise_shapes()

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lsap.alignment import sncd
 from lsap.alignment.anchors import anchors_from_config
 from lsap.core.errors import CheckpointError
+from lsap.core.rng import rng_states, set_rng_states
 from lsap.inversion.encode import encoder_objective
 from lsap.io import generator_from_config
 from lsap.io.encoders import FORMAT_VERSION, LIGHTNING_KEY, LSAP_ENCODER_FORMAT, init_backbone
@@ -127,6 +128,7 @@ class EncoderSystem(pl.LightningModule):
         self.val_metrics = nn.ModuleDict({k: MeanMetric() for k in ("mse", "lpips", "id")})
         self.val_sncd = SNCDMetric(G.num_ws)
         self._reported_skips: set[str] = set()
+        self._resume_rng: Any = None  # RNG states of a loaded checkpoint, until training resumes
         self._init_w_discriminator(loss, G.w_dim)
 
     # -- latent discriminator (e4e) ---------------------------------------------------------------
@@ -193,6 +195,9 @@ class EncoderSystem(pl.LightningModule):
         return self.encoder.active_layers if self.encoder.progressive else None
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._resume_rng is not None:  # first step after a resume: continue the RNG streams
+            self._restore_rng(self._resume_rng)
+            self._resume_rng = None
         self.encoder.set_progressive_stage(self._stage_at(self.global_step))
 
     # -- steps ------------------------------------------------------------------------------------
@@ -263,6 +268,30 @@ class EncoderSystem(pl.LightningModule):
                 log.warning("skipping %s: %s", path, reason)
 
     # -- checkpoints ------------------------------------------------------------------------------
+    def _gather_rng(self) -> list[dict[str, Any]]:
+        """Every rank's RNG states, by rank (checkpoints are dumped on every rank)."""
+        import torch.distributed as dist
+
+        states = rng_states()
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return [states]
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, states)
+        return parts
+
+    def _restore_rng(self, saved: Any) -> None:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if not isinstance(saved, list) or len(saved) != world:
+            log.warning(
+                "the checkpoint's RNG states are for %s processes, this run has %d: random "
+                "numbers (generator noise) will differ from an uninterrupted run",
+                len(saved) if isinstance(saved, list) else "unknown",
+                world,
+            )
+            return
+        set_rng_states(saved[rank])
+
+    # -- checkpoints (header) ---------------------------------------------------------------------
     def encoder_header(self) -> dict[str, Any]:
         """What lsap.load_encoder needs besides the weights (stored under 'lsap_encoder')."""
         from lsap.core.version import __version__
@@ -278,6 +307,7 @@ class EncoderSystem(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[LIGHTNING_KEY] = self.encoder_header()
+        checkpoint["rng_states"] = self._gather_rng()
         if self._wd is not None:
             checkpoint["w_discriminator"] = self._wd.state_dict()
 
@@ -294,6 +324,9 @@ class EncoderSystem(pl.LightningModule):
                 f"config builds {self.G.sha256}",
             )
         self.encoder.set_progressive_stage(int(head["progressive_stage"]))
+        # restored when training resumes (on_train_batch_start), not now: loading the loaders
+        # in between draws random numbers that the uninterrupted run drew before the save
+        self._resume_rng = checkpoint.get("rng_states")
         saved = checkpoint.get("w_discriminator")
         if self._wd is not None and saved is not None:
             self._wd.load_state_dict(saved)
