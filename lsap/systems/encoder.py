@@ -98,7 +98,9 @@ class EncoderSystem(pl.LightningModule):
         net.set_progressive_stage(self._stage_at(0))
 
         anchors = anchors_from_config(G, alignment)
-        objective = build_objective(loss, generator=G, anchors=anchors)
+        objective = build_objective(
+            loss, generator=G, anchors=anchors, cache_dir=alignment.get("cache_dir")
+        )
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
             from lsap.core.errors import WeightsUnavailableError
