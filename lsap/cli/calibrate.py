@@ -47,7 +47,7 @@ def prepare_images(cfg: DictConfig, folder: Path) -> Path:
 
 
 def run_short_sweep(cfg: DictConfig, out: Path) -> Path:
-    """``lsap-invert -m <invert overrides> loss.sncd=<weights>`` into ``out/sweep``."""
+    """``lsap-invert -m <invert_overrides> loss.sncd=<weights>`` into ``out/sweep``."""
     images = prepare_images(cfg, out / "images")
     sweep_dir = out / "sweep"
     weights = ",".join(f"{float(w):g}" for w in cfg.weights)
