@@ -73,7 +73,15 @@ def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
 def worker(impl: str, args) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
-    G, synth, num_ws = build(impl, args)
+    if args.tf32:  # TF32 matmuls and convolutions (CUDA Ampere+; no effect on CPU)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    G, synth_fp32, num_ws = build(impl, args)
+
+    def synth(w):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            return synth_fp32(w).float()
+
     G = G.to(device)
     w = torch.randn(args.batch, num_ws, 512, device=device)
     rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -135,6 +143,8 @@ def main() -> None:
         default=None,
         help="an lsap source tree (e.g. `git archive` of an older commit) timed as 'baseline'",
     )
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convolutions (CUDA)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -169,6 +179,7 @@ def main() -> None:
                 str(args.channel_multiplier),
             ]
             cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
+            cmd += ["--tf32"] * args.tf32 + ["--amp"] * args.amp
             if args.rosinality_repo:
                 cmd += ["--rosinality-repo", args.rosinality_repo]
             if args.stylegan3_repo:

@@ -111,7 +111,7 @@ def test_lsap_calibrate_end_to_end(tmp_path):
         "num_images=2",
         "weights=[0,0.5]",
         "samples.num_samples=2000",
-        "invert=[" + ",".join(f'"{o}"' for o in INVERT) + "]",
+        "invert_overrides=[" + ",".join(f'"{o}"' for o in INVERT) + "]",
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]

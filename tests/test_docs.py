@@ -135,6 +135,8 @@ def _problems(word: str, groups: set[str], keys: frozenset[str], roots: set[str]
         if not eq or key not in groups or value in ("", "...") or value.startswith("$"):
             return None  # a plain word, a placeholder, or a top-level value such as codes=...
         options = value.strip("[]").split(",") if value.startswith("[") else value.split(",")
+        if not all(re.fullmatch(r"[\w/.-]*", o) for o in options):
+            return None  # a list of override strings (lsap-calibrate's invert=[...]), not options
         missing = [
             o for o in options if o not in ("null", "") and not (CONF / key / f"{o}.yaml").exists()
         ]
@@ -165,6 +167,7 @@ def test_config_key_index_sees_packages_and_groups():
     assert _problems("+editing.interfacegan.direction.age=a.pt", groups, keys, roots)
     assert _problems("lsap.io.load_codes", groups, keys, roots) is None  # not a config key
     assert _problems("generator=...)", groups, keys, roots) is None  # a Python placeholder
+    assert _problems('invert=["generator=ffhq","a=1"]', groups, keys, roots) is None
     assert _problems("report.html", groups, keys, roots) is None
 
 
@@ -253,6 +256,8 @@ COMMANDS = {
     "lsap-eval": "eval",
     "lsap-sncd": "sncd",
     "lsap-demo": "demo",
+    "lsap-sweep": "sweep_report",
+    "lsap-calibrate": "calibrate",
 }
 
 

@@ -47,7 +47,7 @@ def prepare_images(cfg: DictConfig, folder: Path) -> Path:
 
 
 def run_short_sweep(cfg: DictConfig, out: Path) -> Path:
-    """``lsap-invert -m <invert overrides> loss.sncd=<weights>`` into ``out/sweep``."""
+    """``lsap-invert -m <invert_overrides> loss.sncd=<weights>`` into ``out/sweep``."""
     images = prepare_images(cfg, out / "images")
     sweep_dir = out / "sweep"
     weights = ",".join(f"{float(w):g}" for w in cfg.weights)
@@ -58,7 +58,7 @@ def run_short_sweep(cfg: DictConfig, out: Path) -> Path:
         "-m",
         "lsap.cli.invert",
         "-m",
-        *[str(o) for o in cfg.invert],
+        *[str(o) for o in cfg.invert_overrides],
         f"data.path={images}",
         f"paths.cache_dir={cfg.paths.cache_dir}",
         f"paths.log_dir={out / 'logs'}",

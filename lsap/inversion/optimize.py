@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lsap.inversion.precision import precision
 from lsap.inversion.schedules import Schedule
 from lsap.losses import LossInputs, Objective
 from lsap.losses.latent import normalize_noise_
@@ -70,6 +71,8 @@ def optimize_latents(
     seeds: Sequence[int] | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     callback: StepCallback | None = None,
+    autocast: str | None = None,
+    tf32: bool = False,
 ) -> InversionResult:
     """Invert a batch of images by Adam on their latent codes (StyleGAN2 projector / LSAP_O).
 
@@ -93,6 +96,9 @@ def optimize_latents(
         betas: Adam betas.
         callback: called as ``callback(step, {"loss": [N], <term>: [N]})`` after every step with
             device tensors (no host sync is forced).
+        autocast: None (float32) or "bf16" / "fp16": generator and loss under ``torch.autocast``;
+            codes, noise maps, Adam and the summed loss stay float32 (``lsap.inversion.precision``).
+        tf32: allow TF32 matmuls/convolutions inside the loop (CUDA).
 
     Returns:
         :class:`InversionResult` with codes, final images, noise maps and per-step loss terms.
@@ -140,10 +146,12 @@ def optimize_latents(
             eps = torch.stack([torch.randn(code.shape[1:], generator=g) for g in rngs])
             w = code + strength * eps.to(device, dtype)
         w_plus = broadcast_w(w, num_ws, w_dim)  # [N, num_ws, w_dim]
-        images = G.synthesis(w_plus, noise_mode="const", noise=noise)  # [N, 3, R, R]
-        total, terms = objective(
-            LossInputs(images=images, targets=targets, w_plus=w_plus, noise=noise)
-        )
+        with precision(device, autocast, tf32):
+            images = G.synthesis(w_plus, noise_mode="const", noise=noise)  # [N, 3, R, R]
+            total, terms = objective(
+                LossInputs(images=images, targets=targets, w_plus=w_plus, noise=noise)
+            )
+        total, terms = total.to(dtype), {k: v.to(dtype) for k, v in terms.items()}
         # Summed per-sample losses keep the images independent; autograd.grad (not backward)
         # leaves the generator's parameters and their .grad untouched.
         grads = torch.autograd.grad(total.sum(), params, allow_unused=True)

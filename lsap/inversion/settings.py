@@ -19,6 +19,7 @@ from typing import Any
 
 from lsap.core.plain import plain
 from lsap.inversion.optimize import latent_std
+from lsap.inversion.precision import autocast_dtype
 from lsap.inversion.schedules import Schedule
 from lsap.nets.stylegan2 import Generator
 
@@ -46,6 +47,8 @@ class InversionSettings:
     optimize_noise: bool
     w_std_samples: int
     w_std_seed: int
+    autocast: str | None = None  # optional key: GPU option, "bf16" | "fp16" | null
+    tf32: bool = False  # optional key: GPU option
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -63,7 +66,8 @@ class InversionSettings:
         """
         cfg = plain(cfg)
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in names if k not in cfg]
+        optional = ("autocast", "tf32")  # precision options: configs without them run float32
+        missing = [k for k in names if k not in cfg and k not in optional]
         unknown = sorted(set(cfg) - set(names))
         if missing or unknown:
             what = (
@@ -78,6 +82,8 @@ class InversionSettings:
             optimize_noise=bool(cfg["optimize_noise"]),
             w_std_samples=int(cfg["w_std_samples"]),
             w_std_seed=int(cfg["w_std_seed"]),
+            autocast=autocast_dtype(cfg.get("autocast")) and str(cfg["autocast"]),
+            tf32=bool(cfg.get("tf32", False)),
         )
 
     def w_std(self, G: Generator) -> float:
@@ -96,6 +102,8 @@ class InversionSettings:
             "schedule": self.schedule,
             "optimize_noise": self.optimize_noise,
             "w_std": self.w_std(G) if w_std is None else float(w_std),
+            "autocast": self.autocast,
+            "tf32": self.tf32,
         }
 
 
