@@ -15,6 +15,12 @@ the compute time and barely move when other jobs share the machine); wall second
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
 CPU. Timed: forward (no grad), forward+backward with gradients for the generator's parameters and
 the codes (a training step's generator cost), and forward+backward for the codes only (inversion).
+
+StyleGAN3 rows (``bench/_stylegan3.py``): lsap's StyleGAN3 vs NVlabs' reference path on the same
+weights and CPU, printed as a ratio:
+
+    python bench/generator.py --family stylegan3 --sg3-config T --resolution 256 --batch 1 \
+        --stylegan3-repo ~/src/stylegan3
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ def _stub_cuda_extensions() -> None:
 
 
 def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
+    if impl.endswith("-sg3"):
+        import _stylegan3
+
+        return _stylegan3.build(impl, args)
     if impl in ("lsap", "baseline"):
         from lsap.nets import Generator, GeneratorConfig
 
@@ -123,6 +133,11 @@ def main() -> None:
     p.add_argument(
         "--rosinality-repo", default=None, help="work tree of rosinality/stylegan2-pytorch"
     )
+    p.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3"])
+    p.add_argument("--sg3-config", default="T", choices=["T", "R"], help="StyleGAN3 config")
+    p.add_argument(
+        "--stylegan3-repo", default=None, help="work tree of NVlabs/stylegan3 (reference rows)"
+    )
     p.add_argument(
         "--baseline-tree",
         default=None,
@@ -140,16 +155,21 @@ def main() -> None:
 
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
-    impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
-    impls += ["baseline"] if args.baseline_tree else []
+    if args.family == "stylegan3":
+        impls = ["lsap-sg3"] + (["nvlabs-sg3"] if args.stylegan3_repo else [])
+        arch = f"StyleGAN3-{args.sg3_config} {args.resolution} px"
+    else:
+        impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
+        impls += ["baseline"] if args.baseline_tree else []
+        arch = f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}"
     results = []
     print(
-        f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}, batch {args.batch}, "
-        f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        f"{arch}, batch {args.batch}, median of {args.repeats}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
     for device in devices:
         for impl in impls:
-            if impl == "rosinality" and device == "cuda":
+            if impl in ("rosinality", "nvlabs-sg3") and device == "cuda":
                 continue  # its CUDA path needs its compiled extensions; we compare the CPU path
             cmd = [sys.executable, __file__, "--worker", impl, "--device", device]
             cmd += [
@@ -162,6 +182,9 @@ def main() -> None:
             cmd += ["--tf32"] * args.tf32 + ["--amp"] * args.amp
             if args.rosinality_repo:
                 cmd += ["--rosinality-repo", args.rosinality_repo]
+            if args.stylegan3_repo:
+                cmd += ["--stylegan3-repo", args.stylegan3_repo]
+            cmd += ["--family", args.family, "--sg3-config", args.sg3_config]
             env = dict(os.environ)
             if impl == "baseline":
                 env["PYTHONPATH"] = str(Path(args.baseline_tree).resolve())
@@ -176,9 +199,10 @@ def main() -> None:
                 flush=True,
             )
     by = {(r["impl"], r["device"]): r for r in results}
-    for other in ("rosinality", "baseline"):
-        if (other, "cpu") in by and ("lsap", "cpu") in by:
-            ref, ours = by[(other, "cpu")], by[("lsap", "cpu")]
+    pairs = [("rosinality", "lsap"), ("baseline", "lsap"), ("nvlabs-sg3", "lsap-sg3")]
+    for other, mine in pairs:
+        if (other, "cpu") in by and (mine, "cpu") in by:
+            ref, ours = by[(other, "cpu")], by[(mine, "cpu")]
             ratio = {
                 k: ref[f"{k}_cpu_s"] / ours[f"{k}_cpu_s"]
                 for k in ("forward", "fwd_bwd", "fwd_bwd_codes")
@@ -189,6 +213,7 @@ def main() -> None:
                 f"fwd+bwd x{ratio['fwd_bwd']:.2f}, codes-only fwd+bwd x{ratio['fwd_bwd_codes']:.2f} "
                 f"(wall-clock fwd+bwd x{wall:.2f})"
                 + ("  [targets: forward >= x2, fwd+bwd >= x3]" if other == "rosinality" else "")
+                + ("  [target: >= x1]" if other == "nvlabs-sg3" else "")
             )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -32,6 +32,7 @@ FLOORS: dict[str, int] = {
     "refinement": 7,  # pivotal tuning
     "systems": 8,  # LightningModules, DataModules, callbacks, writers
     "demo": 8,  # lsap-demo's pipeline
+    "sweeps": 8,  # sweep reports and weight calibration (lsap-sweep, lsap-calibrate)
     "cli": 9,  # console commands
     "toy": 10,  # training of the shipped toy models (scripts/ only)
 }

@@ -3,6 +3,7 @@ two CPU processes, a Hydra multirun over loss.sncd, W&B offline."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -144,6 +145,62 @@ def test_sigkill_then_rerun_finishes_every_image_once(tmp_path):
     assert_each_once(out, names)
     for name, mtime in done_before.items():  # finished images were not redone
         assert (out / "codes" / f"{name}.pt").stat().st_mtime_ns == mtime
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped has died)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_ddp_workers_die_with_their_sigkilled_launcher(tmp_path):
+    """Lightning starts rank 1 as a child process; SIGKILL to the launcher (rank 0) ends it
+    within seconds, not when gloo times out (~40 s later, still writing its shard)."""
+    make_images(tmp_path / "in", n=4, nested=0, bad=False)
+    out = tmp_path / "out"
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = (
+        f"data.path={tmp_path}/in",
+        f"paths.output_dir={out}",
+        "data.batch_size=1",
+        "inversion.steps=100000",  # runs until killed
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "metrics.id=null",
+    )
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cli(tmp_path, *args), env=env, stdout=f, stderr=f)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 500  # two processes importing torch on a loaded machine
+        while "to invert on 2 process(es)" not in log.read_text():  # both ranks are running
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, "the DDP run did not start within 500 s"
+            time.sleep(0.2)
+        workers += [c for c in _children(proc.pid) if _alive(c)]
+        assert workers, "no worker process found"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 10
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "a worker outlived its launcher by 10 s"
+    finally:
+        for pid in [proc.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -76,4 +76,10 @@ def test_bad_files_name_the_file_and_problem(tmp_path, codes):
     with pytest.raises(LsapFileError, match=r"absent\.pt: no such file"):
         load_codes(tmp_path / "absent.pt", NUM_WS, W_DIM)
     for err in [LsapFileError("x.pt", "a\nb")]:
-        assert str(err).startswith("x.pt: ")
+        assert str(err) == "x.pt: a b"
+    (tmp_path / "words.pt").write_text("not codes")  # torch's refusal text spans 5 lines
+    with pytest.raises(LsapFileError) as e:
+        load_codes(tmp_path / "words.pt", NUM_WS, W_DIM)
+    assert str(e.value) == (
+        f"{tmp_path}/words.pt: refused or unreadable (UnpicklingError: Unsupported operand 110)"
+    )

@@ -279,3 +279,42 @@ def test_inference_mode_is_refused(tmp_path, images):
     with pytest.raises(RuntimeError, match=r"set trainer\.inference_mode=false"):
         run(cfg)
     assert not (tmp_path / "out" / "codes").exists()
+
+
+def test_logging_happens_as_images_finish_not_at_teardown(tmp_path):
+    """Curves, per-image metrics and the grid reach the disk after each batch: a run killed
+    before its teardown keeps what it logged (its step numbers follow the earlier runs' images)."""
+    from types import SimpleNamespace
+
+    from lsap.systems.inversion_callbacks import GRID_FILE, InversionLogging
+    from lsap.systems.loggers import ResumableCSVLogger
+
+    logger = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
+    plan = SimpleNamespace(num_done=3)  # three images finished by an earlier run of the folder
+    trainer = SimpleNamespace(
+        is_global_zero=True, loggers=[logger], datamodule=SimpleNamespace(plan=plan)
+    )
+    cb = InversionLogging(tmp_path, curves=1, grid=2)
+    cb.on_predict_start(trainer, None)
+    steps, N = 4, 2
+    outputs = {
+        "name": ["a", "b"],
+        "w_plus": torch.zeros(N, 8, 64),
+        "history": {"loss": torch.arange(steps * N, dtype=torch.float32).view(steps, N)},
+        "targets": torch.zeros(N, 3, 8, 8),
+        "images": torch.ones(N, 3, 8, 8),
+        "metrics": {"mse": torch.tensor([0.25, 0.75]), "lpips": torch.full((N,), float("nan"))},
+    }
+    cb.on_predict_batch_end(trainer, None, outputs, None, 0)
+    # no teardown: read what is on disk now
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    curve = [float(r["invert/loss/loss/a"]) for r in rows if r.get("invert/loss/loss/a")]
+    assert curve == [0.0, 2.0, 4.0, 6.0]
+    assert not any(k.endswith("/b") for k in rows[0])  # curves=1
+    per_image = {int(r["step"]): r for r in rows if r.get("invert/image/mse")}
+    assert sorted(per_image) == [4, 5]  # after the earlier run's three images
+    assert float(per_image[4]["invert/image/mse"]) == 0.25
+    assert float(per_image[5]["invert/progress/mse"]) == pytest.approx(0.5)
+    assert not any(r.get("invert/progress/lpips") for r in rows)  # NaN metrics stay out
+    assert Image.open(tmp_path / GRID_FILE).size == (16, 16)

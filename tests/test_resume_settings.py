@@ -122,6 +122,10 @@ def test_result_settings_name_what_changes_a_result():
     assert first_difference(s, moved) is None
     other = result_settings(cfg, {**src, "encoder": "/a/e.pt", "encoder_sha256": "bb"})
     assert first_difference(s, other) == "code_source.encoder_sha256"
+    # the per-image start file a code file records is not a setting of the run
+    codes = {"name": "codes", "init": "codes", "optimize": False, "codes": "/runs/a"}
+    recorded = result_settings(cfg, {**codes, "code_file": "/runs/a/codes/img0.pt"})
+    assert first_difference(recorded, result_settings(cfg, codes)) is None
     # without optimisation the loss and inversion settings change nothing
     fixed = {"name": "encoder", "init": "encoder", "optimize": False, "encoder_sha256": "aa"}
     a = result_settings(cfg, fixed)

@@ -62,8 +62,9 @@ def test_fast_dev_run_trains_the_encoder_only(tmp_path, cache_dir):
     head = ckpt["lsap_encoder"]
     assert head["generator_sha256"] == G_ref.sha256 and head["progressive_stage"] == 0
     enc = lsap.load_encoder(tmp_path / "checkpoints" / "last.ckpt")
+    assert enc.progressive_stage == 0  # the stage it was saved at: untrained heads stay off
     x = torch.rand(2, 3, 32, 32) * 2 - 1
-    system.encoder.eval().set_progressive_stage(7)
+    system.encoder.eval().set_progressive_stage(0)
     torch.testing.assert_close(enc(x), system.encoder(x))
 
 
@@ -117,11 +118,16 @@ def test_resolve_ckpt_path(tmp_path):
         resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
 
 
-def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical_with_random_noise(tmp_path, cache_dir):
-    """Training draws random numbers (generator noise, noise_mode=random, the default): the
-    checkpoint holds every RNG state, so a run resumed from step 3 ends with exactly the weights
-    of an uninterrupted one."""
+@pytest.mark.parametrize("w_discriminator", [0.0, 0.1], ids=["plain", "latent_discriminator"])
+def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical_with_random_noise(
+    tmp_path, cache_dir, w_discriminator
+):
+    """Training draws random numbers (generator noise, noise_mode=random, the default; the latent
+    discriminator's real codes): the checkpoint holds every RNG state and the discriminator's step
+    of the saved batch, so a run resumed from step 3 ends with exactly the weights of an
+    uninterrupted one."""
     common = [
+        f"loss.w_discriminator={w_discriminator}",
         "trainer.max_steps=6",
         "trainer.val_check_interval=100",
         "data.num_train=64",  # 8 steps per epoch: step 3 is mid-epoch

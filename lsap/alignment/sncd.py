@@ -4,6 +4,13 @@ Metric (LSAP.md): ``SNCD_i = 1 - <n_i(w+_i), a_i> / ||a_i||`` per w+ index i, ``
 Training loss (reference): ``L_sncd = - sum_{i in layers} mean_batch <n_i, a_i>`` with the
 un-normalised anchor (layers weighted by ``||a_i||``), or with ``anchor_normalized=True`` the
 normalised anchor (``- sum_i mean_batch cos_i``). Both are differentiable in w+.
+
+Hinge variant (beyond the paper; ``loss.options.sncd.mode: hinge``): the reference loss is lowest
+at the anchors, where no real sample sits, so a large weight pulls codes towards "the average
+face". ``L_hinge = sum_{i in layers} mean_batch ||a_i|| * max(0, SNCD_i - t_i)`` stops pulling a
+layer once it is as aligned as the generator's samples (``t_i``: the samples' per-layer SNCD,
+``lsap.alignment.reference.sample_sncd``). Above its target a layer's gradient is exactly the
+reference loss's (``||a_i|| * d SNCD_i = -d <n_i, a_i>``); at or below it the layer contributes 0.
 """
 
 from __future__ import annotations
@@ -114,6 +121,63 @@ def sncd_loss(
     if anchor_normalized:
         used = [a / a.norm().clamp_min(NORM_EPS) for a in used]
     return alignment_per_sample(normed, used).mean()
+
+
+def hinge_per_sample(
+    normed: Sequence[Tensor], anchors: Sequence[Tensor], targets: Sequence[Tensor | float]
+) -> Tensor:
+    """``sum_i ||a_i|| * max(0, 1 - <n_i, a_i> / ||a_i|| - t_i)`` per sample.
+
+    Args:
+        normed: unit styles ``n_i [N, C_i]`` of the scored layers.
+        anchors: their anchors ``a_i [C_i]`` (unit vectors give weight 1 per layer, the
+            ``anchor_normalized`` form).
+        targets: per-layer target ``t_i`` (the samples' ``SNCD_i``), scalars or 0-d tensors.
+
+    Returns:
+        [N], >= 0; 0 exactly when every layer's ``SNCD_i <= t_i``.
+    """
+    total = normed[0].new_zeros(normed[0].shape[0])
+    for n, a, t in zip(normed, anchors, targets, strict=True):
+        a = a.to(n)
+        norm = a.norm().clamp_min(NORM_EPS)
+        layer_sncd = 1.0 - n @ (a / norm)
+        total = total + norm * torch.relu(layer_sncd - torch.as_tensor(t).to(n))
+    return total
+
+
+def sncd_hinge_loss(
+    source: StyleSource,
+    w_plus: Tensor | None,
+    anchors: Sequence[Tensor],
+    target: Tensor,
+    *,
+    layers: Sequence[int] | None = None,
+    anchor_normalized: bool = False,
+) -> Tensor:
+    """The hinge variant of the alignment loss (a scalar, batch-mean, summed over ``layers``).
+
+    Args:
+        target: [num_ws] per-layer SNCD the codes need not go below
+            (``SampleSNCD.layer_target``).
+        anchor_normalized: False (default): layer i weighted by ``||a_i||`` as in the reference
+            loss; True: weight 1.
+
+    Returns:
+        ``mean_n sum_i w_i * max(0, SNCD_i - t_i)``: 0 where every scored layer is at least as
+        aligned as its target, positive beyond; differentiable in ``w_plus``.
+    """
+    styles = _styles(source, w_plus, anchors)
+    if target.shape != (len(styles),):
+        raise ValueError(
+            f"target must be [{len(styles)}] (one per layer), got {tuple(target.shape)}"
+        )
+    idx = _resolve_layers(layers, len(styles))
+    normed = normalize_styles([styles[i] for i in idx])
+    sel = [anchors[i] for i in idx]
+    if anchor_normalized:
+        sel = [a / a.norm().clamp_min(NORM_EPS) for a in sel]
+    return hinge_per_sample(normed, sel, [target[i] for i in idx]).mean()
 
 
 @torch.no_grad()

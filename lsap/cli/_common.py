@@ -20,10 +20,52 @@ register_resolvers()  # before any command's @hydra.main composes (conf/invert.y
 __all__ = [
     "check_config_dir",
     "config_dir",
+    "die_with_launcher",
     "finish_wandb",
     "one_line_errors",
     "resolve_device",
 ]
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_WATCHDOG_INTERVAL_S = 1.0  # where prctl is missing: how often a worker checks its launcher
+
+
+def die_with_launcher() -> None:
+    """Make a DDP worker process end when the process that launched it dies, even by SIGKILL.
+
+    A worker is a process started with ``LOCAL_RANK`` in its environment: Lightning's DDP
+    launcher starts ranks >= 1 as children that rerun the command, torchrun starts every rank.
+    Without this, a SIGKILLed launcher leaves its workers running (and writing their shards)
+    until a collective times out. On Linux the kernel sends them SIGKILL (``PR_SET_PDEATHSIG``);
+    elsewhere a daemon thread watches the parent pid. Call it first thing in a command's main().
+    """
+    if "LOCAL_RANK" not in os.environ:  # launched by a user or a scheduler: not a worker
+        return
+    import signal
+
+    parent = os.getppid()
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if parent == 1 or os.getppid() != parent:  # the launcher died before we were armed
+        os.kill(os.getpid(), signal.SIGKILL)
+    if not armed:
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(_WATCHDOG_INTERVAL_S)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, name="lsap-die-with-launcher", daemon=True).start()
 
 
 def check_config_dir(command: str) -> None:

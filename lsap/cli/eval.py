@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lsap.alignment.anchors import anchors_from_config
-from lsap.cli._common import check_config_dir, config_dir, one_line_errors
+from lsap.cli._common import check_config_dir, config_dir, die_with_launcher, one_line_errors
 from lsap.cli._runtime import (
     build_loggers,
     close_distributed,
@@ -243,6 +243,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("eval")
     _main()
 

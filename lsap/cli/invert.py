@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from lsap.cli._common import (
     check_config_dir,
     config_dir,
+    die_with_launcher,
     finish_wandb,
     multirun_ddp_job,
     one_line_errors,
@@ -130,6 +131,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("invert")
     _main()
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from lsap.cli._common import (
     check_config_dir,
     config_dir,
+    die_with_launcher,
     finish_wandb,
     multirun_ddp_job,
     one_line_errors,
@@ -176,6 +177,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    die_with_launcher()  # a DDP worker ends with its launcher
     check_config_dir("train")
     _main()
 

@@ -10,8 +10,9 @@ class LsapFileError(ValueError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        # one line whatever the problem quotes (a library's message may span several)
+        self.problem = " ".join(ln.strip() for ln in str(problem).splitlines() if ln.strip())
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 class CheckpointError(LsapFileError):

@@ -25,11 +25,10 @@ from lsap.demo.methods import Inversion
 from lsap.editing.build import EditSpec
 from lsap.editing.edit import factor_key
 from lsap.editing.render import render_edit
-from lsap.metrics.attribute_edits import (
-    attribute_edit_effects,
+from lsap.metrics.attribute_edits import (  # attribute_effects: re-exported for old callers
+    attribute_effects,
     attribute_index,
     attribute_predictions,
-    per_attribute_abs_delta,
 )
 from lsap.metrics.scorer import Scorer
 from lsap.nets.stylegan2 import Generator
@@ -288,26 +287,6 @@ def score_edits(
                 per_factor[k]["fid"] = v
         entry["methods"][e.method] = per_factor
     return out
-
-
-def attribute_effects(
-    before: Tensor, after: Tensor, factor: float, target: int | None, binary: Sequence[bool]
-) -> dict[str, float]:
-    """Classifier readings before / after one edit [N, A] -> the edit's effects
-    (``attribute_edit_effects``); without a target attribute (e.g. a SeFa direction) every
-    attribute counts as "other". ``target_shift``: ``target_delta`` signed towards the edit's
-    side (> 0: the target moved the intended way), comparable across factors of both signs."""
-    if target is not None:
-        out = attribute_edit_effects(before, after, target=target, binary=binary, factor=factor)
-        return {**out, "target_shift": (1.0 if factor >= 0 else -1.0) * out["target_delta"]}
-    per = per_attribute_abs_delta(before, after)  # [A]
-    mask = torch.as_tensor(binary, dtype=torch.bool)
-    flips = ((before > 0.5) != (after > 0.5)).float().mean(0)[mask]
-    return {
-        "others_abs_delta": float(per.mean()),
-        "others_max_abs_delta": float(per.max()),
-        "others_flip_rate": float(flips.mean()) if flips.numel() else math.nan,
-    }
 
 
 EDITABILITY_KEYS = (

@@ -130,9 +130,10 @@ def image_seeds(seed: int, names: Sequence[str]) -> list[int]:
 
 
 # -- what changes a result ---------------------------------------------------------------------
-# Keys of a code source's description (``CodeSource.describe()``) that name a file rather than
-# what it holds: a moved encoder with the same sha256 gives the same codes.
-_SOURCE_PATHS = ("encoder",)
+# Keys of a code source's description (``CodeSource.describe()``, as code files record it) that
+# are not settings: the encoder's path (a moved encoder with the same sha256 gives the same codes)
+# and the per-image file a start code was read from (the writer adds it to each code file).
+_SOURCE_PATHS = ("encoder", "code_file")
 # Config entries that change no number of a result (whether and where tuned generators are saved).
 _NOT_RESULTS = ("save",)
 

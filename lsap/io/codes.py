@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lsap.core.errors import LsapFileError
+from lsap.core.errors import LsapFileError, refusal_reason
 
 CODE_KEYS = ("w_plus", "codes", "latents", "latent", "w")
 CODE_SUFFIXES = (".pt", ".pth", ".npy", ".npz")
@@ -57,7 +57,8 @@ def read_codes(path: str | Path) -> Tensor:
     except (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
         raise LsapFileError(path, f"not a readable {suffix} file ({type(e).__name__})") from None
     except Exception as e:  # the weights-only unpickler raises its own error types
-        raise LsapFileError(path, f"refused or unreadable ({type(e).__name__}: {e})") from None
+        reason = refusal_reason(e)
+        raise LsapFileError(path, f"refused or unreadable ({type(e).__name__}: {reason})") from None
     if isinstance(obj, Mapping):
         obj = _pick(obj, path)
     if isinstance(obj, np.ndarray):

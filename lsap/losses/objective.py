@@ -56,6 +56,7 @@ def build_objective(
     *,
     generator=None,
     anchors: Sequence[Tensor] | None = None,
+    cache_dir: str | None = None,
     config_key: str = "loss",
 ) -> Objective:
     """Build an :class:`Objective` from a ``loss`` config.
@@ -65,16 +66,20 @@ def build_objective(
             ``options`` (``options.lpips.net``, ``options.id.backend``, ...).
         generator: needed by ``sncd`` (its affine maps) and ``w_norm`` (``w_avg``).
         anchors: S^N anchors, needed by ``sncd``.
+        cache_dir: the anchors' cache folder (``alignment.cache_dir``); the hinge ``sncd`` term
+            caches its target (the generator samples' SNCD) there. None = no cache.
         config_key: where ``cfg`` sits in the command's config (``loss``, ``refinement.loss``):
             a failed weights download names ``<config_key>.options.<term>.<setting>``.
     """
     try:
-        return _build_objective(cfg, generator, anchors)
+        return _build_objective(cfg, generator, anchors, cache_dir)
     except WeightsUnavailableError as e:
         raise e.under(f"{config_key}.options") from e.__cause__
 
 
-def _build_objective(cfg: Mapping[str, Any], generator, anchors) -> Objective:
+def _build_objective(
+    cfg: Mapping[str, Any], generator, anchors, cache_dir: str | None = None
+) -> Objective:
     weights = {k: float(cfg.get(k, 0.0) or 0.0) for k in TERM_NAMES}
     opts = dict(cfg.get("options") or {})
     terms: dict[str, LossTerm] = {}
@@ -91,11 +96,9 @@ def _build_objective(cfg: Mapping[str, Any], generator, anchors) -> Objective:
 
         terms["id"] = IDLoss(FaceEmbedder(**dict(opts.get("id") or {})))
     if weights["sncd"]:
-        from lsap.losses.alignment import SNCDLoss
-
         if generator is None or anchors is None:
             raise ValueError("the sncd term needs the generator and its S^N anchors")
-        terms["sncd"] = SNCDLoss(generator, anchors, **dict(opts.get("sncd") or {}))
+        terms["sncd"] = _sncd_term(generator, anchors, dict(opts.get("sncd") or {}), cache_dir)
     if weights["noise_reg"]:
         from lsap.losses.latent import NoiseRegLoss
 
@@ -111,3 +114,31 @@ def _build_objective(cfg: Mapping[str, Any], generator, anchors) -> Objective:
             raise ValueError("the w_norm term needs the generator (w_avg)")
         terms["w_norm"] = WNormLoss(generator.w_avg)
     return Objective(terms, weights)
+
+
+def _sncd_term(generator, anchors, opts: dict[str, Any], cache_dir: str | None) -> LossTerm:
+    """The ``sncd`` term of ``loss.options.sncd``: ``anchor_normalized``, ``mode`` (reference |
+    hinge) and, for the hinge, ``target`` (mean | a quantile) of the SNCD of ``target_samples``
+    generator samples drawn with ``target_seed``."""
+    from lsap.losses.alignment import SNCDLoss
+
+    mode = str(opts.get("mode", "reference"))
+    target = None
+    if mode == "hinge":
+        from lsap.alignment.reference import DEFAULT_SAMPLES, DEFAULT_SEED, sample_sncd
+
+        samples = sample_sncd(
+            generator,
+            anchors,
+            int(opts.get("target_samples") or DEFAULT_SAMPLES),
+            int(opts.get("target_seed", DEFAULT_SEED)),
+            cache_dir=cache_dir,
+        )
+        target = samples.layer_target(opts.get("target", "mean"))
+    return SNCDLoss(
+        generator,
+        anchors,
+        anchor_normalized=bool(opts.get("anchor_normalized", False)),
+        mode=mode,
+        target=target,
+    )

@@ -4,6 +4,7 @@ domains such as the toy faces, ``lsap.nets.toy_classifier``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -112,3 +113,23 @@ def attribute_index(names: Sequence[str], edit_name: str) -> int | None:
     short = edit_name.rsplit("/", 1)[-1]
     names = list(names)
     return names.index(short) if short in names else None
+
+
+def attribute_effects(
+    before: Tensor, after: Tensor, factor: float, target: int | None, binary: Sequence[bool]
+) -> dict[str, float]:
+    """Classifier readings before / after one edit [N, A] -> the edit's effects
+    (``attribute_edit_effects``); without a target attribute (e.g. a SeFa direction) every
+    attribute counts as "other". ``target_shift``: ``target_delta`` signed towards the edit's
+    side (> 0: the target moved the intended way), comparable across factors of both signs."""
+    if target is not None:
+        out = attribute_edit_effects(before, after, target=target, binary=binary, factor=factor)
+        return {**out, "target_shift": (1.0 if factor >= 0 else -1.0) * out["target_delta"]}
+    per = per_attribute_abs_delta(before, after)  # [A]
+    mask = torch.as_tensor(binary, dtype=torch.bool)
+    flips = ((before > 0.5) != (after > 0.5)).float().mean(0)[mask]
+    return {
+        "others_abs_delta": float(per.mean()),
+        "others_max_abs_delta": float(per.max()),
+        "others_flip_rate": float(flips.mean()) if flips.numel() else math.nan,
+    }

@@ -98,7 +98,9 @@ class EncoderSystem(pl.LightningModule):
         net.set_progressive_stage(self._stage_at(0))
 
         anchors = anchors_from_config(G, alignment)
-        objective = build_objective(loss, generator=G, anchors=anchors)
+        objective = build_objective(
+            loss, generator=G, anchors=anchors, cache_dir=alignment.get("cache_dir")
+        )
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
             from lsap.core.errors import WeightsUnavailableError
@@ -129,6 +131,7 @@ class EncoderSystem(pl.LightningModule):
         self.val_sncd = SNCDMetric(G.num_ws)
         self._reported_skips: set[str] = set()
         self._resume_rng: Any = None  # RNG states of a loaded checkpoint, until training resumes
+        self._step_codes: Tensor | None = None  # the training step's detached codes, for D
         self._init_w_discriminator(loss, G.w_dim)
 
     # -- latent discriminator (e4e) ---------------------------------------------------------------
@@ -149,10 +152,17 @@ class EncoderSystem(pl.LightningModule):
         if self._wd is not None:
             self._wd.broadcast_from_rank0()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._wd is None or not isinstance(outputs, Mapping) or "w_plus" not in outputs:
-            return
-        w_plus = outputs["w_plus"]  # detached codes of the step just taken
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # the discriminator's step belongs to the same training step: taken here, it is in a
+        # checkpoint saved at this batch's end (callbacks' on_train_batch_end runs before the
+        # module's), so a resumed run does not skip it
+        codes, self._step_codes = self._step_codes, None
+        if self._wd is not None and codes is not None:
+            self._discriminator_step(codes)
+
+    def _discriminator_step(self, w_plus: Tensor) -> None:
+        """One latent-discriminator step on the detached codes [N, num_ws, w_dim] just made."""
         fake = layer_codes(w_plus, self.loss_layers).reshape(-1, w_plus.shape[-1])
         with torch.no_grad():
             z = torch.randn(w_plus.shape[0], self.G.z_dim, device=w_plus.device)
@@ -231,6 +241,7 @@ class EncoderSystem(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
         out = self._shared_step(batch, "train")
+        self._step_codes = out["w_plus"] if isinstance(out, Mapping) else None  # for D's step
         self.log("train/progressive_stage", float(self.encoder.progressive_stage), on_step=True)
         return out
 

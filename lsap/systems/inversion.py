@@ -119,7 +119,10 @@ class InversionSystem(pl.LightningModule):
         if self.source.optimize:
             self.w_std = self.settings.w_std(self.generator)
             self.objective = build_objective(
-                self.loss_cfg, generator=self.generator, anchors=anchors
+                self.loss_cfg,
+                generator=self.generator,
+                anchors=anchors,
+                cache_dir=self.alignment_cfg.get("cache_dir"),
             )
             self.objective.to(device)
         self.metrics = ReconstructionMetrics(

@@ -98,47 +98,98 @@ class InversionProgressBar(ProgressBar):
 
 
 class InversionLogging(Callback):
-    """At rank zero: loss terms per step of the first ``curves`` images, the final metrics (means
-    over the whole results table), and a grid of the first ``grid`` targets | reconstructions
-    (| refined images, with refinement).
+    """At rank zero, as images finish (a killed run keeps what it logged; a resumed run's part
+    follows it): the loss terms per step of the first ``curves`` images, every finished image's
+    metrics with the running means, and the grid of the first ``grid`` targets | reconstructions
+    (| refined images, with refinement); at the end, the final metrics (means over the whole
+    results table).
 
-    Keys: ``invert/loss/<term>/<name>`` at steps 0..steps-1, ``invert/metric/<metric>`` (mean)
-    at step ``steps`` (``invert/metric/pti_<metric>`` after refinement). The grid is saved as ``<output_dir>/grid.png`` and logged as an image to
-    loggers that take images (W&B). Put it after the writer in the callback list: at teardown it
-    reads the table the writer has just merged.
+    Keys: ``invert/loss/<term>/<name>`` at steps 0..steps-1; per finished image
+    ``invert/image/<metric>`` and ``invert/progress/<metric>`` (mean over the images this run has
+    finished so far) at step = images finished in the folder (earlier runs included);
+    ``invert/metric/<metric>`` (mean over the table) at step ``steps`` at the end
+    (``invert/metric/pti_<metric>`` after refinement). The grid is saved as
+    ``<output_dir>/grid.png`` and logged as an image to loggers that take images (W&B) whenever it
+    grows. Every logger is flushed after each batch. Put it after the writer in the callback
+    list: at teardown it reads the table the writer has just merged.
     """
 
     def __init__(self, output_dir: str | Path, curves: int = 4, grid: int = 8) -> None:
         self.output_dir = Path(output_dir)
         self.curves, self.grid = curves, grid
-        self._histories: list[tuple[str, dict[str, torch.Tensor]]] = []
+        self._num_curves = 0
         self._pairs: list[tuple[torch.Tensor, ...]] = []
-        self._curves_logged = False
+        self._finished = 0  # images finished in the folder, earlier runs included
+        self._sums: dict[str, list[float]] = {}  # metric -> [sum, count] over this run's images
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        plan = getattr(getattr(trainer, "datamodule", None), "plan", None)
+        self._finished = int(getattr(plan, "num_done", 0) or 0)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.is_global_zero or "w_plus" not in outputs:
             return
-        for i, name in enumerate(outputs["name"]):
-            if len(self._histories) < self.curves:
-                self._histories.append((name, {k: v[:, i] for k, v in outputs["history"].items()}))
-            if len(self._pairs) < self.grid:
+        names = list(outputs["name"])
+        self._log_curves(trainer, names, outputs["history"])
+        self._log_image_metrics(trainer, names, outputs)
+        if len(self._pairs) < self.grid:
+            for i in range(min(len(names), self.grid - len(self._pairs))):
                 cells = (outputs["targets"][i], outputs["images"][i])
                 if "refined" in outputs:
                     cells += (outputs["refined"]["images"][i],)
                 self._pairs.append(cells)
+            self._log_grid(trainer)
+        for logger in trainer.loggers:
+            logger.save()
+
+    def _log_curves(self, trainer, names: list[str], history: dict[str, torch.Tensor]) -> None:
+        chosen = list(range(min(len(names), self.curves - self._num_curves)))
+        if not chosen:
+            return
+        self._num_curves += len(chosen)
+        steps = next(iter(history.values())).shape[0] if history else 0
+        for s in range(steps):
+            _log_metrics(
+                trainer,
+                {
+                    f"invert/loss/{term}/{names[i]}": float(h[s, i])
+                    for i in chosen
+                    for term, h in history.items()
+                },
+                s,
+            )
+
+    def _log_image_metrics(self, trainer, names: list[str], outputs: dict[str, Any]) -> None:
+        metrics = dict(outputs.get("metrics") or {})
+        if "refined" in outputs:
+            metrics.update(outputs["refined"]["metrics"])
+        for i in range(len(names)):
+            self._finished += 1
+            values = {}
+            for m, v in metrics.items():
+                x = float(v[i])
+                values[f"invert/image/{m}"] = x
+                if x == x:  # NaN (a metric not computed) stays out of the mean
+                    acc = self._sums.setdefault(m, [0.0, 0])
+                    acc[0] += x
+                    acc[1] += 1
+            values.update({f"invert/progress/{m}": a[0] / a[1] for m, a in self._sums.items()})
+            _log_metrics(trainer, values, self._finished)
+
+    def _log_grid(self, trainer) -> None:
+        path = self.output_dir / GRID_FILE
+        _save_grid(self._pairs, path)
+        for logger in trainer.loggers:
+            log_image = getattr(logger, "log_image", None)  # WandbLogger's public method
+            if callable(log_image):
+                caption = "target | reconstruction" + (
+                    " | refined" if len(self._pairs[0]) > 2 else ""
+                )
+                log_image(key="invert/grid", images=[str(path)], caption=[caption])
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if not trainer.is_global_zero:
             return
-        steps = pl_module.steps
-        for s in range(steps):
-            metrics = {
-                f"invert/loss/{term}/{name}": float(h[s])
-                for name, hist in self._histories
-                for term, h in hist.items()
-            }
-            if metrics:
-                _log_metrics(trainer, metrics, s)
         rows = _writer_rows(trainer)
         if rows:
             means = {}
@@ -149,17 +200,7 @@ class InversionLogging(Callback):
                     float(vals.nanmean()) if (~vals.isnan()).any() else float("nan")
                 )
             means["invert/num_images"] = float(len(rows))
-            _log_metrics(trainer, means, steps)
-        if self._pairs:
-            path = self.output_dir / GRID_FILE
-            _save_grid(self._pairs, path)
-            for logger in trainer.loggers:
-                log_image = getattr(logger, "log_image", None)  # WandbLogger's public method
-                if callable(log_image):
-                    caption = "target | reconstruction" + (
-                        " | refined" if len(self._pairs[0]) > 2 else ""
-                    )
-                    log_image(key="invert/grid", images=[str(path)], caption=[caption])
+            _log_metrics(trainer, means, pl_module.steps)
         for logger in trainer.loggers:
             logger.save()
 
