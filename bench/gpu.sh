@@ -41,7 +41,7 @@ else
   INV=(--device cuda --sizes 1024 --batches 1,4,8 --steps 20)
   PTI=(--device cuda --resolutions 1024 --timed-steps 10)
   EVAL=(--images 100 --batch 32)
-  LIMIT=150
+  LIMIT=65   # 7 rows x 65 s < 8 minutes, the whole run
 fi
 
 {
