@@ -331,29 +331,13 @@ def broadcast_w(codes: Tensor, num_ws: int, w_dim: int) -> Tensor:
     return codes
 
 
-class Generator(nn.Module):
-    """StyleGAN2 generator: ``mapping`` (z -> w) and ``synthesis`` (w+ -> image).
+class StyleGeneratorAPI:
+    """The public API shared by lsap's generators (StyleGAN2 here, StyleGAN3 in ``stylegan3.py``).
 
-    Attributes:
-        config: the :class:`GeneratorConfig`.
-        sha256: hex digest identifying the weights (the checkpoint file's sha256 when loaded with
-            ``lsap.load_generator``; a digest of the tensors for generators built in memory). It
-            keys cached anchors and is recorded in every artefact's provenance.
+    A subclass is an ``nn.Module`` with ``config`` (resolution, num_ws, w_dim, z_dim), ``mapping``
+    (holding ``w_avg``) and ``style_layers``: the num_ws modules whose ``affine`` defines S.
     """
 
-    def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
-        super().__init__()
-        if config is None:
-            config = GeneratorConfig.from_dict(kwargs)
-        elif kwargs:
-            raise TypeError("pass either a GeneratorConfig or keyword arguments, not both")
-        self.config = config
-        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.n_mlp, config.lr_mlp)
-        self.synthesis = SynthesisNetwork(config)
-        self.sha256: str | None = None
-        self.source_format: str | None = None  # set by lsap.load_generator
-
-    # -- sizes ---------------------------------------------------------------------------------
     @property
     def resolution(self) -> int:
         return self.config.resolution
@@ -375,13 +359,6 @@ class Generator(nn.Module):
         """[w_dim] mean of the mapped prior."""
         return self.mapping.w_avg
 
-    # -- style space ---------------------------------------------------------------------------
-    @property
-    def style_layers(self) -> list[SynthesisLayer | ToRGBLayer]:
-        """The num_ws layers whose affine output defines S, in w+ order (LSAP.md):
-        ``convs[0..num_ws-2]`` then the last toRGB."""
-        return [*self.synthesis.convs, self.synthesis.torgbs[-1]]
-
     def style_space(self, w_plus: Tensor) -> list[Tensor]:
         """Style vectors, one per w+ index.
 
@@ -390,10 +367,41 @@ class Generator(nn.Module):
 
         Returns:
             list of num_ws tensors ``s_i [N, C_i]``, ``s_i = A_i(w_plus[:, i])`` where A_i is the
-            affine map of the layer that first consumes w+ index i (C_i its input channels).
+            affine map of ``style_layers[i]``, the layer that first consumes w+ index i (C_i its
+            input channels; see each generator's ``style_layers``).
         """
         w_plus = broadcast_w(w_plus, self.num_ws, self.w_dim)
         return [layer.affine(w_plus[:, i]) for i, layer in enumerate(self.style_layers)]
+
+
+class Generator(StyleGeneratorAPI, nn.Module):
+    """StyleGAN2 generator: ``mapping`` (z -> w) and ``synthesis`` (w+ -> image).
+
+    Attributes:
+        config: the :class:`GeneratorConfig`.
+        sha256: hex digest identifying the weights (the checkpoint file's sha256 when loaded with
+            ``lsap.load_generator``; a digest of the tensors for generators built in memory). It
+            keys cached anchors and is recorded in every artefact's provenance.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        if config is None:
+            config = GeneratorConfig.from_dict(kwargs)
+        elif kwargs:
+            raise TypeError("pass either a GeneratorConfig or keyword arguments, not both")
+        self.config = config
+        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.n_mlp, config.lr_mlp)
+        self.synthesis = SynthesisNetwork(config)
+        self.sha256: str | None = None
+        self.source_format: str | None = None  # set by lsap.load_generator
+
+    # -- style space ---------------------------------------------------------------------------
+    @property
+    def style_layers(self) -> list[SynthesisLayer | ToRGBLayer]:
+        """The num_ws layers whose affine output defines S, in w+ order (LSAP.md):
+        ``convs[0..num_ws-2]`` then the last toRGB."""
+        return [*self.synthesis.convs, self.synthesis.torgbs[-1]]
 
     def torgb_styles(self, w_plus: Tensor) -> list[Tensor]:
         """Styles of every toRGB layer (torgbs[j] at w+ index 2j+1), each [N, C_j]."""

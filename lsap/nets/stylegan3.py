@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.nets.stylegan2 import NOISE_MODES, EqualizedLinear, broadcast_w
+from lsap.nets.stylegan2 import NOISE_MODES, EqualizedLinear, StyleGeneratorAPI, broadcast_w
 from lsap.nets.stylegan3_ops import design_lowpass_filter, filtered_lrelu, modulated_conv2d
 
 CONFIGS = ("T", "R")
@@ -413,7 +413,7 @@ class SynthesisNetwork(nn.Module):
         return x * self.output_scale if self.output_scale != 1 else x
 
 
-class StyleGAN3Generator(nn.Module):
+class StyleGAN3Generator(StyleGeneratorAPI, nn.Module):
     """StyleGAN3 generator: ``mapping`` (z -> w) and ``synthesis`` (w+ -> image).
 
     Attributes:
@@ -435,47 +435,14 @@ class StyleGAN3Generator(nn.Module):
         self.sha256: str | None = None
         self.source_format: str | None = None
 
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
-
-    @property
-    def num_ws(self) -> int:
-        return self.config.num_ws
-
-    @property
-    def w_dim(self) -> int:
-        return self.config.w_dim
-
-    @property
-    def z_dim(self) -> int:
-        return self.config.z_dim
-
-    @property
-    def w_avg(self) -> Tensor:
-        """[w_dim] mean of the mapped prior."""
-        return self.mapping.w_avg
-
     # -- style space ---------------------------------------------------------------------------
     @property
     def style_layers(self) -> list[nn.Module]:
         """The num_ws modules whose ``affine`` output defines S, in w+ order: the Fourier input
-        (index 0, a 4-vector: rotation and translation) then every layer, toRGB last."""
+        (index 0: ``s_0 [N, 4] = (r_c, r_s, t_x, t_y)``, rotation and translation) then every
+        layer (``s_{k+1}`` of layer k, C its input channels), toRGB last (without its weight gain,
+        as for StyleGAN2)."""
         return [self.synthesis.input, *self.synthesis.layers]
-
-    def style_space(self, w_plus: Tensor) -> list[Tensor]:
-        """Style vectors, one per w+ index.
-
-        Args:
-            w_plus: [N, num_ws, w_dim] (or a W code [N, w_dim]).
-
-        Returns:
-            list of num_ws tensors ``s_i [N, C_i]``: ``s_0 [N, 4]`` the input's affine output
-            ``(r_c, r_s, t_x, t_y)``, then ``s_{k+1} = A_k(w_plus[:, k+1])`` of layer k (C the
-            layer's input channels; toRGB's without its weight gain, as for StyleGAN2).
-        """
-        w_plus = broadcast_w(w_plus, self.num_ws, self.w_dim)
-        return [m.affine(w_plus[:, i]) for i, m in enumerate(self.style_layers)]
 
     def forward(
         self,
