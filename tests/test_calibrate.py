@@ -11,21 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from invert_helpers import FAST
 
 from lsap.sweeps.calibrate import choose_weight
 
 WEIGHTS = [0.0, 0.01, 0.02, 0.05, 0.5]
-INVERT = [  # lsap-invert overrides of the tiny short sweep
+# lsap-invert overrides of the tiny short sweep: the shared offline FAST settings on toy32, 2 steps
+INVERT = [
     "generator=toy32",
     "inversion.steps=2",
-    "loss.l2=1",
-    "loss.lpips=0",
-    "loss.options.lpips.backbone=random",
-    "loss.options.lpips.net=alex",
-    "loss.options.id.weights=random",
-    "alignment.num_samples=2000",
-    "data.num_workers=0",
-    "trainer.enable_progress_bar=false",
+    *(o for o in FAST if not o.startswith(("generator=", "inversion.steps="))),
 ]
 
 
