@@ -54,7 +54,9 @@ def die_with_launcher() -> None:
             armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
         except (OSError, AttributeError):
             armed = False
-    if parent == 1 or os.getppid() != parent:  # the launcher died before we were armed
+    # The launcher died between getppid() and prctl(). (A parent pid of 1 alone proves nothing: a
+    # container's init can be the legitimate parent of a command started with LOCAL_RANK set.)
+    if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGKILL)
     if not armed:
         import threading
