@@ -103,7 +103,7 @@ def test_labelled_samples_are_cached_and_a_rerun_reuses_them(from_samples):
     """A rerun into the same folder reads the chunks instead of rendering them again (their files
     are not rewritten) and fits the same directions."""
     out, overrides, first = from_samples
-    chunks = sorted((out / "samples").glob("chunk_*.pt"))
+    chunks = sorted((out / "samples").glob("seed*.pt"))
     assert len(chunks) == 2
     stamps = [c.stat().st_mtime_ns for c in chunks]
     again = run_directions(out, *overrides)
@@ -114,9 +114,9 @@ def test_labelled_samples_are_cached_and_a_rerun_reuses_them(from_samples):
 
 
 def test_a_cache_chunk_of_another_seed_or_damaged_is_relabelled(tiny_G, tmp_path):
-    """Chunks keyed by generator, classifier, seed and count: a rerun with the same settings gives
-    the same codes and predictions from the cache; another seed or a damaged file is recomputed
-    (and equals a run without cache)."""
+    """Chunks keyed by generator, classifier, seed and their z: a rerun with the same settings
+    gives the same codes and predictions from the cache; another seed or a damaged file is
+    recomputed (and equals a run without cache); a larger run reuses the smaller one's chunks."""
     from lsap.editing.labelled_samples import label_samples
     from lsap.nets.toy_classifier import ToyClassifier
 
@@ -125,7 +125,7 @@ def test_a_cache_chunk_of_another_seed_or_damaged_is_relabelled(tiny_G, tmp_path
     clf.sha256 = "random"
     kw = dict(batch_size=16, chunk_size=24)
     first = label_samples(tiny_G, clf, 60, seed=0, cache_dir=tmp_path, **kw)
-    chunks = sorted(tmp_path.glob("chunk_*.pt"))
+    chunks = sorted(tmp_path.glob("seed*.pt"))
     assert len(chunks) == 3 and first.w.shape == (60, 64) and first.predictions.shape == (60, 2)
     stamps = [c.stat().st_mtime_ns for c in chunks]
     again = label_samples(tiny_G, clf, 60, seed=0, cache_dir=tmp_path, **kw)
@@ -137,6 +137,11 @@ def test_a_cache_chunk_of_another_seed_or_damaged_is_relabelled(tiny_G, tmp_path
     assert torch.equal(other.w, fresh.w) and not torch.equal(other.w, first.w)
     repaired = label_samples(tiny_G, clf, 60, seed=0, cache_dir=tmp_path, **kw)
     assert torch.equal(repaired.w, first.w)
+    # more samples of the same seed: the first two chunks are read, not rewritten
+    stamps = [c.stat().st_mtime_ns for c in chunks[:2]]
+    more = label_samples(tiny_G, clf, 72, seed=0, cache_dir=tmp_path, **kw)
+    assert [c.stat().st_mtime_ns for c in chunks[:2]] == stamps
+    assert torch.equal(more.w[:60], first.w)
     labels = first.labels(0.5)
     assert set(labels[:, 0].tolist()) <= {0.0, 1.0}
     assert torch.equal(labels[:, 1], first.predictions[:, 1].double())

@@ -3,8 +3,9 @@
 The labels of InterFaceGAN's own recipe: the generator's samples, read by a classifier, give W
 codes with attribute labels for :mod:`lsap.editing.fitting`. Rendering and classifying is the
 expensive part, so the samples are labelled in chunks, each kept as a cache file (``cache_dir``)
-that a rerun reuses when it was made by the same generator, classifier, seed and count: an
-interrupted run resumes at the first missing chunk.
+that a rerun reuses when it was made by the same generator, classifier, seed and truncation for
+the same z (checked by their sha256): an interrupted run resumes at the first missing chunk, and a
+run of more samples reuses the chunks of a smaller one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from lsap.core.atomic import atomic_torch_save
 from lsap.core.cache import read_cache
+from lsap.core.hashing import tensors_sha256
 from lsap.nets.sampling import sample_z
 from lsap.nets.stylegan2 import broadcast_w
 
@@ -100,7 +102,8 @@ def label_samples(
         batch_size: images rendered and classified at once.
         chunk_size: codes per cache file (the unit of resuming).
         truncation_psi: W truncation towards ``w_avg`` (1 = none).
-        cache_dir: where chunks are kept (``chunk_<start>.pt``); None = no cache.
+        cache_dir: where chunks are kept (``seed<seed>_<start>-<stop>.pt``, reused by any run of
+            the same generator, classifier, seed, truncation and chunk size); None = no cache.
 
     Returns:
         :class:`LabelledSamples`.
@@ -116,7 +119,6 @@ def label_samples(
         "format": CACHE_FORMAT,
         "generator_sha256": getattr(G, "sha256", None),
         "classifier_sha256": getattr(classifier, "sha256", None),
-        "num_samples": int(num_samples),
         "seed": int(seed),
         "truncation_psi": float(truncation_psi),
         "attributes": list(classifier.names),
@@ -124,8 +126,15 @@ def label_samples(
     ws, preds, reused = [], [], 0
     for start in range(0, num_samples, chunk_size):
         stop = min(start + chunk_size, num_samples)
-        path = Path(cache_dir) / f"chunk_{start:09d}.pt" if cache_dir is not None else None
-        expected = {**key, "start": start, "stop": stop}
+        name = f"seed{seed}_{start:09d}-{stop:09d}.pt"
+        path = Path(cache_dir) / name if cache_dir is not None else None
+        # the chunk's own z, so a cache made with another sample count (or torch) is checked
+        expected = {
+            **key,
+            "start": start,
+            "stop": stop,
+            "z_sha256": tensors_sha256({"z": z[start:stop]}),
+        }
         cached = (
             read_cache(
                 path,
