@@ -239,6 +239,50 @@ def test_codes_of_an_inversion_run_give_the_encoders_directions_and_per_layer_on
     assert e.value.path == str(run_dir)
 
 
+def test_mean_difference_directions_of_image_codes_edit_generator_samples(
+    from_images, toy, tmp_path
+):
+    """Encoder codes of images do not vary like the generator's W (their covariance has much
+    smaller eigenvalues), so a boundary normal fitted in whitened codes separates held-out codes
+    yet hardly edits; the class-mean difference (fit.method=mean_difference) moves fresh generator
+    samples towards the attribute and away from it (the shipped classifier's mean probability)."""
+    first_run, overrides, _ = from_images
+    G, classifier = toy
+    md = run_directions(tmp_path, *overrides, "fit.method=mean_difference")["directions"]
+    assert md["beard"]["heldout_auc"] > 0.8 and md["skin_tone"]["heldout_pearson_r"] > 0.8, md
+    w = G.mapping(sample_z(200, G.z_dim, seed=11))
+    before = classify_codes(G, classifier, w, 200)
+    a = classifier.names.index("beard")
+    moved = {}
+    for method, folder in (("boundary", first_run), ("mean_difference", tmp_path)):
+        d = torch.load(folder / "directions" / "beard.pt", weights_only=True)
+        moved[method] = [
+            float(classify_codes(G, classifier, w + f * d, 200)[:, a].mean() - before[:, a].mean())
+            for f in (-6.0, 6.0)
+        ]
+    assert moved["mean_difference"][1] > 0.3 and moved["mean_difference"][0] < -0.05, moved
+    assert moved["mean_difference"][1] > 2 * moved["boundary"][1], moved
+
+
+def test_mean_difference_direction_is_the_class_mean_difference_and_the_regression_slope():
+    from lsap.editing.fitting import mean_difference_direction
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4, generator=g)
+    y = (torch.arange(50) % 3 == 0).float()
+    d = mean_difference_direction(x, y, kind="binary")
+    expected = x[y == 1].mean(0) - x[y == 0].mean(0)
+    torch.testing.assert_close(d, expected / expected.norm())
+    t = torch.rand(50, generator=g)
+    codes = t[:, None] * torch.tensor([3.0, 0, -4, 0]) + 0.01 * torch.randn(50, 4, generator=g)
+    d = mean_difference_direction(codes, t, kind="scalar")
+    torch.testing.assert_close(d, torch.tensor([0.6, 0, -0.8, 0]), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="one class"):
+        mean_difference_direction(x, torch.ones(50), kind="binary")
+    with pytest.raises(ValueError, match="constant"):
+        mean_difference_direction(x, torch.ones(50), kind="scalar")
+
+
 # -- bad labels files ----------------------------------------------------------------------------
 def write_faces(folder, n=6):
     write_toy_images(folder, n, seed=9)
