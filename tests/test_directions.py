@@ -342,6 +342,14 @@ def test_labels_naming_missing_images_fail_in_one_line_from_the_command(tmp_path
     assert not (tmp_path / "run" / "directions.json").exists()
 
 
+def test_one_attribute_may_be_given_without_a_list():
+    from lsap.cli.directions import attribute_list
+
+    assert attribute_list("smile") == ["smile"] and attribute_list(None) is None
+    assert attribute_list([]) is None
+    assert attribute_list(["smile", "beard"]) == ["smile", "beard"]
+
+
 def test_labels_csv_names_and_kinds(tmp_path):
     """Names as lsap-invert names images (sub/a.png -> sub__a; with or without suffix); binary
     columns are inferred from 0/1 values and can be forced scalar; one class cannot be fitted."""
