@@ -1,0 +1,197 @@
+"""Paste-back (lsap.data.paste): the alignment's inverse, the soft mask, and compositing into the
+photo, on synthetic geometry and on a real photo aligned by MTCNN (skimage's astronaut)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lsap.data.align import FaceAligner, crop_quad
+from lsap.data.images import load_image_and_crop, pil_to_tensor
+from lsap.data.paste import PasteMask, PhotoCrop, paste_back, paste_mask
+
+MASK = PasteMask("ellipse", margin=0.05, feather=0.1)
+
+
+def _quad(centre, side, degrees):
+    """An oriented square [4, 2]: top-left, bottom-left, bottom-right, top-right."""
+    a = np.deg2rad(degrees)
+    x = np.array([np.cos(a), np.sin(a)]) * side / 2
+    y = np.array([-x[1], x[0]])
+    c = np.asarray(centre, dtype=float)
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def test_corners_and_points_map_forward_and_back():
+    crop = PhotoCrop.of("p.png", (300, 200), _quad((140, 90), 100, 25))
+    corners = crop.crop_to_photo(np.array([[0, 0], [0, 1], [1, 1], [1, 0]]))
+    np.testing.assert_allclose(corners, np.asarray(crop.quad), atol=1e-9)
+    pts = np.random.default_rng(0).uniform(-50, 350, (20, 2))
+    np.testing.assert_allclose(crop.crop_to_photo(crop.photo_to_crop(pts)), pts, atol=1e-9)
+    with pytest.raises(ValueError, match="degenerate"):
+        PhotoCrop.of("p.png", (10, 10), [[0, 0], [0, 0], [0, 0], [0, 0]])
+    assert PhotoCrop.from_dict(crop.to_dict()) == crop
+    with pytest.raises(ValueError, match="malformed photo crop"):
+        PhotoCrop.from_dict({"path": "p.png", "size": [3, 4]})
+
+
+def _dots(size, points, sigma=1.5):
+    """[H, W, 3] uint8: white with dark Gaussian dots centred at sub-pixel ``points`` (x, y)."""
+    w, h = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(float)
+    dark = sum(np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in points)
+    return np.repeat((255 * (1 - np.clip(dark, 0, 1)))[..., None], 3, 2).round().astype(np.uint8)
+
+
+def _centroids(img, near, radius):
+    """Darkness-weighted centroids [k, 2] (x, y) of the dots nearest ``near`` [k, 2] (pixel
+    centres at integers)."""
+    dark = 255.0 - np.asarray(img, dtype=float).mean(2)
+    out = []
+    for x0, y0 in near:
+        xi, yi = int(np.rint(x0)), int(np.rint(y0))
+        box = dark[yi - radius : yi + radius + 1, xi - radius : xi + radius + 1]
+        ys, xs = np.mgrid[yi - radius : yi + radius + 1, xi - radius : xi + radius + 1]
+        out.append([(box * xs).sum() / box.sum(), (box * ys).sum() / box.sum()])
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "side,size", [(128, 64), (610, 64)], ids=["direct", "pre-shrunk"]
+)  # 610 / 64: crop_quad shrinks the photo 4x first
+def test_crop_quad_is_inverted_within_a_tenth_of_a_crop_pixel(side, size):
+    """Dots drawn at known photo positions are found in the aligned crop where the recorded
+    crop says: the inverse of the alignment is exact, not off by half a pixel."""
+    w, h = side * 2 + 37, side * 2 + 11
+    crop = PhotoCrop.of("p.png", (w, h), _quad((w / 2 + 3.3, h / 2 - 1.7), side, 17))
+    st = np.array([[0.3, 0.3], [0.7, 0.35], [0.5, 0.6], [0.35, 0.75], [0.72, 0.7]])
+    points = crop.crop_to_photo(st)  # [5, 2] in photo pixels
+    photo = _dots((w, h), points, sigma=1.5 * side / 128)
+    aligned = crop_quad(Image.fromarray(photo), np.asarray(crop.quad), size)
+    found = _centroids(aligned, st * size - 0.5, radius=4)  # crop pixel centres at integers
+    back = crop.crop_to_photo((found + 0.5) / size)
+    pixel = side / size  # photo pixels per crop pixel
+    np.testing.assert_array_less(np.hypot(*(back - points).T), 0.1 * pixel)
+
+
+def test_paste_back_puts_the_crop_where_it_came_from():
+    """Dots found in the photo after pasting its own aligned crop back sit where they were
+    (within a tenth of a photo pixel; half a crop pixel off would be a whole one)."""
+    w, h = 300, 260
+    crop = PhotoCrop.of("p.png", (w, h), _quad((151.2, 128.6), 128, -23))
+    points = crop.crop_to_photo(np.array([[0.3, 0.3], [0.7, 0.35], [0.5, 0.6], [0.35, 0.75]]))
+    photo = _dots((w, h), points)
+    aligned = pil_to_tensor(crop_quad(Image.fromarray(photo), np.asarray(crop.quad), 64))
+    white = np.full_like(photo, 255)
+    pasted = paste_back(white, aligned, crop, MASK)
+    found = _centroids(pasted, points, radius=5)
+    np.testing.assert_array_less(np.hypot(*(found - points).T), 0.1)
+    assert (pasted[paste_mask(crop, MASK).numpy() == 0] == 255).all()
+
+
+def test_mask_is_zero_outside_one_inside_and_soft_between():
+    st = torch.tensor([[0.5, 0.5], [0.5, 0.02], [0.0, 0.0], [1.2, 0.5], [0.5, 0.1]])
+    m = MASK(st)
+    assert m[0] == 1 and m[1] == 0 and m[2] == 0 and m[3] == 0
+    assert 0 < m[4] < 1  # in the feather band (radius 0.45, ramp 0.1 wide)
+    sq = PasteMask("square", margin=0.1, feather=0.1)(st)
+    assert sq[0] == 1 and sq[1] == 0 and sq[3] == 0
+    for bad in ({"shape": "star"}, {"margin": 0.5}, {"feather": 0.0}, {"feather": 0.5}):
+        with pytest.raises(ValueError, match="paste_back"):
+            PasteMask(**bad)
+
+
+def test_paste_checks_shapes():
+    crop = PhotoCrop.of("p.png", (40, 30), _quad((20, 15), 16, 0))
+    photo = np.zeros((30, 40, 3), np.uint8)
+    gen = torch.zeros(3, 8, 8)
+    with pytest.raises(ValueError, match="uint8"):
+        paste_back(photo.astype(np.float32), gen, crop, MASK)
+    with pytest.raises(ValueError, match="alignment was made on 40x30"):
+        paste_back(np.zeros((40, 30, 3), np.uint8), gen, crop, MASK)
+    with pytest.raises(ValueError, match=r"\[3, R, R\]"):
+        paste_back(photo, gen[0], crop, MASK)
+    outside = PhotoCrop.of("p.png", (40, 30), _quad((200, 200), 16, 0))
+    assert (paste_back(photo, gen, outside, MASK) == photo).all()
+
+
+# -- a real photo: skimage's astronaut, aligned by MTCNN ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    """(photo [H, W, 3] uint8, its file, the aligned crop at 256 px, its PhotoCrop)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = skimage_data.astronaut()
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(photo).save(path)
+    aligner = FaceAligner(256)
+    image, crop = load_image_and_crop(path, 256, align=aligner)
+    return photo, path, image, crop
+
+
+@pytest.fixture(scope="module")
+def toy_images():
+    """Two toy-generator images [2, 3, 32, 32]: the mean code and an edit of it."""
+    import lsap
+    from lsap.nets.synthesis import synthesize
+
+    G = lsap.load_generator("asset:toy32/generator.pt")
+    w = G.mapping.w_avg.expand(1, G.num_ws, -1)
+    edit = torch.zeros_like(w)
+    edit[:, :4] = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return synthesize(G, torch.cat([w, w + 2.0 * edit]))
+
+
+def test_the_recorded_crop_is_where_the_aligned_image_came_from(astronaut):
+    photo, path, image, crop = astronaut
+    assert crop.path == str(path.resolve()) and crop.size == (photo.shape[1], photo.shape[0])
+    # the aligned crop resampled again from the photo by the recorded quad is the same image
+    again = pil_to_tensor(crop_quad(Image.fromarray(photo), np.asarray(crop.quad), 256))
+    assert (again - image).abs().max() <= 1 / 127.5 + 1e-6
+
+
+def test_pasting_the_aligned_crop_inverts_the_alignment_within_one_pixel(astronaut):
+    """The crop pasted back unmodified matches the photo inside the mask, best at zero shift:
+    a one-pixel shift of the photo matches clearly worse."""
+    photo, _, image, crop = astronaut
+    pasted = paste_back(photo, image, crop, MASK).astype(float)
+    core = paste_mask(crop, MASK).numpy() == 1.0  # [H, W]
+    core[:2], core[-2:], core[:, :2], core[:, -2:] = False, False, False, False
+    assert core.sum() > 10_000
+    ys, xs = np.nonzero(core)
+
+    def error(dx, dy):
+        return np.abs(pasted[ys, xs] - photo[ys + dy, xs + dx].astype(float)).mean()
+
+    at_zero = error(0, 0)
+    shifted = min(error(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0))
+    assert at_zero < 6.0, at_zero  # uint8 levels: resampled twice, nearly the photo
+    assert at_zero < 0.7 * shifted, (at_zero, shifted)
+
+
+def test_pasting_a_reconstruction_changes_nothing_outside_the_mask(astronaut, toy_images):
+    """An unedited 32 px reconstruction pasted into the 512 px photo: every pixel outside the
+    face mask is the photo's, exactly; inside, the face is the generated one."""
+    photo, path, _, _ = astronaut
+    _, crop = load_image_and_crop(path, 32, align=FaceAligner(32))
+    pasted = paste_back(photo, toy_images[0], crop, MASK)
+    m = paste_mask(crop, MASK).numpy()
+    assert pasted.shape == photo.shape and pasted.dtype == np.uint8
+    assert (pasted[m == 0] == photo[m == 0]).all()
+    assert (m == 0).mean() > 0.5  # the face is a small part of the photo
+    inside = np.abs(pasted[m == 1].astype(int) - photo[m == 1]).mean()
+    assert inside > 20  # the toy face is not the astronaut's
+
+
+def test_an_edit_changes_pixels_only_inside_the_mask(astronaut, toy_images):
+    photo, path, _, _ = astronaut
+    _, crop = load_image_and_crop(path, 32, align=FaceAligner(32))
+    before, after = (paste_back(photo, im, crop, MASK) for im in toy_images)
+    changed = (before != after).any(2)
+    m = paste_mask(crop, MASK).numpy()
+    assert changed.sum() > 100  # the edit shows
+    assert not changed[m == 0].any()
