@@ -195,3 +195,36 @@ def test_an_edit_changes_pixels_only_inside_the_mask(astronaut, toy_images):
     m = paste_mask(crop, MASK).numpy()
     assert changed.sum() > 100  # the edit shows
     assert not changed[m == 0].any()
+
+
+# -- the code record keeps the alignment -----------------------------------------------------------
+
+
+def test_code_record_round_trips_the_photo_crop(tmp_path):
+    from lsap.io.inversions import CodeRecord, CodeSet
+
+    crop = PhotoCrop.of(str(tmp_path / "a.jpg"), (640, 480), _quad((300, 200), 150.5, 12.25))
+    rec = CodeRecord(name="a", w_plus=torch.randn(1, 8, 16), image_path="a.jpg", photo_crop=crop)
+    rec.save(tmp_path / "codes" / "a.pt")
+    raw = torch.load(tmp_path / "codes" / "a.pt", weights_only=True)  # plain values on disk
+    assert raw["photo_crop"]["size"] == [640, 480] and len(raw["photo_crop"]["quad"]) == 4
+    back = CodeRecord.load(tmp_path / "codes" / "a.pt")
+    assert back.photo_crop == crop and "photo_crop" not in back.extra
+    assert CodeSet(tmp_path, 8, 16)[0].photo_crop == crop
+
+
+def test_code_file_without_a_photo_crop_still_loads(tmp_path):
+    """A file written before the field existed (or of a photo not aligned) reads as None, and a
+    record without a crop writes no entry; a malformed entry is an error naming the file."""
+    from lsap.core.errors import LsapFileError
+    from lsap.io.inversions import CodeRecord
+
+    old = {"w_plus": torch.randn(1, 8, 16), "noise": None, "image_path": "", "name": "old",
+           "metrics": {"mse": 0.1}, "provenance": {}}  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    rec = CodeRecord.load(tmp_path / "old.pt")
+    assert rec.photo_crop is None and rec.metrics == {"mse": 0.1}
+    assert "photo_crop" not in rec.to_dict(tmp_path)
+    torch.save({**old, "photo_crop": {"path": "x", "size": [4, 4]}}, tmp_path / "bad.pt")
+    with pytest.raises(LsapFileError, match=r"bad\.pt.*photo_crop"):
+        CodeRecord.load(tmp_path / "bad.pt")
