@@ -34,6 +34,7 @@ def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.data.paste import PasteMask
     from lsap.inversion.memory import resolve_batch_size
     from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
@@ -85,6 +86,7 @@ def run(cfg: DictConfig) -> Path:
         refinement=refinement,
         save_generators=cfg.refinement.get("save"),
         base_path=cfg.generator.get("path"),
+        paste=PasteMask.from_config(cfg.get("paste_back")),
     )
     callbacks = [writer, InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid)]
     if cfg.trainer.get("enable_progress_bar", True):

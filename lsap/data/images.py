@@ -8,6 +8,7 @@ from [0, 255] to [-1, 1].
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lsap.core.atomic import atomic_write
 from lsap.core.errors import LsapFileError
 from lsap.data.paste import PhotoCrop
 
@@ -141,6 +143,34 @@ def load_photo(path: str | Path) -> Image.Image:
             return to_rgb8(im, white)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise LsapFileError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+
+
+def load_crop_photo(crop: PhotoCrop) -> np.ndarray:
+    """The photo an aligned image was cut from (``crop.path``), as [H, W, 3] uint8.
+
+    Raises:
+        LsapFileError naming the photo: unreadable, gone (or not a file: ``crop.path`` is ""),
+            or no longer of the size the alignment was made on.
+    """
+    if not crop.path:
+        raise LsapFileError("(no file)", "the aligned image's photo was not a file")
+    arr = np.asarray(load_photo(crop.path))
+    if (arr.shape[1], arr.shape[0]) != tuple(crop.size):
+        raise LsapFileError(
+            crop.path,
+            f"is {arr.shape[1]}x{arr.shape[0]}, the alignment was made on "
+            f"{crop.size[0]}x{crop.size[1]}: the photo changed",
+        )
+    return arr
+
+
+def save_photo(arr: np.ndarray, path: str | Path) -> Path:
+    """Write [H, W, 3] uint8 as PNG, atomically (a pasted-back photo; see ``lsap.data.paste``)."""
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected [H, W, 3] uint8, got {arr.shape} {arr.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="PNG")
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def load_image(

@@ -27,7 +27,7 @@ from torch import Tensor
 MASK_SHAPES = ("ellipse", "square")
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: Lightning's batch transfer rebuilds dataclasses and refuses frozen ones
 class PhotoCrop:
     """Where an aligned image came from: the oriented square ``quad`` of the photo at ``path``.
 
@@ -124,6 +124,14 @@ class PasteMask:
         if not 0.0 < self.feather <= 0.5 - self.margin:
             raise ValueError(f"paste_back.feather must be in (0, 0.5 - margin], got {self.feather}")
 
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> PasteMask | None:
+        """The ``paste_back`` group typed once: the mask, or None when ``enabled`` is false (or
+        the group is absent)."""
+        if not cfg or not cfg.get("enabled", False):
+            return None
+        return cls(str(cfg["shape"]), float(cfg["margin"]), float(cfg["feather"]))
+
     def __call__(self, st: Tensor) -> Tensor:
         """Mask values [...] in [0, 1] at crop coordinates ``st`` [..., 2]; exactly 0 outside
         the shape (and everywhere outside the crop)."""
@@ -207,7 +215,7 @@ def paste_back(
         gen[None], grid, mode="bilinear", padding_mode="border", align_corners=False
     )
     warped = warped[0].permute(1, 2, 0)  # [h, w, 3]
-    box = torch.from_numpy(arr[top:bottom, left:right]).float()
+    box = torch.from_numpy(out[top:bottom, left:right]).float()  # out: a writable copy
     blended = box * (1.0 - m) + warped * m  # m == 0: exactly box
     out[top:bottom, left:right] = blended.round().clamp(0, 255).to(torch.uint8).numpy()
     return out

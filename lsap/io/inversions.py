@@ -7,6 +7,8 @@ The ``lsap-invert`` layout (shared by every job that writes or reads inversions)
     <dir>/reconstructions/<name>.png
     <dir>/results.csv
     <dir>/refined/<name>.png       after result refinement (PTI): the tuned generator's image
+    <dir>/pasted/<name>.png        data.align=true: the reconstruction pasted back into the photo
+    <dir>/refined_pasted/<name>.png  ... and, after refinement, the refined image
 
 ``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
 """
@@ -31,6 +33,8 @@ from lsap.io.codes import CODE_SUFFIXES, check_codes, read_codes
 CODES_DIR = "codes"
 RECONSTRUCTIONS_DIR = "reconstructions"
 REFINED_DIR = "refined"  # reconstructions after result refinement (PTI)
+PASTED_DIR = "pasted"  # aligned photos: the reconstruction blended back into the photo
+REFINED_PASTED_DIR = "refined_pasted"  # ... and the refined image (PTI)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
