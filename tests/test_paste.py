@@ -315,3 +315,36 @@ def test_photos_not_aligned_have_nothing_to_paste(tmp_path):
     assert not (tmp_path / "run" / "pasted").exists()
     assert PasteMask.from_config({"enabled": False, "shape": "ellipse"}) is None
     assert PasteMask.from_config(None) is None
+
+
+def test_lsap_demo_pastes_the_astronaut_back_and_shows_it(tmp_path):
+    """The demo's astronaut: each method's reconstruction pasted into the photo (files and the
+    report's table); the code files keep the crop, naming the photo the demo wrote."""
+    import re
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from lsap.cli._common import config_dir
+    from lsap.cli.demo import run
+    from lsap.io.inversions import CodeRecord
+
+    skimage_data = pytest.importorskip("skimage.data")
+    overrides = ["generator=tiny", "data.toy.num_images=0", "inversion.steps=2"]
+    overrides += ["alignment.num_samples=500", f"paths.output_dir={tmp_path}/out"]
+    overrides += [f"paths.cache_dir={tmp_path}/cache", f"paths.log_dir={tmp_path}/logs"]
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = hydra_compose("demo", overrides=overrides)
+    results = run(cfg)
+    out = tmp_path / "out"
+    methods = list(results["methods"])
+    assert results["pasted"] == {"astronaut": {m: f"pasted/{m}/astronaut.png" for m in methods}}
+    photo = skimage_data.astronaut()
+    for m in methods:
+        rec = CodeRecord.load(out / "methods" / m / "codes" / "astronaut.pt")
+        assert np.array_equal(np.asarray(Image.open(rec.photo_crop.path)), photo)
+        pasted = np.asarray(Image.open(out / "pasted" / m / "astronaut.png"))
+        outside = paste_mask(rec.photo_crop, MASK).numpy() == 0
+        assert (pasted[outside] == photo[outside]).all() and (pasted != photo).any()
+    table = re.search(r'<table id="pasted">(.*?)</table>', (out / "report.html").read_text())
+    assert table and table.group(1).count("<img") == 1 + len(methods)
