@@ -15,6 +15,15 @@ from lsap.data.paste import PasteMask, PhotoCrop, paste_back, paste_mask
 MASK = PasteMask("ellipse", margin=0.05, feather=0.1)
 
 
+def _configured_mask() -> PasteMask:
+    """The mask the commands use (conf/paste_back/default.yaml)."""
+    from omegaconf import OmegaConf
+
+    from lsap.cli._common import config_dir
+
+    return PasteMask.from_config(OmegaConf.load(f"{config_dir()}/paste_back/default.yaml"))
+
+
 def _quad(centre, side, degrees):
     """An oriented square [4, 2]: top-left, bottom-left, bottom-right, top-right."""
     a = np.deg2rad(degrees)
@@ -100,7 +109,7 @@ def test_mask_is_zero_outside_one_inside_and_soft_between():
     assert sq[0] == 1 and sq[1] == 0 and sq[3] == 0
     for bad in ({"shape": "star"}, {"margin": 0.5}, {"feather": 0.0}, {"feather": 0.5}):
         with pytest.raises(ValueError, match="paste_back"):
-            PasteMask(**bad)
+            PasteMask(**{"shape": "ellipse", "margin": 0.05, "feather": 0.1, **bad})
 
 
 def test_paste_checks_shapes():
@@ -263,9 +272,11 @@ def test_lsap_invert_pastes_the_reconstruction_back_into_the_photo(inverted_astr
     pasted = np.asarray(Image.open(out / "pasted" / "astronaut.png"))
     assert pasted.shape == photo.shape  # the photo's own size, not the generator's
     recon = pil_to_tensor(Image.open(out / "reconstructions" / "astronaut.png"))
-    again = paste_back(photo, recon, rec.photo_crop, MASK)  # from the PNG: rounded once more
+    again = paste_back(
+        photo, recon, rec.photo_crop, _configured_mask()
+    )  # from the PNG: rounded once more
     assert np.abs(pasted.astype(int) - again).max() <= 1
-    m = paste_mask(rec.photo_crop, MASK).numpy()
+    m = paste_mask(rec.photo_crop, _configured_mask()).numpy()
     assert (pasted[m == 0] == photo[m == 0]).all() and (pasted[m == 1] != photo[m == 1]).any()
     assert sorted(p.name for p in (out / "pasted").iterdir()) == ["astronaut.png"]
 
@@ -290,7 +301,7 @@ def test_lsap_edit_pastes_every_factor_and_only_inside_the_mask(inverted_astrona
     imgs = {
         f: np.asarray(Image.open(edit / f"factor{f}" / "astronaut.png")) for f in ("-5", "+0", "+5")
     }
-    m = paste_mask(crop, MASK).numpy()
+    m = paste_mask(crop, _configured_mask()).numpy()
     for f in ("-5", "+5"):
         changed = (imgs[f] != imgs["+0"]).any(2)
         assert changed.sum() > 100 and not changed[m == 0].any()
@@ -330,7 +341,8 @@ def test_lsap_demo_pastes_the_astronaut_back_and_shows_it(tmp_path):
     from lsap.io.inversions import CodeRecord
 
     skimage_data = pytest.importorskip("skimage.data")
-    overrides = ["generator=tiny", "data.toy.num_images=0", "inversion.steps=2"]
+    overrides = ["generator=tiny", "data.toy.num_images=0", "inversion.steps=2", "editing=sefa"]
+    overrides += ["editing.sefa.components=[0]", "metrics.fidelity=[mse,psnr]"]
     overrides += ["alignment.num_samples=500", f"paths.output_dir={tmp_path}/out"]
     overrides += [f"paths.cache_dir={tmp_path}/cache", f"paths.log_dir={tmp_path}/logs"]
     with initialize_config_dir(config_dir(), version_base="1.3"):
@@ -344,7 +356,7 @@ def test_lsap_demo_pastes_the_astronaut_back_and_shows_it(tmp_path):
         rec = CodeRecord.load(out / "methods" / m / "codes" / "astronaut.pt")
         assert np.array_equal(np.asarray(Image.open(rec.photo_crop.path)), photo)
         pasted = np.asarray(Image.open(out / "pasted" / m / "astronaut.png"))
-        outside = paste_mask(rec.photo_crop, MASK).numpy() == 0
+        outside = paste_mask(rec.photo_crop, _configured_mask()).numpy() == 0
         assert (pasted[outside] == photo[outside]).all() and (pasted != photo).any()
     table = re.search(r'<table id="pasted">(.*?)</table>', (out / "report.html").read_text())
     assert table and table.group(1).count("<img") == 1 + len(methods)

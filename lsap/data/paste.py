@@ -112,9 +112,9 @@ class PasteMask:
         feather: width of the ramp from 0 to 1 (fraction of the side, > 0), smoothstep-shaped.
     """
 
-    shape: str = "ellipse"
-    margin: float = 0.05
-    feather: float = 0.1
+    shape: str  # the values of conf/paste_back/default.yaml are the defaults (not repeated here)
+    margin: float
+    feather: float
 
     def __post_init__(self) -> None:
         if self.shape not in MASK_SHAPES:
