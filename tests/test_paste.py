@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from lsap.core.errors import LsapFileError
 from lsap.data.align import FaceAligner, crop_quad
-from lsap.data.images import load_image_and_crop, pil_to_tensor
+from lsap.data.images import load_crop_photo, load_image_and_crop, pil_to_tensor
 from lsap.data.paste import PasteMask, PhotoCrop, paste_back, paste_mask
 
 MASK = PasteMask("ellipse", margin=0.05, feather=0.1)
@@ -225,7 +226,6 @@ def test_code_record_round_trips_the_photo_crop(tmp_path):
 def test_code_file_without_a_photo_crop_still_loads(tmp_path):
     """A file written before the field existed (or of a photo not aligned) reads as None, and a
     record without a crop writes no entry; a malformed entry is an error naming the file."""
-    from lsap.core.errors import LsapFileError
     from lsap.io.inversions import CodeRecord
 
     old = {"w_plus": torch.randn(1, 8, 16), "noise": None, "image_path": "", "name": "old",
@@ -360,3 +360,30 @@ def test_lsap_demo_pastes_the_astronaut_back_and_shows_it(tmp_path):
         assert (pasted[outside] == photo[outside]).all() and (pasted != photo).any()
     table = re.search(r'<table id="pasted">(.*?)</table>', (out / "report.html").read_text())
     assert table and table.group(1).count("<img") == 1 + len(methods)
+
+
+def test_alignment_and_paste_work_in_the_exif_oriented_frame(tmp_path):
+    """A photo stored sideways with an EXIF orientation: the crop is recorded in the upright
+    frame the aligner saw, and the photo read for pasting is that frame (same size)."""
+
+    class FixedAligner:  # stands in for MTCNN: the same square of whatever it is given
+        def align(self, img):
+            quad = _quad((img.width / 2, img.height / 2), 40, 10)
+            return crop_quad(img, quad, 16), quad
+
+    upright = np.random.default_rng(1).integers(0, 256, (60, 90, 3), dtype=np.uint8)  # 90 x 60
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # 60 x 90 on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": undoes the ROTATE_90 (counter-clockwise) above
+    stored.save(tmp_path / "sideways.png", exif=exif)
+    image, crop = load_image_and_crop(tmp_path / "sideways.png", 16, align=FixedAligner())
+    assert crop.size == (90, 60) and image.shape == (3, 16, 16)
+    photo = load_crop_photo(crop)
+    np.testing.assert_array_equal(photo, upright)
+    pasted = paste_back(photo, image, crop, MASK)
+    assert (
+        pasted[paste_mask(crop, MASK).numpy() == 0] == upright[paste_mask(crop, MASK).numpy() == 0]
+    ).all()
+    Image.fromarray(upright[:, :80]).save(tmp_path / "sideways.png")  # the photo changed
+    with pytest.raises(LsapFileError, match="the photo changed"):
+        load_crop_photo(crop)
