@@ -4,7 +4,8 @@ Writes under the run folder: ``edits/<method>/<edit>/factor<factor>/<name>.png``
 ``edits/<method>/<edit>/<name>.pt`` (``w_plus [F, num_ws, w_dim]``, factors, noise, provenance),
 one grid per edit ``grids/<method>__<edit>.png`` (rows = images, columns = factors) and
 ``edit.json``. Codes of face-aligned photos (code files with a ``photo_crop``) are also pasted back
-into their photos: ``pasted/<method>/<edit>/factor<factor>/<name>.png`` (the ``paste_back`` group). An image whose edited codes exist is not redone (resume with the same run folder).
+into their photos: ``pasted/<method>/<edit>/factor<factor>/<name>.png`` (the ``paste_back``
+group). An image whose edited codes exist is not redone (resume with the same run folder).
 Codes refined by pivotal tuning (code files naming their tuned generator) are edited through that
 generator; ``generator`` may itself be a tuned generator (a delta file with ``generator.base``).
 """
