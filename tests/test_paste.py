@@ -244,8 +244,8 @@ def test_code_file_without_a_photo_crop_still_loads(tmp_path):
 
 @pytest.fixture(scope="module")
 def inverted_astronaut(tmp_path_factory):
-    """lsap-invert data.align=true on the astronaut (one step: pasting does not need a good
-    reconstruction) and a photo that is not a face; returns (photo, run folder)."""
+    """lsap-invert data.align=true on the astronaut (one step and two of PTI: pasting does not
+    need a good reconstruction) and a photo that is not a face; returns (photo, run folder)."""
     from invert_helpers import FAST, compose
 
     from lsap.cli.invert import run
@@ -259,6 +259,8 @@ def inverted_astronaut(tmp_path_factory):
     Image.fromarray(noise).save(tmp / "photos" / "noise.png")
     overrides = [*FAST, f"data.path={tmp}/photos", f"paths.cache_dir={tmp}/cache"]
     overrides += ["data.align=true", "inversion.steps=1", "metrics.id=null"]
+    overrides += ["refinement=pti", "refinement.steps=2", "refinement.lr=3e-2"]
+    overrides += ["refinement.loss.options.lpips.backbone=random"]
     run(compose(*overrides, f"paths.output_dir={tmp}/run"))
     return photo, tmp / "run"
 
@@ -279,6 +281,9 @@ def test_lsap_invert_pastes_the_reconstruction_back_into_the_photo(inverted_astr
     m = paste_mask(rec.photo_crop, _configured_mask()).numpy()
     assert (pasted[m == 0] == photo[m == 0]).all() and (pasted[m == 1] != photo[m == 1]).any()
     assert sorted(p.name for p in (out / "pasted").iterdir()) == ["astronaut.png"]
+    # after PTI also the refined image, pasted the same way
+    refined = np.asarray(Image.open(out / "refined_pasted" / "astronaut.png"))
+    assert (refined[m == 0] == photo[m == 0]).all() and (refined != pasted).any()
 
 
 def test_lsap_edit_pastes_every_factor_and_only_inside_the_mask(inverted_astronaut, tmp_path):
