@@ -101,6 +101,18 @@ def test_paste_back_puts_the_crop_where_it_came_from():
     assert (pasted[paste_mask(crop, MASK).numpy() == 0] == 255).all()
 
 
+def test_a_large_image_pasted_into_a_small_face_does_not_alias():
+    """A 1-pixel checkerboard of 256 px pasted into a 64-pixel crop averages to grey. Placed so
+    that every photo pixel centre falls on a centre of the board's black pixels, pointwise
+    sampling would paste black."""
+    crop = PhotoCrop.of("p.png", (100, 100), _quad((48.875, 48.875), 64, 0))
+    board = torch.ones(3, 256, 256)
+    board[:, ::2, ::2] = board[:, 1::2, 1::2] = -1
+    pasted = paste_back(np.zeros((100, 100, 3), np.uint8), board, crop, MASK)
+    core = pasted[paste_mask(crop, MASK).numpy() == 1].astype(float)
+    assert abs(core.mean() - 127.5) < 3 and core.std() < 3
+
+
 def test_mask_is_zero_outside_one_inside_and_soft_between():
     st = torch.tensor([[0.5, 0.5], [0.5, 0.02], [0.0, 0.0], [1.2, 0.5], [0.5, 0.1]])
     m = MASK(st)

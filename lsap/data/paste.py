@@ -15,6 +15,7 @@ photo point is ``quad[0] + s * (quad[3] - quad[0]) + t * (quad[1] - quad[0])``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,8 @@ def paste_back(
 ) -> np.ndarray:
     """Blend an aligned generated image back into its photo.
 
-    The generated image is sampled (bilinear) at every photo pixel through the inverse of the
+    The generated image is sampled (bilinear; first shrunk with an antialiasing filter to the
+    crop's side in photo pixels when it is larger) at every photo pixel through the inverse of the
     alignment and composited ``photo * (1 - m) + generated * m`` in float with the soft mask ``m``
     (:func:`paste_mask`), then rounded to uint8 once. Where ``m`` is 0 the photo's pixels come back
     exactly.
@@ -210,6 +212,9 @@ def paste_back(
     st = _crop_coords(crop, left, top, right, bottom)  # [h, w, 2] float64
     m = mask(st).float()[..., None]  # [h, w, 1]
     gen = (generated.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5  # [3, R, R] in [0, 255]
+    side = math.ceil(max(np.hypot(*np.subtract(crop.quad[3], crop.quad[0])), 1.0))
+    if gen.shape[-1] > side:  # a large image into a small face: low-pass first, or it aliases
+        gen = F.interpolate(gen[None], size=(side, side), mode="bilinear", antialias=True)[0]
     grid = (st * 2.0 - 1.0).float()[None]  # [1, h, w, 2]; -1/+1 = the crop's outer edges
     warped = F.grid_sample(
         gen[None], grid, mode="bilinear", padding_mode="border", align_corners=False
