@@ -1,0 +1,130 @@
+"""The real domains as configs: each `generator=<domain>` composes for every command, describes the
+published network, and switches the id slot to the domain's similarity network by itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsap.config import compose, config_dir, group_options, plain
+from lsap.nets.generators import config_from_dict
+
+# The published networks (file names as released; StyleGAN2 config-f and the stylegan2-ada
+# paper512/paper1024 configs: channel_base 32768, i.e. channels 512 up to 64 px, then halving).
+CONFIG_F_CHANNELS = {
+    4: 512,
+    8: 512,
+    16: 512,
+    32: 512,
+    64: 512,
+    128: 256,
+    256: 128,
+    512: 64,
+    1024: 32,
+}
+DOMAINS = {
+    # name: (file, resolution, num_ws, mapping layers, valid region [top, left, h, w], id backend)
+    "lsun_car": ("stylegan2-car-config-f.pt", 512, 16, 8, [64, 0, 384, 512], "moco"),
+    "lsun_church": ("stylegan2-church-config-f.pt", 256, 14, 8, None, "moco"),
+    "lsun_horse": ("stylegan2-horse-config-f.pt", 256, 14, 8, None, "moco"),
+    "afhq_cat": ("afhqcat.pkl", 512, 16, 8, None, "moco"),
+    "afhq_dog": ("afhqdog.pkl", 512, 16, 8, None, "moco"),
+    "metfaces": ("metfaces.pkl", 1024, 18, 8, None, "arcface"),
+}
+ID_WEIGHTS = {"moco": "moco_v2_800ep_pretrain.pt", "arcface": "model_ir_se50.pth"}
+CKPT = "paths.checkpoint_dir=/ckpt"
+
+
+def _id(node) -> dict:
+    return plain(node)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_generator_entry_is_the_published_network(domain):
+    file, resolution, num_ws, n_mlp, crop, _ = DOMAINS[domain]
+    cfg = compose("invert", ["data.path=photos", CKPT], generator=domain)
+    g = plain(cfg.generator)
+    assert g["path"] == f"/ckpt/{file}"
+    arch = config_from_dict(g["arch"])
+    assert (arch.resolution, arch.num_ws, arch.n_mlp, arch.z_dim, arch.w_dim) == (
+        resolution,
+        num_ws,
+        n_mlp,
+        512,
+        512,
+    )
+    assert {r: arch.channels(r) for r in arch.resolutions} == {
+        r: c for r, c in CONFIG_F_CHANNELS.items() if r <= resolution
+    }
+    assert g.get("crop") == crop
+    if crop is not None:  # inside the square, whole rows and columns
+        top, left, h, w = crop
+        assert top >= 0 and left >= 0 and top + h <= resolution and left + w <= resolution
+    # NVlabs stylegan2-ada pickles clamp activations at 256; the TF conversions do not
+    assert arch.conv_clamp == (256 if file.endswith(".pkl") else None)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_command_picks_the_domains_similarity_network(domain):
+    backend = DOMAINS[domain][-1]
+    want = {
+        "backend": backend,
+        "weights": f"/ckpt/{ID_WEIGHTS[backend]}",
+        "crop": backend != "moco",
+    }
+    inv = compose("invert", ["data.path=photos", CKPT], generator=domain)
+    assert _id(inv.loss.options.id) == want and _id(inv.metrics.id) == want
+    train = compose("train", [CKPT], generator=domain)
+    assert _id(train.loss.options.id) == want
+    assert _id(compose("eval", [CKPT], generator=domain).metrics.id) == want
+    demo = compose("demo", [CKPT], generator=domain)
+    assert _id(demo.loss.options.id) == want and _id(demo.metrics.id) == want
+    assert demo.data.align == (backend != "moco")  # face alignment only for faces
+    edit = compose("edit", ["codes=run", CKPT], generator=domain)  # edits need no id network
+    assert plain(edit.generator) == plain(inv.generator)
+
+
+def test_face_generators_keep_the_face_defaults():
+    for g in ("ffhq", "toy32"):
+        assert compose("invert", ["data.path=x"], generator=g).loss.options.id.backend == "facenet"
+        assert compose("eval", [], generator=g).metrics.id.backend == "facenet"
+    assert compose("train", ["experiment=lsap_e_ffhq"]).loss.options.id.backend == "arcface"
+
+
+def test_overrides_still_win_over_the_domain():
+    cfg = compose("invert", ["data.path=x", "loss.options.id.weights=random"], generator="lsun_car")
+    assert _id(cfg.metrics.id) == {"backend": "moco", "weights": "random", "crop": False}
+    cfg = compose("train", ["experiment=lsap_e_ffhq", "generator=lsun_church"])
+    assert cfg.loss.options.id.backend == "moco"  # the experiment's generator override counts
+    cfg = compose("eval", ["similarity@metrics.id=arcface"], generator="lsun_horse")
+    assert cfg.metrics.id.backend == "arcface"
+
+
+def test_similarity_entries_name_existing_generators():
+    """conf/similarity/<generator>.yaml is picked by name: a misspelt name would silently fall
+    back to the face defaults."""
+    bases = {"moco", "arcface"}
+    entries = set(group_options("similarity")) - bases
+    assert set(DOMAINS) <= entries
+    assert entries <= set(group_options("generator")), entries - set(group_options("generator"))
+    for name in entries:
+        text = Path(config_dir(), "similarity", f"{name}.yaml").read_text()
+        assert sum(f"- {b}" in text for b in bases) == 1, name
+
+
+def test_composed_domain_config_builds_the_moco_term():
+    """The train config of a non-face domain builds a working MoCo similarity term (stand-in)."""
+    from lsap.losses import LossInputs, build_objective
+
+    cfg = compose("train", ["loss.options.id.weights=random"], generator="lsun_church")
+    loss = plain(cfg.loss)
+    assert loss["id"] > 0
+    objective = build_objective({"id": loss["id"], "options": {"id": loss["options"]["id"]}})
+    term = objective.terms["id"]
+    assert term.embedder.backend == "moco"
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    v = term(LossInputs(images=x, targets=x.flip(0)))
+    assert v.shape == (2,) and (v > 0).all()
+    assert term(LossInputs(images=x, targets=x)).abs().max() < 1e-5
