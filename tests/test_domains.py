@@ -128,3 +128,26 @@ def test_composed_domain_config_builds_the_moco_term():
     v = term(LossInputs(images=x, targets=x.flip(0)))
     assert v.shape == (2,) and (v > 0).all()
     assert term(LossInputs(images=x, targets=x)).abs().max() < 1e-5
+
+
+# Training images as the domains' papers use them (folders under paths.data_dir).
+DATA = {
+    "lsun_car": ("stanford_cars/train", "stanford_cars/test"),  # e4e: Stanford Cars
+    "lsun_church": ("lsun_church/train", "lsun_church/val"),  # LSUN church_outdoor
+    "lsun_horse": ("lsun_horse/train", "lsun_horse/test"),
+    "afhq_cat": ("afhq/train/cat", "afhq/val/cat"),  # StarGAN v2's AFHQ splits
+    "afhq_dog": ("afhq/train/dog", "afhq/val/dog"),
+    "metfaces": ("metfaces/train", "metfaces/test"),
+}
+
+
+@pytest.mark.parametrize("domain", DATA)
+def test_train_composes_with_the_domains_data(domain):
+    train, val = DATA[domain]
+    cfg = compose("train", [f"data={domain}", "paths.data_dir=/data"], generator=domain)
+    data = plain(cfg.data)
+    assert data["_target_"] == "lsap.systems.datamodule.ImageFolderDataModule"
+    assert (data["train_path"], data["val_path"]) == (f"/data/{train}", f"/data/{val}")
+    assert data["size"] == 256 and data["hflip"] == 0.5  # the encoders' input, pSp/e4e's flips
+    assert cfg.generator.arch.resolution == DOMAINS[domain][1]
+    assert cfg.loss.options.id.backend == DOMAINS[domain][-1]
