@@ -29,6 +29,7 @@ DOMAINS = {
     "lsun_car": ("stylegan2-car-config-f.pt", 512, 16, 8, [64, 0, 384, 512], "moco"),
     "lsun_church": ("stylegan2-church-config-f.pt", 256, 14, 8, None, "moco"),
     "lsun_horse": ("stylegan2-horse-config-f.pt", 256, 14, 8, None, "moco"),
+    "lsun_cat": ("stylegan2-cat-config-f.pt", 256, 14, 8, None, "moco"),  # e4e's cats domain
     "afhq_cat": ("afhqcat.pkl", 512, 16, 8, None, "moco"),
     "afhq_dog": ("afhqdog.pkl", 512, 16, 8, None, "moco"),
     "metfaces": ("metfaces.pkl", 1024, 18, 8, None, "arcface"),
@@ -134,7 +135,8 @@ def test_composed_domain_config_builds_the_moco_term():
 DATA = {
     "lsun_car": ("stanford_cars/train", "stanford_cars/test"),  # e4e: Stanford Cars
     "lsun_church": ("lsun_church/train", "lsun_church/val"),  # LSUN church_outdoor
-    "lsun_horse": ("lsun_horse/train", "lsun_horse/test"),
+    "lsun_horse": ("lsun_horse/train", "lsun_horse/test"),  # LSUN has no horse/cat test split
+    "lsun_cat": ("lsun_cat/train", "lsun_cat/test"),
     "afhq_cat": ("afhq/train/cat", "afhq/val/cat"),  # StarGAN v2's AFHQ splits
     "afhq_dog": ("afhq/train/dog", "afhq/val/dog"),
     "metfaces": ("metfaces/train", "metfaces/test"),
@@ -151,3 +153,43 @@ def test_train_composes_with_the_domains_data(domain):
     assert data["size"] == 256 and data["hflip"] == 0.5  # the encoders' input, pSp/e4e's flips
     assert cfg.generator.arch.resolution == DOMAINS[domain][1]
     assert cfg.loss.options.id.backend == DOMAINS[domain][-1]
+
+
+def test_cars_named_ganspace_edits_are_e4es(tmp_path):
+    """editing=ganspace_cars: e4e's cars edits (component, layers, strength) on its cars PCA file
+    ({mean [1, 512], comp [K, 1, 512], std [K]}), absolute strengths on the named w+ layers."""
+    from types import SimpleNamespace
+
+    from lsap.editing import build_edits
+
+    g = torch.Generator().manual_seed(0)
+    comp = torch.linalg.qr(torch.randn(512, 64, generator=g))[0].T  # [64, 512] orthonormal
+    pca = {
+        "mean": torch.randn(1, 512, generator=g),
+        "comp": comp[:, None],
+        "std": torch.rand(64) + 0.5,
+    }
+    torch.save(pca, tmp_path / "cars_pca.pt")
+    cfg = compose(
+        "edit",
+        [
+            "codes=run",
+            "editing=ganspace_cars",
+            f"editing.ganspace.pca_file={tmp_path / 'cars_pca.pt'}",
+        ],
+        generator="lsun_car",
+    )
+    G = SimpleNamespace(num_ws=16, w_dim=512)  # lsun_car's sizes; a PCA file needs no samples
+    specs = {s.name: s for s in build_edits(plain(cfg.editing), G)}
+    want = {"viewpoint": (0, 0, 5, [2.0, -2.0]), "cube": (16, 3, 6, [25.0])}
+    want |= {"color": (22, 9, 11, [-8.0]), "grass": (41, 9, 11, [-18.0])}
+    assert set(specs) == {f"ganspace/{k}" for k in want}
+    w = torch.randn(2, 16, 512, generator=g)
+    for name, (c, start, end, factors) in want.items():
+        spec = specs[f"ganspace/{name}"]
+        assert list(spec.factors) == factors
+        out = spec.edit(w, factors[0])
+        coord = ((out[:, start:end] - pca["mean"]) @ comp[c]) / pca["std"][c]
+        torch.testing.assert_close(coord, torch.full_like(coord, factors[0]), atol=1e-3, rtol=0)
+        changed = (out != w).any(dim=2).any(dim=0)  # [16]: the w+ layers the edit moved
+        assert changed.nonzero().flatten().tolist() == list(range(start, end)), name
