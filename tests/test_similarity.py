@@ -184,3 +184,20 @@ def test_loss_and_metric_take_the_moco_backend(photos):
     assert (paired["id"] > mispaired["id"]).all(), (paired, mispaired)
     notes = " ".join(metric_notes(metrics))
     assert "random ResNet-50" in notes and "face" not in notes
+
+
+@pytest.mark.weights
+def test_real_moco_weights_tell_a_photo_from_another(photos):
+    """MoCo v2 (moco_v2_800ep_pretrain.pt / .pth.tar, named by LSAP_MOCO_WEIGHTS): a photo and its
+    mirror image are closer than any two of the six unrelated photos."""
+    import os
+
+    value = os.environ.get("LSAP_MOCO_WEIGHTS")
+    if not value:
+        pytest.skip("set LSAP_MOCO_WEIGHTS to run this test (docs/real-weights.md)")
+    moco = FaceEmbedder("moco", weights=value, crop=False)
+    with torch.no_grad():
+        e, mirrored = moco(photos), moco(photos.flip(-1))
+    cos = e @ mirrored.T
+    others = (e @ e.T - 2 * torch.eye(len(e))).max(dim=1).values
+    assert (cos.diag() > others).all(), (cos.diag(), others)
