@@ -193,3 +193,43 @@ def test_cars_named_ganspace_edits_are_e4es(tmp_path):
         torch.testing.assert_close(coord, torch.full_like(coord, factors[0]), atol=1e-3, rtol=0)
         changed = (out != w).any(dim=2).any(dim=0)  # [16]: the w+ layers the edit moved
         assert changed.nonzero().flatten().tolist() == list(range(start, end)), name
+
+
+@pytest.mark.slow
+def test_invert_with_the_moco_term_lowers_it_and_reports_moco_id(tmp_path):
+    """lsap-invert with a domain's MoCo id term (the stand-in, on the tiny generator): the term
+    falls over the steps, and the per-image id column is MoCo's cosine (shared with the loss)."""
+    import csv
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from invert_helpers import FAST, make_images
+    from invert_helpers import compose as compose_invert
+
+    from lsap.cli.invert import run
+
+    make_images(tmp_path / "in", 2, nested=0, bad=False)
+    cfg = compose_invert(
+        *FAST,
+        "similarity@loss.options.id=moco",  # what generator=<non-face domain> picks by itself
+        "loss.options.id.weights=random",
+        "loss.id=1.0",  # the id term alone: no pixel, alignment or latent-noise pull
+        "loss.l2=0",
+        "loss.sncd=0",
+        "inversion.schedule.noise_factor=0",
+        "inversion.steps=5",
+        "inversion.lr=0.02",
+        f"data.path={tmp_path}/in",
+        f"paths.output_dir={tmp_path}/out",
+        f"paths.cache_dir={tmp_path}/cache",
+    )
+    assert cfg.metrics.id.backend == "moco"
+    run(cfg)
+    rows = list(csv.DictReader((tmp_path / "out" / "csv" / "metrics.csv").open()))
+    for name in ("img0", "img1"):
+        curve = [
+            float(r[f"invert/loss/id/{name}"]) for r in rows if r.get(f"invert/loss/id/{name}")
+        ]
+        assert len(curve) == 5 and curve[-1] < 0.8 * curve[0], (name, curve)
+    results = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert all(0.5 < float(r["id"]) <= 1.0 for r in results), results
