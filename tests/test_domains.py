@@ -200,9 +200,7 @@ def test_invert_with_the_moco_term_lowers_it_and_reports_moco_id(tmp_path):
     """lsap-invert with a domain's MoCo id term (the stand-in, on the tiny generator): the term
     falls over the steps, and the per-image id column is MoCo's cosine (shared with the loss)."""
     import csv
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from invert_helpers import FAST, make_images
     from invert_helpers import compose as compose_invert
 
