@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from lsap.core.errors import CheckpointError
@@ -70,10 +71,12 @@ def load_moco_resnet50(path: str | Path) -> ResNet50Features:
     from lsap.assets import resolve
 
     trunk = read_moco_trunk(path)
-    net = ResNet50Features()
+    with torch.device("meta"):  # shapes only: every tensor comes from the file
+        net = ResNet50Features()
     expected = net.state_dict()
     # batch-norm step counters are bookkeeping: files written without them are still complete
-    missing = [k for k in expected if k not in trunk and not k.endswith("num_batches_tracked")]
+    counters = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = [k for k in expected if k not in trunk and k not in counters]
     unexpected = [k for k in trunk if k not in expected]
     wrong = [k for k in trunk if k in expected and trunk[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
@@ -85,5 +88,7 @@ def load_moco_resnet50(path: str | Path) -> ResNet50Features:
             k = wrong[0]
             problem = f"{k!r} is {list(trunk[k].shape)}, expected {list(expected[k].shape)}"
         raise CheckpointError(resolve(path), f"not {WHAT}: does not fit ResNet-50 ({problem})")
-    net.load_state_dict(trunk, strict=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in trunk.items()}
+    state |= {k: torch.zeros((), dtype=torch.long) for k in counters - set(state)}
+    net.load_state_dict(state, assign=True)
     return net.eval().requires_grad_(False)
