@@ -181,7 +181,7 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
             "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
         )
     id_cfg = metrics.get("id") or {}
-    moco = str(id_cfg.get("backend", "facenet")) == "moco"
+    moco = id_cfg.get("backend") == "moco"
     if "id" in fidelity and str(id_cfg.get("weights")) == "random":
         notes.append(
             "ID uses a random ResNet-50 (backend moco): NOT MoCo v2 similarity."
