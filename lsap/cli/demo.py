@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> dict:
 
     device = resolve_device(cfg.device)
     G = load_generator_for_demo(cfg, device)
-    inputs = load_inputs(cfg.data, G.resolution)  # bad data.path fails before the slow set-up
+    inputs = load_inputs(cfg.data, G.resolution, G.crop)  # bad data.path fails before set-up
     setup = build_setup(cfg, device, G)
     results = run_demo(
         setup,

@@ -116,8 +116,11 @@ def train(cfg: DictConfig) -> TrainResult:
 
     pl.seed_everything(int(cfg.seed), workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
     system = build_system(cfg)
+    # a non-square generator's valid region (generator.crop) shapes the photos and augmentation
+    crop = system.G.crop
+    data = instantiate(cfg.data, _partial_=True)  # a partial: crop is passed as it is
+    datamodule = data(crop=crop) if crop is not None else data()
     callbacks = instantiate_group(cfg.get("callbacks"))
     if not cfg.get("logger"):  # Lightning refuses a LearningRateMonitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

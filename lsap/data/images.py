@@ -4,6 +4,12 @@ Preprocessing (documented once, used by every job): EXIF orientation is applied;
 palette, RGBA/LA (composited over white) and 16-bit images become 8-bit RGB; the image is resized so
 its shorter side equals ``size`` (Lanczos) and center-cropped to ``size x size``; values are mapped
 from [0, 255] to [-1, 1].
+
+For a non-square generator (``generator.crop``; ``box`` = its valid region in the ``size`` px frame,
+``lsap.nets.crop.ValidRegion.box_at``) the photo is fitted to the box instead: resized (Lanczos)
+to cover the box and center-cropped to it (a 1024 x 768 photo becomes 512 x 384 for LSUN cars'
+512 px generator), then placed into the square ``size x size`` frame at the box, black
+(``FRAME_FILL``) outside.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from torch.utils.data import Dataset
 from lsap.core.errors import LsapFileError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+FRAME_FILL = -1.0  # a frame outside the valid region: black (= lsap.nets.crop.FILL)
+
+Box = tuple[int, int, int, int]  # (top, left, height, width) of the valid region in a frame
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -93,12 +102,36 @@ def to_rgb8(img: Image.Image, white: float | None = None) -> Image.Image:
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     """Shorter side -> ``size`` (Lanczos), then the central ``size x size`` square."""
+    return resize_cover(img, size, size)
+
+
+def resize_cover(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Resize (Lanczos) so the image covers ``width x height``, then take its central box of that
+    size (the photo's aspect is kept; what sticks out is cut off evenly)."""
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.LANCZOS)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    scale = max(width / w, height / h)
+    nw, nh = max(width, round(w * scale)), max(height, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.LANCZOS)
+    left, top = (nw - width) // 2, (nh - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
+def fit_to_frame(img: Image.Image, size: int, box: Box | None = None) -> Tensor:
+    """An RGB photo -> a generator frame [3, size, size] in [-1, 1].
+
+    ``box`` None: shorter side -> size, central square. With ``box`` (the generator's valid
+    region in the ``size`` px frame): the photo fitted to the box (:func:`resize_cover`) and
+    placed there, ``FRAME_FILL`` (black) outside.
+    """
+    if box is None:
+        return pil_to_tensor(resize_center_crop(img, size))
+    top, left, h, w = (int(v) for v in box)
+    if top < 0 or left < 0 or h < 1 or w < 1 or top + h > size or left + w > size:
+        raise ValueError(f"box {tuple(box)} does not fit a {size} px frame")
+    frame = torch.full((3, size, size), FRAME_FILL)
+    frame[:, top : top + h, left : left + w] = pil_to_tensor(resize_cover(img, w, h))
+    return frame
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
@@ -125,12 +158,18 @@ def save_image(image: Tensor, path: str | Path) -> None:
 
 
 def load_image(
-    path: str | Path, size: int, *, align: Callable[[Image.Image], Image.Image] | None = None
+    path: str | Path,
+    size: int,
+    *,
+    align: Callable[[Image.Image], Image.Image] | None = None,
+    box: Box | None = None,
 ) -> Tensor:
     """Read one image as [3, size, size] in [-1, 1] (see the module docstring for the steps).
 
     Args:
         align: optional face alignment applied to the RGB image before resizing.
+        box: the generator's valid region in the ``size`` px frame: the photo fills it
+            (:func:`fit_to_frame`); None = the central square.
 
     Raises:
         LsapFileError naming the file when it is not a readable image.
@@ -146,7 +185,7 @@ def load_image(
         raise LsapFileError(path, f"not a readable image ({type(e).__name__}: {e})") from None
     if align is not None:
         img = align(img)
-    return pil_to_tensor(resize_center_crop(img, size))
+    return fit_to_frame(img, size, box)
 
 
 @dataclass
@@ -167,6 +206,8 @@ class ImageFileDataset(Dataset):
         size: output resolution (the generator's).
         align: optional face alignment (see ``lsap.data.align``).
         transform: optional tensor transform applied after loading (augmentation).
+        box: the generator's valid region in the ``size`` px frame (``G.crop.box_at(size)``):
+            each photo fills it (:func:`load_image`); None = the central square.
     """
 
     def __init__(
@@ -176,9 +217,10 @@ class ImageFileDataset(Dataset):
         *,
         align: Callable[[Image.Image], Image.Image] | None = None,
         transform: Callable[[Tensor], Tensor] | None = None,
+        box: Box | None = None,
     ) -> None:
         self.files = [Path(f) for f in files]
-        self.size, self.align, self.transform = size, align, transform
+        self.size, self.align, self.transform, self.box = size, align, transform, box
 
     def __len__(self) -> int:
         return len(self.files)
@@ -186,7 +228,7 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, index: int) -> ImageItem:
         path = self.files[index]
         try:
-            image = load_image(path, self.size, align=self.align)
+            image = load_image(path, self.size, align=self.align, box=self.box)
         except LsapFileError as e:
             return ImageItem(index, str(path), None, e.problem)
         except Exception as e:  # an alignment failure must not end the run either

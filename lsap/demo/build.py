@@ -18,6 +18,7 @@ from lsap.demo.inputs import DemoImages, astronaut_image, concat, folder_images,
 from lsap.editing.build import EditSpec, build_edits
 from lsap.inversion.settings import InversionSettings
 from lsap.metrics.scorer import Scorer
+from lsap.nets.crop import ValidRegion
 from lsap.nets.stylegan2 import Generator
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def build_setup(
     settings = InversionSettings.from_config(cfg["inversion"])
     options = settings.optimize_kwargs(G) if objectives else {}
     edits = build_demo_edits(cfg.get("editing"), G, notes)
-    scorer = build_scorer(plain(cfg["metrics"])).to(device)
+    scorer = build_scorer(plain(cfg["metrics"]), crop=G.crop).to(device)
     classifier = None
     if cfg.get("classifier"):
         from lsap.io.classifier import load_toy_classifier
@@ -196,15 +197,19 @@ def build_setup(
     )
 
 
-def load_inputs(data: Mapping[str, Any], resolution: int) -> DemoImages:
+def load_inputs(
+    data: Mapping[str, Any], resolution: int, crop: ValidRegion | None = None
+) -> DemoImages:
     """The demo's images from the ``data`` config: ``data.path`` (a folder or image) or, without
-    it, the held-out toy faces (``data.toy``) and the astronaut (``data.astronaut``)."""
+    it, the held-out toy faces (``data.toy``) and the astronaut (``data.astronaut``).
+    ``crop``: the generator's valid region, which the photos of ``data.path`` fill."""
     if data.get("path"):
         return folder_images(
             data["path"],
             resolution,
             align=bool(data.get("align", False)),
             max_images=data.get("max_images"),
+            box=crop.box_at(resolution) if crop is not None else None,
         )
     parts = []
     toy = data.get("toy") or {}

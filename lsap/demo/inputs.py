@@ -99,13 +99,19 @@ def astronaut_image(resolution: int, *, align: bool = True) -> DemoImages:
 
 
 def folder_images(
-    path: str | Path, resolution: int, *, align: bool = False, max_images: int | None = None
+    path: str | Path,
+    resolution: int,
+    *,
+    align: bool = False,
+    max_images: int | None = None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> DemoImages:
     """Images of a folder (recursively, sorted) or one image file, resized and centre-cropped to
     ``resolution`` (``lsap.data.load_image``), optionally face-aligned first; named as
     ``lsap-invert`` names its outputs (path relative to the folder, ``/`` -> ``__``).
     A file that cannot be read, or in which MTCNN finds no face, is left out and listed in
-    ``skipped`` with the reason, as ``lsap-invert`` skips it.
+    ``skipped`` with the reason, as ``lsap-invert`` skips it. ``box``: a non-square generator's
+    valid region in the frame, which each photo fills (as ``lsap-invert`` reads it).
 
     Raises:
         LsapFileError: no such path, no image in it, or no image that could be read.
@@ -127,7 +133,7 @@ def folder_images(
         from lsap.data.align import FaceAligner
 
         aligner = FaceAligner(resolution)
-    items = [item for item in ImageFileDataset(files, resolution, align=aligner)]
+    items = [item for item in ImageFileDataset(files, resolution, align=aligner, box=box)]
     good = [it for it in items if it.image is not None]
     skipped = [(it.path, str(it.error)) for it in items if it.image is None]
     if not good:

@@ -52,6 +52,7 @@ from lsap.demo.report import (
     stack_edit_rows,
 )
 from lsap.io.inversions import CodeRecord
+from lsap.nets.crop import ValidRegion, crop_valid
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,14 @@ def save_inversion(
     inputs: DemoImages,
     scores: Mapping[str, Any],
     provenance: Mapping[str, Any],
+    crop: ValidRegion | None = None,
 ) -> None:
-    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files) and reconstructions."""
+    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files) and reconstructions (the
+    valid region of a non-square generator, ``crop``)."""
     root = output_dir / "methods" / inv.name
     for i, name in enumerate(inputs.names):
-        atomic_write_bytes(root / "reconstructions" / f"{name}.png", png_bytes(inv.images[i]))
+        png = png_bytes(crop_valid(inv.images[i], crop))
+        atomic_write_bytes(root / "reconstructions" / f"{name}.png", png)
         CodeRecord(
             name=name,
             w_plus=inv.w_plus[i : i + 1],
@@ -276,17 +280,19 @@ def run_demo(
     output_dir = Path(output_dir)
     provenance = dict(provenance or {})
     G = setup.G
+    crop = G.crop  # what is written and shown: the valid region of a non-square generator
     skipped_notes = [f"skipped {path}: {reason}" for path, reason in inputs.skipped]
     for note in skipped_notes:
         log.warning(note)
     for i, name in enumerate(inputs.names):
-        atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
+        png = png_bytes(crop_valid(inputs.images[i], crop))
+        atomic_write_bytes(output_dir / "originals" / f"{name}.png", png)
 
     comparison = compare_methods(setup, inputs, seed=seed, batch_size=batch_size)
     inversions, methods = comparison.inversions, comparison.methods
     edited, edits = comparison.edited, comparison.edits
     for inv in inversions:
-        save_inversion(output_dir, inv, inputs, methods[inv.name], provenance)
+        save_inversion(output_dir, inv, inputs, methods[inv.name], provenance, crop)
     names = [inv.name for inv in inversions]
     images_info = []
     for i, n in enumerate(inputs.names):
@@ -323,10 +329,11 @@ def run_demo(
     }
 
     # grids (PNG files and the report's images)
-    recon = {inv.name: inv.images for inv in inversions}
+    recon = {inv.name: crop_valid(inv.images, crop) for inv in inversions}
+    originals = crop_valid(inputs.images, crop)
     from lsap.data.grid import image_grid, save_grid
 
-    cols = [[inputs.images[i], *(r[i] for r in recon.values())] for i in range(len(inputs))]
+    cols = [[originals[i], *(r[i] for r in recon.values())] for i in range(len(inputs))]
     save_grid(
         image_grid(cols, size=min(cell_size, G.resolution * 4)),
         output_dir / "grids" / "reconstructions.png",
@@ -336,6 +343,7 @@ def run_demo(
     grids = {}
     for spec in setup.edits:
         rows = stack_edit_rows(by_key, spec.name, names, chosen, inputs.names)
+        rows = [(label, crop_valid(images, crop)) for label, images in rows]
         grid = edit_grid(rows, min(cell_size, max(G.resolution, 64)))
         save_grid(grid, output_dir / "grids" / f"{spec.name.replace('/', '__')}.png")
         grids[spec.name] = rows
@@ -347,7 +355,7 @@ def run_demo(
     page = render_html(
         json_safe(results),
         names=inputs.names,
-        originals=inputs.images,
+        originals=originals,
         reconstructions=recon,
         grids=grids,
         cell=cell_size,

@@ -90,6 +90,7 @@ class EncoderSource(CodeSource):
         self.path = resolve(path)  # asset:<name> allowed
         self.encoder = load_encoder(self.path).requires_grad_(False)
         self.num_ws, self.w_dim = generator.num_ws, generator.w_dim
+        self.crop = generator.crop  # the encoder sees the generator's valid region only
         enc = self.encoder
         if (enc.num_ws, enc.w_dim) != (self.num_ws, self.w_dim):
             raise LsapFileError(
@@ -108,7 +109,9 @@ class EncoderSource(CodeSource):
             )
 
     def start(self, names: Sequence[str], images: Tensor) -> StartCodes:
-        w_plus = encode_images(self.encoder, images, num_ws=self.num_ws, w_dim=self.w_dim)
+        w_plus = encode_images(
+            self.encoder, images, num_ws=self.num_ws, w_dim=self.w_dim, crop=self.crop
+        )
         return StartCodes(w_plus.to(images.dtype))
 
     def to(self, device: torch.device | str) -> EncoderSource:

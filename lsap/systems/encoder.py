@@ -118,6 +118,7 @@ class EncoderSystem(pl.LightningModule):
             else ("mse", "lpips"),  # id: cosine, higher = better
             lpips=lpips.eval(),
             face=face,
+            crop=G.crop,  # the generator's valid region is what is scored
         )
         self._frozen = {"G": G, "objective": objective.eval(), "scorer": scorer}
         self._anchors = [t.clone() for t in anchors]
@@ -227,6 +228,7 @@ class EncoderSystem(pl.LightningModule):
             images,
             noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
             layers=self.loss_layers,
+            crop=self.G.crop,
         )
         if self._wd is not None:  # e4e's adversarial term, D frozen here
             adv = self._wd.adversarial_loss(w_plus, self.loss_layers)
