@@ -100,7 +100,7 @@ def test_encoder_codes_ignore_pixels_outside_the_valid_region():
 
 
 # -- encoder training ---------------------------------------------------------------------------
-def test_encoder_trains_on_the_valid_region(tmp_path):
+def test_encoder_trains_on_the_valid_region(tmp_path, caplog):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -162,12 +162,24 @@ def test_encoder_trains_on_the_valid_region(tmp_path):
     assert not torch.equal(base[0], moved[0])
     for k in ("l2", "lpips", "id"):
         assert not torch.equal(base[1][k], moved[1][k]), k
+    # the encoder file records the valid region; an encoder code source for a square generator
+    # says the encoder would see another part of the images
+    import logging
+
+    from lsap.inversion.sources import EncoderSource
+    from lsap.io import generator_from_config
+    from lsap.io.encoders import load_encoder
+
+    assert result.encoder_path is not None and load_encoder(result.encoder_path).crop == TINY_BOX
+    square = generator_from_config({**dict(cfg.generator), "crop": None})
+    caplog.set_level(logging.WARNING, logger="lsap.inversion.sources")
+    EncoderSource("encoder", False, result.encoder_path, system.G)
+    assert "valid region" not in caplog.text
+    EncoderSource("encoder", False, result.encoder_path, square)
+    assert "encoder trained for the valid region [4, 0, 24, 32]" in caplog.text
     # the validation grid shows valid regions: rows of 24 px, input | reconstruction of 32 px
-    grids = (
-        sorted((tmp_path / "images" / "val").glob("*.png"))
-        if (tmp_path / "images").exists()
-        else []
-    )
+    grids = sorted((tmp_path / "images" / "val").glob("*.png"))
+    assert grids
     for g in grids:
         w, h = Image.open(g).size
         assert w == 2 * 32 and h % 24 == 0, (g, w, h)

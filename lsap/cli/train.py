@@ -142,6 +142,7 @@ def train(cfg: DictConfig) -> TrainResult:
                 system.encoder,
                 output_dir / "encoder.pt",
                 generator_sha256=system.G.sha256,
+                crop=system.G.crop.box if system.G.crop is not None else None,
                 provenance=provenance(
                     config=cfg,
                     generator=system.G,

@@ -98,6 +98,16 @@ class EncoderSource(CodeSource):
                 f"encoder makes codes [N, {enc.num_ws}, {enc.w_dim}], the generator takes "
                 f"[N, {self.num_ws}, {self.w_dim}]: an encoder for another generator",
             )
+        recorded = getattr(enc, "crop", None)  # lsap files record their generator's valid region
+        here = generator.crop.box if generator.crop is not None else None
+        if recorded is not None and list(recorded) != here:
+            log.warning(
+                "%s: encoder trained for the valid region %s, this run's generator.crop is %s: "
+                "it will see another part of the images",
+                self.path,
+                list(recorded),
+                here,
+            )
         trained_with = getattr(enc, "generator_sha256", None)
         if trained_with and generator.sha256 and trained_with != generator.sha256:
             # a warning, not an error: the same weights in another file format have another sha256

@@ -314,6 +314,7 @@ class EncoderSystem(pl.LightningModule):
             "format_version": FORMAT_VERSION,
             "config": self.encoder.config(),
             "generator_sha256": self.G.sha256,
+            "crop": self.G.crop.box if self.G.crop is not None else None,  # its valid region
             "progressive_stage": self.encoder.progressive_stage,
             "lsap_version": __version__,
         }
