@@ -27,7 +27,7 @@ from lsap.cli._common import (
     one_line_errors,
 )
 from lsap.cli._threads import set_num_threads
-from lsap.config import plain
+from lsap.config import build_data, plain
 from lsap.core.errors import LsapFileError
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,6 @@ def train(cfg: DictConfig) -> TrainResult:
     ``<output_dir>/encoder.pt`` (``lsap.load_encoder`` reads both).
     """
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
     from pytorch_lightning.callbacks import LearningRateMonitor
 
     from lsap.core.provenance import provenance
@@ -119,8 +118,7 @@ def train(cfg: DictConfig) -> TrainResult:
     system = build_system(cfg)
     # a non-square generator's valid region (generator.crop) shapes the photos and augmentation
     crop = system.G.crop
-    data = instantiate(cfg.data, _partial_=True)  # a partial: crop is passed as it is
-    datamodule = data(crop=crop) if crop is not None else data()
+    datamodule = build_data(cfg.data, **({"crop": crop} if crop is not None else {}))
     callbacks = instantiate_group(cfg.get("callbacks"))
     if not cfg.get("logger"):  # Lightning refuses a LearningRateMonitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
