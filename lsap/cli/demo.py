@@ -28,7 +28,9 @@ def run(cfg: DictConfig) -> dict:
 
     device = resolve_device(cfg.device)
     G = load_generator_for_demo(cfg, device)
-    inputs = build_data(cfg.data, resolution=G.resolution)  # bad data.path fails before the set-up
+    # photos fill a non-square generator's valid region (generator.crop)
+    crop = {"crop": G.crop} if G.crop is not None else {}
+    inputs = build_data(cfg.data, resolution=G.resolution, **crop)  # bad data.path fails early
     setup = build_setup(cfg, device, G)
     results = run_demo(
         setup,

@@ -34,6 +34,7 @@ from lsap.editing.render import render_edit
 from lsap.io import atomic_write_json, generator_from_config
 from lsap.io.checkpoints import load_tuned_generators
 from lsap.io.inversions import CodeRecord, CodeSet, generator_shas, recorded_generator
+from lsap.nets.crop import crop_valid
 from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,13 @@ def run(cfg: DictConfig) -> dict:
             )
             for k, j in enumerate(sel):
                 rec = recs[j]
+                # PNGs and grids hold the valid region of a non-square generator (generator.crop)
+                shown = [crop_valid(im, G.crop) for im in images[k]]
                 if j in in_grid:
-                    grid_rows[spec.name].append([im.cpu() for im in images[k]])
+                    grid_rows[spec.name].append([im.cpu() for im in shown])
                 if j not in todo:
                     continue
-                for f, im in zip(spec.factors, images[k], strict=True):
+                for f, im in zip(spec.factors, shown, strict=True):
                     path = folder / f"factor{factor_key(f)}" / f"{rec.name}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     save_image(im, path)

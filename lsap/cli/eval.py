@@ -102,7 +102,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     if mcfg.sncd and any(m.codes is not None for m in methods):
         anchors = anchors_from_config(G, cfg.alignment)
     edits = build_edits(cfg.get("editing"), G)
-    scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True)).to(device)
+    scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True), crop=G.crop).to(device)
     out = Path(cfg.paths.output_dir)
     originals = str(cfg.originals) if cfg.originals else "image_path recorded in the codes"
     results: dict = {"methods": {}, "originals": originals, "num_originals": len(pairs)}

@@ -68,6 +68,7 @@ def run(cfg: DictConfig) -> Path:
         refinement=refinement,
         code_source=source.name,
         settings=result_settings(cfg, source.describe()),  # a resume must not mix settings
+        crop=G.crop,  # photos fill the generator's valid region (generator.crop)
     )
     record = provenance(
         config=cfg,

@@ -4,6 +4,12 @@ Preprocessing (documented once, used by every job): EXIF orientation is applied;
 palette, RGBA/LA (composited over white) and 16-bit images become 8-bit RGB; the image is resized so
 its shorter side equals ``size`` (Lanczos) and center-cropped to ``size x size``; values are mapped
 from [0, 255] to [-1, 1].
+
+For a non-square generator (``generator.crop``; ``box`` = its valid region in the ``size`` px frame,
+``lsap.nets.crop.ValidRegion.box_at``) the photo is fitted to the box instead: resized (Lanczos)
+to cover the box and center-cropped to it (a 1024 x 768 photo becomes 512 x 384 for LSUN cars'
+512 px generator), then placed into the square ``size x size`` frame at the box, black
+(``FRAME_FILL``) outside.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from lsap.core.errors import LsapFileError
 from lsap.data.paste import PhotoCrop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+FRAME_FILL = -1.0  # a frame outside the valid region: black (= lsap.nets.crop.FILL)
+
+Box = tuple[int, int, int, int]  # (top, left, height, width) of the valid region in a frame
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -96,12 +105,36 @@ def to_rgb8(img: Image.Image, white: float | None = None) -> Image.Image:
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     """Shorter side -> ``size`` (Lanczos), then the central ``size x size`` square."""
+    return resize_cover(img, size, size)
+
+
+def resize_cover(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Resize (Lanczos) so the image covers ``width x height``, then take its central box of that
+    size (the photo's aspect is kept; what sticks out is cut off evenly)."""
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.LANCZOS)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    scale = max(width / w, height / h)
+    nw, nh = max(width, round(w * scale)), max(height, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.LANCZOS)
+    left, top = (nw - width) // 2, (nh - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
+def fit_to_frame(img: Image.Image, size: int, box: Box | None = None) -> Tensor:
+    """An RGB photo -> a generator frame [3, size, size] in [-1, 1].
+
+    ``box`` None: shorter side -> size, central square. With ``box`` (the generator's valid
+    region in the ``size`` px frame): the photo fitted to the box (:func:`resize_cover`) and
+    placed there, ``FRAME_FILL`` (black) outside.
+    """
+    if box is None:
+        return pil_to_tensor(resize_center_crop(img, size))
+    top, left, h, w = (int(v) for v in box)
+    if top < 0 or left < 0 or h < 1 or w < 1 or top + h > size or left + w > size:
+        raise ValueError(f"box {tuple(box)} does not fit a {size} px frame")
+    frame = torch.full((3, size, size), FRAME_FILL)
+    frame[:, top : top + h, left : left + w] = pil_to_tensor(resize_cover(img, w, h))
+    return frame
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
@@ -174,21 +207,31 @@ def save_photo(arr: np.ndarray, path: str | Path) -> Path:
 
 
 def load_image(
-    path: str | Path, size: int, *, align: Callable[[Image.Image], Image.Image] | None = None
+    path: str | Path,
+    size: int,
+    *,
+    align: Callable[[Image.Image], Image.Image] | None = None,
+    box: Box | None = None,
 ) -> Tensor:
     """Read one image as [3, size, size] in [-1, 1] (see the module docstring for the steps).
 
     Args:
         align: optional face alignment applied to the RGB image before resizing.
+        box: the generator's valid region in the ``size`` px frame: the photo fills it
+            (:func:`fit_to_frame`); None = the central square.
 
     Raises:
         LsapFileError naming the file when it is not a readable image.
     """
-    return load_image_and_crop(path, size, align=align)[0]
+    return load_image_and_crop(path, size, align=align, box=box)[0]
 
 
 def load_image_and_crop(
-    path: str | Path, size: int, *, align: Callable[[Image.Image], Image.Image] | None = None
+    path: str | Path,
+    size: int,
+    *,
+    align: Callable[[Image.Image], Image.Image] | None = None,
+    box: Box | None = None,
 ) -> tuple[Tensor, PhotoCrop | None]:
     """:func:`load_image`, and where the aligned image lies in the photo.
 
@@ -198,7 +241,8 @@ def load_image_and_crop(
 
     Returns:
         ``(image [3, size, size] in [-1, 1], crop)``: ``crop`` is the :class:`PhotoCrop` (the
-        file's absolute path, the photo's size, the quad) when aligned that way, else None.
+        file's absolute path, the photo's size, the quad) when aligned that way into a square
+        frame (``box`` None), else None.
 
     Raises:
         LsapFileError naming the file when it is not a readable image.
@@ -213,8 +257,10 @@ def load_image_and_crop(
             img = aligned
         else:
             img = align(img)
+    if box is not None:  # a non-square frame re-crops the aligned square: no place in the photo
+        crop = None
     # an aligned square is only resized here: the crop's normalised coordinates stay valid
-    return pil_to_tensor(resize_center_crop(img, size)), crop
+    return fit_to_frame(img, size, box), crop
 
 
 @dataclass
@@ -236,6 +282,8 @@ class ImageFileDataset(Dataset):
         size: output resolution (the generator's).
         align: optional face alignment (see ``lsap.data.align``).
         transform: optional tensor transform applied after loading (augmentation).
+        box: the generator's valid region in the ``size`` px frame (``G.crop.box_at(size)``):
+            each photo fills it (:func:`load_image`); None = the central square.
     """
 
     def __init__(
@@ -245,9 +293,10 @@ class ImageFileDataset(Dataset):
         *,
         align: Callable[[Image.Image], Image.Image] | None = None,
         transform: Callable[[Tensor], Tensor] | None = None,
+        box: Box | None = None,
     ) -> None:
         self.files = [Path(f) for f in files]
-        self.size, self.align, self.transform = size, align, transform
+        self.size, self.align, self.transform, self.box = size, align, transform, box
 
     def __len__(self) -> int:
         return len(self.files)
@@ -255,7 +304,7 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, index: int) -> ImageItem:
         path = self.files[index]
         try:
-            image, crop = load_image_and_crop(path, self.size, align=self.align)
+            image, crop = load_image_and_crop(path, self.size, align=self.align, box=self.box)
         except LsapFileError as e:
             return ImageItem(index, str(path), None, e.problem)
         except Exception as e:  # an alignment failure must not end the run either

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from lsap.data.paste import PhotoCrop
+from lsap.nets.crop import ValidRegion
 
 TOY = "toy"
 PHOTO = "photo"
@@ -81,17 +82,21 @@ def demo_images(
     toy: Mapping[str, int],
     astronaut: bool,
     astronaut_align: bool,
+    crop: ValidRegion | None = None,
 ) -> DemoImages:
     """lsap-demo's images (the ``data=demo`` entry; ``resolution`` is the generator's): the
     images of ``path`` (a folder or one image) or, without it, the held-out toy faces ``toy``
-    (``{seed, start, num_images}``) and the astronaut photo.
+    (``{seed, start, num_images}``) and the astronaut photo. ``crop``: a non-square generator's
+    valid region (``lsap.nets.crop.ValidRegion``, passed by lsap-demo), which the photos of
+    ``path`` fill.
 
     Raises:
         LsapFileError: ``path`` is missing, holds no image, or none that could be read.
         ValueError: no image at all (no path, no toy face, no astronaut).
     """
     if path:
-        return folder_images(path, resolution, align=align, max_images=max_images)
+        box = crop.box_at(resolution) if crop is not None else None
+        return folder_images(path, resolution, align=align, max_images=max_images, box=box)
     parts = []
     if int(toy["num_images"]) > 0:
         parts.append(
@@ -152,13 +157,19 @@ def astronaut_image(resolution: int, *, align: bool = True) -> DemoImages:
 
 
 def folder_images(
-    path: str | Path, resolution: int, *, align: bool = False, max_images: int | None = None
+    path: str | Path,
+    resolution: int,
+    *,
+    align: bool = False,
+    max_images: int | None = None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> DemoImages:
     """Images of a folder (recursively, sorted) or one image file, resized and centre-cropped to
     ``resolution`` (``lsap.data.load_image``), optionally face-aligned first; named as
     ``lsap-invert`` names its outputs (path relative to the folder, ``/`` -> ``__``).
     A file that cannot be read, or in which MTCNN finds no face, is left out and listed in
-    ``skipped`` with the reason, as ``lsap-invert`` skips it.
+    ``skipped`` with the reason, as ``lsap-invert`` skips it. ``box``: a non-square generator's
+    valid region in the frame, which each photo fills (as ``lsap-invert`` reads it).
 
     Raises:
         LsapFileError: no such path, no image in it, or no image that could be read.
@@ -180,7 +191,7 @@ def folder_images(
         from lsap.data.align import FaceAligner
 
         aligner = FaceAligner(resolution)
-    items = [item for item in ImageFileDataset(files, resolution, align=aligner)]
+    items = [item for item in ImageFileDataset(files, resolution, align=aligner, box=box)]
     good = [it for it in items if it.image is not None]
     skipped = [(it.path, str(it.error)) for it in items if it.image is None]
     if not good:

@@ -60,6 +60,7 @@ from lsap.demo.report import (
     stack_edit_rows,
 )
 from lsap.io.inversions import CodeRecord
+from lsap.nets.crop import ValidRegion, crop_valid
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +164,17 @@ def save_inversion(
     inputs: DemoImages,
     scores: Mapping[str, Any],
     provenance: Mapping[str, Any],
-    crops: Sequence[PhotoCrop | None] | None = None,
+    photo_crops: Sequence[PhotoCrop | None] | None = None,
+    crop: ValidRegion | None = None,
 ) -> None:
-    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files, with ``crops[i]`` as
-    their ``photo_crop``) and reconstructions."""
+    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files, with ``photo_crops[i]``
+    as their ``photo_crop``) and reconstructions (the valid region of a non-square generator,
+    ``crop``)."""
     root = output_dir / "methods" / inv.name
-    crops = list(crops) if crops is not None else [None] * len(inputs)
+    photo_crops = list(photo_crops) if photo_crops is not None else [None] * len(inputs)
     for i, name in enumerate(inputs.names):
-        atomic_write_bytes(root / "reconstructions" / f"{name}.png", png_bytes(inv.images[i]))
+        png = png_bytes(crop_valid(inv.images[i], crop))
+        atomic_write_bytes(root / "reconstructions" / f"{name}.png", png)
         CodeRecord(
             name=name,
             w_plus=inv.w_plus[i : i + 1],
@@ -178,7 +182,7 @@ def save_inversion(
             image_path=str(output_dir / "originals" / f"{name}.png"),
             metrics=dict(scores["per_image"][name]),
             provenance={**provenance, "method": inv.name, "kind": inv.kind},
-            photo_crop=crops[i],
+            photo_crop=photo_crops[i],
         ).save(root / "codes" / f"{name}.pt")
 
 
@@ -336,11 +340,13 @@ def run_demo(
     output_dir = Path(output_dir)
     provenance = dict(provenance or {})
     G = setup.G
+    crop = G.crop  # what is written and shown: the valid region of a non-square generator
     skipped_notes = [f"skipped {path}: {reason}" for path, reason in inputs.skipped]
     for note in skipped_notes:
         log.warning(note)
     for i, name in enumerate(inputs.names):
-        atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
+        png = png_bytes(crop_valid(inputs.images[i], crop))
+        atomic_write_bytes(output_dir / "originals" / f"{name}.png", png)
 
     crops = keep_photos(output_dir, inputs)
 
@@ -348,7 +354,7 @@ def run_demo(
     inversions, methods = comparison.inversions, comparison.methods
     edited, edits = comparison.edited, comparison.edits
     for inv in inversions:
-        save_inversion(output_dir, inv, inputs, methods[inv.name], provenance, crops)
+        save_inversion(output_dir, inv, inputs, methods[inv.name], provenance, crops, crop)
     pasted, paste_notes = (
         ({}, [])
         if paste is None
@@ -393,10 +399,11 @@ def run_demo(
     }
 
     # grids (PNG files and the report's images)
-    recon = {inv.name: inv.images for inv in inversions}
+    recon = {inv.name: crop_valid(inv.images, crop) for inv in inversions}
+    originals = crop_valid(inputs.images, crop)
     from lsap.data.grid import image_grid, save_grid
 
-    cols = [[inputs.images[i], *(r[i] for r in recon.values())] for i in range(len(inputs))]
+    cols = [[originals[i], *(r[i] for r in recon.values())] for i in range(len(inputs))]
     save_grid(
         image_grid(cols, size=min(cell_size, G.resolution * 4)),
         output_dir / "grids" / "reconstructions.png",
@@ -406,6 +413,7 @@ def run_demo(
     grids = {}
     for spec in setup.edits:
         rows = stack_edit_rows(by_key, spec.name, names, chosen, inputs.names)
+        rows = [(label, crop_valid(images, crop)) for label, images in rows]
         grid = edit_grid(rows, min(cell_size, max(G.resolution, 64)))
         save_grid(grid, output_dir / "grids" / f"{spec.name.replace('/', '__')}.png")
         grids[spec.name] = rows
@@ -417,7 +425,7 @@ def run_demo(
     page = render_html(
         json_safe(results),
         names=inputs.names,
-        originals=inputs.images,
+        originals=originals,
         reconstructions=recon,
         grids=grids,
         cell=cell_size,

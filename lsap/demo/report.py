@@ -69,12 +69,24 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _fit(h: int, w: int, longest: int) -> tuple[int, int]:
+    """``(h, w)`` scaled so the longer side is ``longest``."""
+    return max(1, round(h * longest / max(h, w))), max(1, round(w * longest / max(h, w)))
+
+
+def _cell_size(image: Tensor, cell: int) -> str:
+    """``width=... height=...`` of an image shown with its longer side ``cell`` px."""
+    h, w = _fit(int(image.shape[-2]), int(image.shape[-1]), cell)
+    return f'width="{w}" height="{h}"'
+
+
 def png_bytes(image: Tensor, size: int | None = None) -> bytes:
-    """[3, H, W] in [-1, 1] -> PNG bytes; ``size``: upscale (nearest) or downscale (area) to it."""
+    """[3, H, W] in [-1, 1] -> PNG bytes; ``size``: upscale (nearest) or downscale (area) so the
+    longer side is ``size`` (aspect kept: a non-square generator's valid region stays so)."""
     x = image.detach().float().cpu()[None]
-    if size is not None and x.shape[-1] != size:
-        mode = "area" if x.shape[-1] > size else "nearest"
-        x = F.interpolate(x, size=(size, size), mode=mode)
+    if size is not None and max(x.shape[-2:]) != size:
+        mode = "area" if max(x.shape[-2:]) > size else "nearest"
+        x = F.interpolate(x, size=_fit(x.shape[-2], x.shape[-1], size), mode=mode)
     arr = tensor_to_uint8(x[0]).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buf, format="PNG")
@@ -181,7 +193,7 @@ def reconstruction_table(
     cell: int,
 ) -> str:
     """One row per image: its name, the original and every method's reconstruction."""
-    size = min(cell, originals.shape[-1])
+    size = min(cell, max(originals.shape[-2:]))
     out = ['<table id="reconstructions"><tr><th class="name">image</th><th>original</th>']
     out += [f"<th>{html.escape(m)}</th>" for m in reconstructions]
     out.append("</tr>")
@@ -189,7 +201,7 @@ def reconstruction_table(
         out.append(f'<tr data-row="{html.escape(name)}"><td class="name">{html.escape(name)}</td>')
         for img in [originals[i], *(r[i] for r in reconstructions.values())]:
             uri = data_uri(png_bytes(img, size))
-            out.append(f'<td><img class="cell" width="{cell}" height="{cell}" src="{uri}"></td>')
+            out.append(f'<td><img class="cell" {_cell_size(img, cell)} src="{uri}"></td>')
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)
@@ -238,9 +250,9 @@ def edit_grid(rows: Sequence[tuple[str, Tensor]], cell: int) -> Tensor:
     cells = []
     for _, images in rows:
         x = images.detach().float().cpu()
-        mode = "area" if x.shape[-1] > size else "nearest"
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode=mode)
+        mode = "area" if max(x.shape[-2:]) > size else "nearest"
+        if max(x.shape[-2:]) != size:  # longer side -> size, aspect kept
+            x = F.interpolate(x, size=_fit(x.shape[-2], x.shape[-1], size), mode=mode)
         cells.append(list(x))
     return image_grid(cells, pad=2)
 
@@ -483,8 +495,8 @@ def labelled_grid(
     for label, images in rows:
         out.append(f'<tr><td class="name">{e(label)}</td>')
         for img in images:
-            uri = data_uri(png_bytes(img, min(cell, img.shape[-1])))
-            out.append(f'<td><img class="cell" width="{cell}" height="{cell}" src="{uri}"></td>')
+            uri = data_uri(png_bytes(img, min(cell, max(img.shape[-2:]))))
+            out.append(f'<td><img class="cell" {_cell_size(img, cell)} src="{uri}"></td>')
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)

@@ -45,6 +45,7 @@ from lsap.io.inversion_layout import (
     write_csv_text,
 )
 from lsap.io.inversions import read_code_file
+from lsap.nets.crop import crop_valid
 from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
 from lsap.systems.sharding import ShardSampler
 
@@ -148,7 +149,10 @@ class InversionWriter(BasePredictionWriter):
         tuned = [None] * len(names)
         if refined is not None:
             for i, name in enumerate(names):
-                _save_png(refined["images"][i], refined_path(self.output_dir, name))
+                _save_png(
+                    crop_valid(refined["images"][i], pl_module.generator.crop),
+                    refined_path(self.output_dir, name),
+                )
             if self.save_deltas and refined.get("result") is not None:
                 tuned = save_tuned_generators(
                     refined["result"],
@@ -164,7 +168,10 @@ class InversionWriter(BasePredictionWriter):
         for i, name in enumerate(names):
             record = prediction["records"][i]
             metrics = dict(record.metrics)
-            _save_png(prediction["images"][i], reconstruction_path(self.output_dir, name))
+            _save_png(  # the generator's valid region only (generator.crop): non-square PNGs
+                crop_valid(prediction["images"][i], pl_module.generator.crop),
+                reconstruction_path(self.output_dir, name),
+            )
             record.photo_crop = (prediction.get("photo_crop") or [None] * len(names))[i]
             if self.paste is not None and record.photo_crop is not None:
                 shown = [(prediction["images"][i], False)]
