@@ -374,3 +374,53 @@ def test_roc_auc_counts_ties_half_and_orders_by_score():
     assert roc_auc(torch.ones(6), labels) == 0.5
     # positives 3, 2, 9 against negatives 1, 2, 0: 3 + (2 + one tie) + 3 = 8.5 of 9 pairs
     assert roc_auc(torch.tensor([1, 2, 3, 2, 0, 9.0]), labels) == pytest.approx(8.5 / 9)
+
+
+def test_a_non_square_generator_shows_classifier_and_encoder_its_valid_region(tmp_path):
+    """generator.crop: the classifier reads generated frames as image files are read into the
+    frame (the valid region, FILL outside), and labelled images are fitted to the valid region."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from lsap.editing.labelled_images import encode_files
+    from lsap.nets.crop import FILL
+    from lsap.nets.stylegan2 import broadcast_w
+
+    G = generator_from_config(compose("directions", ["generator=tiny_wide"]).generator)
+    top, left, h, w = G.crop.box_at(G.resolution)
+    assert (h, w) != (G.resolution, G.resolution)
+    seen = []
+
+    class Spy:
+        names, sha256 = ["a"], "spy"
+        config = SimpleNamespace(resolution=G.resolution, kinds=["scalar"])
+
+        def predict(self, images):
+            seen.append(images)
+            return images.mean((1, 2, 3))[:, None]
+
+    codes = G.mapping(sample_z(3, G.z_dim, seed=0))
+    classify_codes(G, Spy(), codes, 3)
+    frames = seen[0]
+    expected = G.synthesis(broadcast_w(codes, G.num_ws, G.w_dim), noise_mode="const")
+    inside = frames[..., top : top + h, left : left + w]
+    torch.testing.assert_close(inside, expected[..., top : top + h, left : left + w])
+    outside = frames.clone()
+    outside[..., top : top + h, left : left + w] = FILL
+    assert (outside == FILL).all() and not (expected == FILL).all()
+
+    Image.new("RGB", (48, 36), (200, 30, 30)).save(tmp_path / "car.png")
+    got = []
+    encode_files(
+        [tmp_path / "car.png"],
+        ["car"],
+        lambda names, images: got.append(images) or torch.zeros(1, G.num_ws, G.w_dim),
+        resolution=G.resolution,
+        batch_size=1,
+        box=(top, left, h, w),
+    )
+    frame = got[0][0]
+    assert (frame[:, top : top + h, left : left + w] > 0.5).any()  # the red photo fills the box
+    frame[:, top : top + h, left : left + w] = FILL
+    assert (frame == FILL).all()

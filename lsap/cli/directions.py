@@ -115,6 +115,7 @@ def from_images(labels: Any, code_source: Any, G: Any, device: torch.device):
             resolution=G.resolution,
             batch_size=int(labels.batch_size),
             device=device,
+            box=G.crop.box_at(G.resolution) if G.crop is not None else None,
         )
         info["code_source"] = source.describe()
     return w_plus, table.values, table.attributes, table.kinds, info
