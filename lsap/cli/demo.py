@@ -22,6 +22,7 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     from lsap.config import build_data
     from lsap.core.provenance import provenance
+    from lsap.data.paste import PasteMask
     from lsap.demo.build import build_setup, load_generator_for_demo
     from lsap.demo.pipeline import run_demo
 
@@ -41,6 +42,7 @@ def run(cfg: DictConfig) -> dict:
         cell_size=int(cfg.report.cell_size),
         provenance=provenance(config=cfg, generator=setup.G, seed=cfg.seed),
         started=started,
+        paste=PasteMask.from_config(cfg.get("paste_back")),
     )
     print(results["summary"])
     print(f"report: {cfg.paths.output_dir}/report.html")

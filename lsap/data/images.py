@@ -14,6 +14,7 @@ to cover the box and center-cropped to it (a 1024 x 768 photo becomes 512 x 384 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lsap.core.atomic import atomic_write
 from lsap.core.errors import LsapFileError
+from lsap.data.paste import PhotoCrop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 FRAME_FILL = -1.0  # a frame outside the valid region: black (= lsap.nets.crop.FILL)
@@ -157,6 +160,52 @@ def save_image(image: Tensor, path: str | Path) -> None:
     tensor_to_pil(image).save(path)
 
 
+def load_photo(path: str | Path) -> Image.Image:
+    """Read an image file as 8-bit RGB, EXIF-oriented, at its own size (the frame alignment and
+    paste-back work in).
+
+    Raises:
+        LsapFileError naming the file when it is not a readable image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            white = integer_white(im) if im.mode.startswith("I") else None  # before the copy
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return to_rgb8(im, white)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise LsapFileError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+
+
+def load_crop_photo(crop: PhotoCrop) -> np.ndarray:
+    """The photo an aligned image was cut from (``crop.path``), as [H, W, 3] uint8.
+
+    Raises:
+        LsapFileError naming the photo: unreadable, gone (or not a file: ``crop.path`` is ""),
+            or no longer of the size the alignment was made on.
+    """
+    if not crop.path:
+        raise LsapFileError("(no file)", "the aligned image's photo was not a file")
+    arr = np.asarray(load_photo(crop.path))
+    if (arr.shape[1], arr.shape[0]) != tuple(crop.size):
+        raise LsapFileError(
+            crop.path,
+            f"is {arr.shape[1]}x{arr.shape[0]}, the alignment was made on "
+            f"{crop.size[0]}x{crop.size[1]}: the photo changed",
+        )
+    return arr
+
+
+def save_photo(arr: np.ndarray, path: str | Path) -> Path:
+    """Write [H, W, 3] uint8 as PNG, atomically (a pasted-back photo; see ``lsap.data.paste``)."""
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected [H, W, 3] uint8, got {arr.shape} {arr.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="PNG")
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
 def load_image(
     path: str | Path,
     size: int,
@@ -174,18 +223,43 @@ def load_image(
     Raises:
         LsapFileError naming the file when it is not a readable image.
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            white = integer_white(im) if im.mode.startswith("I") else None  # before the copy
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            img = to_rgb8(im, white)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise LsapFileError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    return load_image_and_crop(path, size, align=align, box=box)[0]
+
+
+def load_image_and_crop(
+    path: str | Path,
+    size: int,
+    *,
+    align: Callable[[Image.Image], Image.Image] | None = None,
+    box: Box | None = None,
+) -> tuple[Tensor, PhotoCrop | None]:
+    """:func:`load_image`, and where the aligned image lies in the photo.
+
+    Args:
+        align: optional face alignment; one with an ``align(img) -> (crop, quad [4, 2])`` method
+            (``lsap.data.align.FaceAligner``) also gives the crop's place in the photo.
+        box: a non-square generator's valid region in the frame (:func:`fit_to_frame`).
+
+    Returns:
+        ``(image [3, size, size] in [-1, 1], crop)``: ``crop`` is the :class:`PhotoCrop` (the
+        file's absolute path, the photo's size, the quad) when aligned that way, else None.
+
+    Raises:
+        LsapFileError naming the file when it is not a readable image.
+    """
+    img = load_photo(path)
+    crop = None
     if align is not None:
-        img = align(img)
-    return fit_to_frame(img, size, box)
+        with_quad = getattr(align, "align", None)
+        if callable(with_quad):
+            aligned, quad = with_quad(img)
+            crop = PhotoCrop.of(str(Path(path).resolve()), img.size, quad)
+            img = aligned
+        else:
+            img = align(img)
+    # an aligned square is only resized here: the crop's normalised coordinates stay valid
+    # (a non-square generator's box is for photos of its domain, not aligned faces)
+    return fit_to_frame(img, size, box), crop
 
 
 @dataclass
@@ -196,6 +270,7 @@ class ImageItem:
     path: str
     image: Tensor | None
     error: str | None = None
+    crop: PhotoCrop | None = None  # where an aligned image lies in its photo (paste-back)
 
 
 class ImageFileDataset(Dataset):
@@ -228,14 +303,14 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, index: int) -> ImageItem:
         path = self.files[index]
         try:
-            image = load_image(path, self.size, align=self.align, box=self.box)
+            image, crop = load_image_and_crop(path, self.size, align=self.align, box=self.box)
         except LsapFileError as e:
             return ImageItem(index, str(path), None, e.problem)
         except Exception as e:  # an alignment failure must not end the run either
             return ImageItem(index, str(path), None, f"{type(e).__name__}: {e}")
         if self.transform is not None:
             image = self.transform(image)
-        return ImageItem(index, str(path), image)
+        return ImageItem(index, str(path), image, crop=crop)
 
 
 def collate_images(items: Sequence[ImageItem]) -> dict[str, Any]:
@@ -243,6 +318,7 @@ def collate_images(items: Sequence[ImageItem]) -> dict[str, Any]:
 
     Returns:
         ``{"images": [B, 3, H, W] or None, "index": [B] long, "path": list[str],
+        "photo_crop": list[PhotoCrop | None] (aligned images: their place in the photo),
         "skipped": list[(index, path, reason)]}``
     """
     good = [it for it in items if it.image is not None]
@@ -250,5 +326,6 @@ def collate_images(items: Sequence[ImageItem]) -> dict[str, Any]:
         "images": torch.stack([it.image for it in good]) if good else None,
         "index": torch.tensor([it.index for it in good], dtype=torch.long),
         "path": [it.path for it in good],
+        "photo_crop": [it.crop for it in good],
         "skipped": [(it.index, it.path, it.error) for it in items if it.image is None],
     }

@@ -2,7 +2,8 @@
 
 Every source gives :class:`DemoImages`: images at the generator's resolution in [-1, 1] with a
 name (used for file names), where it came from, its domain (``toy``: a procedural face with known
-labels; ``photo``: anything else) and, for toy faces, the labels.
+labels; ``photo``: anything else), for toy faces the labels and, for face-aligned photos, where
+the aligned image lies in the photo (``lsap.data.paste.PhotoCrop``, for pasting results back).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from lsap.data.paste import PhotoCrop
 from lsap.nets.crop import ValidRegion
 
 TOY = "toy"
@@ -33,6 +36,9 @@ class DemoImages:
             or None when no image is a toy face.
         skipped: (path, reason) of the files left out: unreadable, or no face found when aligning
             (the report lists them, as ``lsap-invert`` writes ``skipped.csv``).
+        crops: N of :class:`PhotoCrop` (face-aligned photos: the alignment) or None; empty = none.
+        photos: N photos [H, W, 3] uint8 held in memory because they are no file (the astronaut;
+            its crop's ``path`` is ""), else None; empty = none.
     """
 
     images: Tensor
@@ -41,9 +47,15 @@ class DemoImages:
     domains: list[str]
     labels: Tensor | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    crops: list[PhotoCrop | None] = field(default_factory=list)
+    photos: list[np.ndarray | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         N = self.images.shape[0]
+        self.crops = list(self.crops) or [None] * N
+        self.photos = list(self.photos) or [None] * N
+        if not len(self.crops) == len(self.photos) == N:
+            raise ValueError("crops and photos need one entry per image (or none at all)")
         if self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, R, R], got {tuple(self.images.shape)}")
         if not len(self.names) == len(self.sources) == len(self.domains) == N:
@@ -125,17 +137,22 @@ def astronaut_image(resolution: int, *, align: bool = True) -> DemoImages:
 
     from lsap.data.images import pil_to_tensor, resize_center_crop
 
-    img = Image.fromarray(data.astronaut()).convert("RGB")
+    photo = data.astronaut()
+    img = Image.fromarray(photo).convert("RGB")
+    crop = None
     if align:
         from lsap.data.align import FaceAligner
 
-        img = FaceAligner(resolution)(img)
+        img, quad = FaceAligner(resolution).align(img)
+        crop = PhotoCrop.of("", (photo.shape[1], photo.shape[0]), quad)  # no file: held in memory
     image = pil_to_tensor(resize_center_crop(img, resolution))
     return DemoImages(
         images=image[None],
         names=["astronaut"],
         sources=["skimage.data.astronaut()" + (" aligned with MTCNN" if align else "")],
         domains=[PHOTO],
+        crops=[crop],
+        photos=[photo if align else None],
     )
 
 
@@ -186,6 +203,7 @@ def folder_images(
         sources=[it.path for it in good],
         domains=[PHOTO] * len(good),
         skipped=skipped,
+        crops=[it.crop for it in good],
     )
 
 
@@ -210,4 +228,6 @@ def concat(parts: Sequence[DemoImages]) -> DemoImages:
         domains=[d for p in parts for d in p.domains],
         labels=labels,
         skipped=[s for p in parts for s in p.skipped],
+        crops=[c for p in parts for c in p.crops],
+        photos=[a for p in parts for a in p.photos],
     )

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
@@ -201,6 +202,40 @@ def reconstruction_table(
         for img in [originals[i], *(r[i] for r in reconstructions.values())]:
             uri = data_uri(png_bytes(img, size))
             out.append(f'<td><img class="cell" {_cell_size(img, cell)} src="{uri}"></td>')
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def photo_png(arr: np.ndarray, size: int) -> bytes:
+    """[H, W, 3] uint8 -> PNG bytes, the longer side shrunk (Lanczos) to at most ``size``."""
+    img = Image.fromarray(arr, "RGB")
+    scale = size / max(img.size)
+    if scale < 1:
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS
+        )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pasted_table(pasted: Mapping[str, Mapping[str, np.ndarray]], size: int) -> str:
+    """One row per face-aligned photo: the photo and every method's reconstruction pasted back
+    into it (``{name: {"photo": [H, W, 3] uint8, method: [H, W, 3] uint8}}``), at most ``size``
+    pixels on the longer side."""
+    methods = list(dict.fromkeys(m for p in pasted.values() for m in p if m != "photo"))
+    out = ['<table id="pasted"><tr><th class="name">image</th><th>photo</th>']
+    out += [f"<th>{html.escape(m)}</th>" for m in methods]
+    out.append("</tr>")
+    for name, row in pasted.items():
+        out.append(f'<tr data-row="{html.escape(name)}"><td class="name">{html.escape(name)}</td>')
+        for key in ("photo", *methods):
+            if key not in row:
+                out.append("<td></td>")
+                continue
+            uri = data_uri(photo_png(row[key], size))
+            out.append(f'<td><img class="photo" src="{uri}"></td>')
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)
@@ -475,6 +510,7 @@ def render_html(
     reconstructions: Mapping[str, Tensor],
     grids: Mapping[str, Sequence[tuple[str, Tensor]]],
     cell: int = 96,
+    pasted: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> str:
     """The report page.
 
@@ -484,6 +520,8 @@ def render_html(
         reconstructions: method -> [N, 3, R, R].
         grids: edit -> its grid's rows: (label "image / method", images [F, 3, R, R]).
         cell: displayed size of every image in pixels.
+        pasted: face-aligned photos with each method's reconstruction pasted back
+            (:func:`pasted_table`), shown at 3 x ``cell`` pixels; None or empty = no section.
     """
     methods = results["methods"]
     parts = [
@@ -510,6 +548,14 @@ def render_html(
         parts.append(inversion_table(methods, g))
     parts.append("<h3>Reconstructions</h3>")
     parts.append(reconstruction_table(names, originals, reconstructions, cell))
+    if pasted:
+        parts.append("<h3>Pasted back into the photo</h3>")
+        parts.append(
+            "<p>Face-aligned photos: each method's reconstruction mapped through the inverse of "
+            "the alignment and blended in under a feathered mask (pixels outside it are the "
+            "photo's).</p>"
+        )
+        parts.append(pasted_table(pasted, 3 * cell))
     if results.get("editability"):
         parts.append("<h2>Editing</h2>")
         parts.append(
@@ -561,6 +607,8 @@ __all__ = [
     "json_safe",
     "labelled_grid",
     "overview",
+    "pasted_table",
+    "photo_png",
     "png_bytes",
     "render_html",
     "sncd_plots",

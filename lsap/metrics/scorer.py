@@ -32,7 +32,8 @@ class Scorer(nn.Module):
     Args:
         metrics: fidelity metrics to compute, among ``FIDELITY_METRICS``.
         lpips: an ``LPIPSLoss`` (needed for ``lpips`` and the editing LPIPS), or None.
-        face: a ``FaceEmbedder`` (needed for ``id`` and the editing ID), or None.
+        face: a ``FaceEmbedder`` (needed for ``id`` and the editing ID: a face network, or the
+            MoCo ResNet-50 for non-face domains), or None.
         features: FID feature extractor (``lsap.metrics.features``), or None (no FID).
         crop: the generator's valid region (``lsap.nets.crop.ValidRegion``; ``G.crop``): images
             given are square frames [N, 3, S, S] and only their valid region is scored; None =
@@ -82,7 +83,7 @@ class Scorer(nn.Module):
 
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor | None:
-        """Unit face embeddings [N, E] of quantised images (None without a face network)."""
+        """Unit ``id`` embeddings [N, E] of quantised images (None without an ``id`` network)."""
         return None if self.face is None else self._embed(self.valid(images))
 
     def _embed(self, valid: Tensor) -> Tensor:
@@ -202,8 +203,19 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
             "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
             "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
         )
-    if "id" in fidelity and str((metrics.get("id") or {}).get("weights")) == "random":
-        notes.append("ID uses a random face network: NOT identity similarity.")
+    id_cfg = metrics.get("id") or {}
+    moco = id_cfg.get("backend") == "moco"
+    if "id" in fidelity and str(id_cfg.get("weights")) == "random":
+        notes.append(
+            "ID uses a random ResNet-50 (backend moco): NOT MoCo v2 similarity."
+            if moco
+            else "ID uses a random face network: NOT identity similarity."
+        )
+    elif "id" in fidelity and moco:
+        notes.append(
+            "ID is the cosine of MoCo v2 ResNet-50 features (e4e's similarity for non-face "
+            "domains), not a face-recognition score."
+        )
     if "id" not in fidelity:
         notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
     fid = metrics.get("fid") or {}
