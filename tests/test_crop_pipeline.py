@@ -338,3 +338,34 @@ def test_training_folders_fit_photos_and_augment_inside_the_valid_region(tmp_pat
     train = next(iter(dm.train_dataloader()))["images"]
     assert (train[:, :, outside] == FILL).all()  # augmentation never moves padding in
     assert not torch.equal(train.sort(0).values, val.sort(0).values)  # it did augment
+
+
+def test_the_demo_shows_and_writes_the_valid_region(tmp_path):
+    from lsap.cli.demo import run
+    from lsap.config import compose as compose_config
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _stripes(40, 40, 5).save(folder / "square.png")
+    cfg = compose_config(
+        "demo",
+        [
+            "generator=tiny_wide",
+            f"data.path={folder}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "alignment.num_samples=2000",
+            "inversion.steps=3",
+            "editing.sefa.components=[0]",
+        ],
+    )
+    cfg.paths.output_dir = str(tmp_path / "out")
+    run(cfg)
+    out = tmp_path / "out"
+    pngs = [out / "originals" / "square.png", *(out / "methods").glob("*/reconstructions/*.png")]
+    assert len(pngs) == 3  # the original, projector and lsap_o
+    assert all(Image.open(p).size == (32, 24) for p in pngs)
+    original = pil_to_tensor(Image.open(out / "originals" / "square.png").convert("RGB"))
+    assert original[0].max() < 0.5  # the photo's red bands were cut off, not squashed in
+    grid = Image.open(out / "grids" / "reconstructions.png")
+    assert grid.size == (3 * (96 + 2) + 2, 72 + 2 + 2)  # one row of three 96 x 72 cells
+    assert 'height="72"' in (out / "report.html").read_text()  # 96 px wide 4:3 cells
