@@ -60,9 +60,11 @@ def test_generator_entry_is_the_published_network(domain):
         r: c for r, c in CONFIG_F_CHANNELS.items() if r <= resolution
     }
     assert g.get("crop") == crop
-    if crop is not None:  # inside the square, whole rows and columns
-        top, left, h, w = crop
-        assert top >= 0 and left >= 0 and top + h <= resolution and left + w <= resolution
+    if crop is not None:  # the box the valid-region code accepts, at the encoders' 256 px too
+        from lsap.nets.crop import ValidRegion
+
+        region = ValidRegion.from_config(crop, resolution)
+        assert region.box_at(256) == tuple(v * 256 // resolution for v in crop)  # e4e: 32:224
     # NVlabs stylegan2-ada pickles clamp activations at 256; the TF conversions do not
     assert arch.conv_clamp == (256 if file.endswith(".pkl") else None)
 
