@@ -199,8 +199,9 @@ def test_cars_named_ganspace_edits_are_e4es(tmp_path):
 
 @pytest.mark.slow
 def test_invert_with_the_moco_term_lowers_it_and_reports_moco_id(tmp_path):
-    """lsap-invert with a domain's MoCo id term (the stand-in, on the tiny generator): the term
-    falls over the steps, and the per-image id column is MoCo's cosine (shared with the loss)."""
+    """lsap-invert with a domain's MoCo id term (the stand-in, on the tiny generator with a
+    non-square valid region): the term falls over the steps, and the per-image id column is
+    MoCo's cosine (shared with the loss)."""
     import csv
 
     from invert_helpers import FAST, make_images
@@ -211,6 +212,7 @@ def test_invert_with_the_moco_term_lowers_it_and_reports_moco_id(tmp_path):
     make_images(tmp_path / "in", 2, nested=0, bad=False)
     cfg = compose_invert(
         *FAST,
+        "generator=tiny_wide",  # a 32 x 24 valid region, as cars: the term sees only that
         "similarity@loss.options.id=moco",  # what generator=<non-face domain> picks by itself
         "loss.options.id.weights=random",
         "loss.id=1.0",  # the id term alone: no pixel, alignment or latent-noise pull
