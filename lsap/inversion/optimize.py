@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lsap.inversion.precision import precision
+from lsap.core.precision import precision
 from lsap.inversion.schedules import Schedule
 from lsap.losses import LossInputs, Objective
 from lsap.losses.latent import normalize_noise_
@@ -97,7 +97,7 @@ def optimize_latents(
         callback: called as ``callback(step, {"loss": [N], <term>: [N]})`` after every step with
             device tensors (no host sync is forced).
         autocast: None (float32) or "bf16" / "fp16": generator and loss under ``torch.autocast``;
-            codes, noise maps, Adam and the summed loss stay float32 (``lsap.inversion.precision``).
+            codes, noise maps, Adam and the summed loss stay float32 (``lsap.core.precision``).
         tf32: allow TF32 matmuls/convolutions inside the loop (CUDA).
 
     Returns:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lsap.core.plain import plain
+from lsap.core.precision import autocast_dtype
 from lsap.inversion.optimize import latent_std
-from lsap.inversion.precision import autocast_dtype
 from lsap.inversion.schedules import Schedule
 from lsap.nets.stylegan2 import Generator
 
