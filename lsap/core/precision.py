@@ -14,6 +14,9 @@ Tolerances against float32 tested in tests/test_precision.py (tiny generator, CP
   final loss within 10 %.
 - PTI: tuned weights within 10 % of the tuning's weight change (measured 4.5e-2), images at the
   pivots within 5 % of the tuning's image change (measured 6.9e-3), final loss within 10 %.
+- Encoder training (tiny e4e, l2 + LPIPS + sncd + delta_norm, Adam): first gradient cosine
+  > 0.95 (measured 0.985), loss within 10 % at every one of 40 steps (measured 6 %), codes after
+  40 steps within 30 % of the training's code change (measured 21 %).
 """
 
 from __future__ import annotations

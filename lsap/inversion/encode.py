@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lsap.core.precision import precision
 from lsap.losses.base import LossInputs
 from lsap.nets.stylegan2 import Generator
 
@@ -70,6 +71,8 @@ def encoder_objective(
     *,
     noise_mode: str = "random",
     layers: list[int] | None = None,
+    autocast: str | None = None,
+    tf32: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
     """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
 
@@ -80,15 +83,27 @@ def encoder_objective(
         images: inputs, also the reconstruction targets, [N, 3, S, S] in [-1, 1].
         noise_mode: generator noise ("random" in training, "const" for reproducible values).
         layers: w+ indices for the layer-restricted terms (delta_norm, sncd); None = all.
+        autocast: None (float32) or "bf16" / "fp16": encoder, generator and loss under
+            ``torch.autocast`` (``lsap.core.precision``); the codes are cast back to float32
+            before the generator and the latent terms see them, the loss is returned float32, the
+            weights (and the optimiser's state) stay float32. GPU option.
+        tf32: allow TF32 matmuls/convolutions (CUDA Ampere+). GPU option.
 
     Returns:
         ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
         term's per-sample values {name: [N]}, the codes [N, num_ws, w_dim] and the generator's
         images resized to S, [N, 3, S, S].
     """
-    w_plus = encoder(images)
-    # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
-    recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
-    inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
-    total, values = objective(inputs)
+    with precision(images.device, autocast, tf32):
+        w_plus = encoder(images).float()  # float32 codes whatever the autocast
+        # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
+        recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
+        inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
+        total, values = objective(inputs)
+    if autocast is not None:
+        total, values, recon = (
+            total.float(),
+            {k: v.float() for k, v in values.items()},
+            recon.float(),
+        )
     return total.mean(), values, w_plus, recon
