@@ -16,9 +16,9 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lsap.config import build_data
 from lsap.core.atomic import atomic_write_json
 from lsap.core.provenance import provenance
 from lsap.data.toy import ATTRIBUTES
@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
         "kinds": [a.kind for a in ATTRIBUTES],
     }
     system = ToyClassifierSystem(classifier, **plain["optim"])
-    data = instantiate(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
+    data = build_data(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
     ckpt_dir = out / "checkpoints"
     trainer = build_trainer(
         cfg.trainer,
