@@ -242,7 +242,8 @@ def load_image_and_crop(
 
     Returns:
         ``(image [3, size, size] in [-1, 1], crop)``: ``crop`` is the :class:`PhotoCrop` (the
-        file's absolute path, the photo's size, the quad) when aligned that way, else None.
+        file's absolute path, the photo's size, the quad) when aligned that way into a square
+        frame (``box`` None), else None.
 
     Raises:
         LsapFileError naming the file when it is not a readable image.
@@ -257,8 +258,9 @@ def load_image_and_crop(
             img = aligned
         else:
             img = align(img)
+    if box is not None:  # a non-square frame re-crops the aligned square: no place in the photo
+        crop = None
     # an aligned square is only resized here: the crop's normalised coordinates stay valid
-    # (a non-square generator's box is for photos of its domain, not aligned faces)
     return fit_to_frame(img, size, box), crop
 
 

@@ -164,14 +164,14 @@ def save_inversion(
     inputs: DemoImages,
     scores: Mapping[str, Any],
     provenance: Mapping[str, Any],
-    crops: Sequence[PhotoCrop | None] | None = None,
+    photo_crops: Sequence[PhotoCrop | None] | None = None,
     crop: ValidRegion | None = None,
 ) -> None:
-    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files, with ``crops[i]`` as
-    their ``photo_crop``) and reconstructions (the valid region of a non-square generator,
+    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files, with ``photo_crops[i]``
+    as their ``photo_crop``) and reconstructions (the valid region of a non-square generator,
     ``crop``)."""
     root = output_dir / "methods" / inv.name
-    crops = list(crops) if crops is not None else [None] * len(inputs)
+    photo_crops = list(photo_crops) if photo_crops is not None else [None] * len(inputs)
     for i, name in enumerate(inputs.names):
         png = png_bytes(crop_valid(inv.images[i], crop))
         atomic_write_bytes(root / "reconstructions" / f"{name}.png", png)
@@ -182,7 +182,7 @@ def save_inversion(
             image_path=str(output_dir / "originals" / f"{name}.png"),
             metrics=dict(scores["per_image"][name]),
             provenance={**provenance, "method": inv.name, "kind": inv.kind},
-            photo_crop=crops[i],
+            photo_crop=photo_crops[i],
         ).save(root / "codes" / f"{name}.pt")
 
 
