@@ -27,7 +27,7 @@ from lsap.cli._common import (
     one_line_errors,
 )
 from lsap.cli._threads import set_num_threads
-from lsap.config import build_data, plain
+from lsap.config import build_data
 from lsap.core.errors import LsapFileError
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,9 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
 def build_system(cfg: DictConfig):
     """The :class:`~lsap.systems.encoder.EncoderSystem` a ``train`` config describes."""
     from lsap.systems.encoder import EncoderSystem
+    from lsap.systems.encoder_settings import EncoderTrainingSettings
 
-    return EncoderSystem(
-        encoder=plain(cfg.encoder),
-        generator=plain(cfg.generator),
-        loss=plain(cfg.loss),
-        alignment=plain(cfg.alignment),
-        optimizer=plain(cfg.optimizer),
-        noise_mode=cfg.system.noise_mode,
-        val_noise_mode=cfg.system.val_noise_mode,
-    )
+    return EncoderSystem(EncoderTrainingSettings.from_config(cfg))
 
 
 def _trainer_overrides(cfg: DictConfig) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -23,3 +23,37 @@ def plain(node: Any) -> Any:
     if isinstance(node, list):
         return [plain(v) for v in node]
     return node
+
+
+def settings_dict(
+    node: Any,
+    required: Sequence[str],
+    *,
+    what: str,
+    see: str,
+    optional: Sequence[str] = (),
+    exact: bool = True,
+) -> dict[str, Any]:
+    """A config group as a plain dict holding every ``required`` key: the one check behind each
+    typed settings object (``conf/`` holds the defaults; code reads required keys).
+
+    Args:
+        node: the group (a config node or a mapping).
+        required: keys that must be present.
+        what: how the message names the group ("the inversion config", "loss.options.id").
+        see: the config file to look at ("conf/inversion/w_plus.yaml").
+        optional: keys that may be absent (``exact``: the only others allowed).
+        exact: also refuse keys that are neither required nor optional.
+
+    Raises:
+        ValueError: one line: ``<what> misses a, b (see <see>)`` or ``<what> has unknown c ...``.
+    """
+    cfg = plain(node)
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{what} must be a mapping, got {cfg!r} (see {see})")
+    missing = [k for k in required if k not in cfg]
+    unknown = sorted(set(cfg) - set(required) - set(optional)) if exact else []
+    if missing or unknown:
+        problem = f"misses {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
+        raise ValueError(f"{what} {problem} (see {see})")
+    return dict(cfg)
