@@ -6,22 +6,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def plain(node: Any) -> Any:
+def plain(node: Any, *, throw_on_missing: bool = False) -> Any:
     """A config node as plain Python values (dicts, lists), interpolations resolved.
 
     OmegaConf ``DictConfig``/``ListConfig`` become containers (missing ``???`` values are kept as
-    the string ``"???"``); plain dicts and lists are copied item by item (their values may be
-    config nodes), so the result never shares a container with ``node``; anything else is
-    returned unchanged.
+    the string ``"???"``, or raise OmegaConf's ``MissingMandatoryValue`` naming the key with
+    ``throw_on_missing``: what a command's one conversion of its config wants); plain dicts and
+    lists are copied item by item (their values may be config nodes), so the result never shares
+    a container with ``node``; anything else is returned unchanged.
     """
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=throw_on_missing)
     if isinstance(node, Mapping):
-        return {str(k): plain(v) for k, v in node.items()}
+        return {str(k): plain(v, throw_on_missing=throw_on_missing) for k, v in node.items()}
     if isinstance(node, list):
-        return [plain(v) for v in node]
+        return [plain(v, throw_on_missing=throw_on_missing) for v in node]
     return node
 
 
