@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lsap.core.errors import WeightsUnavailableError
+from lsap.core.plain import settings_dict
 from lsap.metrics.image import mse, psnr, ssim, to_unit
 
 FIDELITY_METRICS = ("mse", "psnr", "ssim", "lpips", "id")
@@ -153,7 +154,10 @@ def build_scorer(cfg: Mapping[str, Any], *, fid: bool = True) -> Scorer:
 def _build_scorer(cfg: Mapping[str, Any], fid: bool) -> Scorer:
     from lsap.metrics.features import build_feature_extractor
 
-    metrics = list(cfg.get("fidelity", FIDELITY_METRICS))
+    cfg = settings_dict(
+        cfg, ("fidelity",), what="metrics", see="conf/metrics/default.yaml", exact=False
+    )
+    metrics = list(cfg["fidelity"])
     editing = list(cfg.get("editing", ()))
     lp, face, feats = None, None, None
     if "lpips" in metrics or "lpips" in editing:
