@@ -22,6 +22,7 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     from lsap.config import build_data
     from lsap.core.provenance import provenance
+    from lsap.data.paste import PasteMask
     from lsap.demo.build import build_setup, load_generator_for_demo
     from lsap.demo.pipeline import run_demo
     from lsap.demo.settings import DemoSettings
@@ -29,7 +30,9 @@ def run(cfg: DictConfig) -> dict:
     settings = DemoSettings.from_config(cfg)  # the one reading of the config
     device = resolve_device(settings.device)
     G = load_generator_for_demo(settings.generator, device)
-    inputs = build_data(settings.data, resolution=G.resolution)  # bad data.path fails first
+    # photos fill a non-square generator's valid region (generator.crop)
+    crop = {"crop": G.crop} if G.crop is not None else {}
+    inputs = build_data(settings.data, resolution=G.resolution, **crop)  # bad data.path fails early
     setup = build_setup(settings, device, G)
     results = run_demo(
         setup,
@@ -41,6 +44,7 @@ def run(cfg: DictConfig) -> dict:
         cell_size=settings.cell_size,
         provenance=provenance(config=settings.config, generator=setup.G, seed=settings.seed),
         started=started,
+        paste=PasteMask.from_config(settings.paste_back),
     )
     print(results["summary"])
     print(f"report: {settings.output_dir}/report.html")

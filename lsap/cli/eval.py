@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 DEFINITIONS = {
     "images": "originals and reconstructions quantised to uint8 before every metric (as saved PNGs)",
     "psnr": "dB on [0, 1], identical images capped at 100 dB",
-    "id": "cosine similarity of face embeddings (original vs reconstruction / edited image)",
+    "id": "cosine similarity of the id network's embeddings (a face network, or MoCo v2 ResNet-50 "
+    "features for non-face domains; original vs reconstruction / edited image)",
     "sncd": "sum over w+ layers of 1 - cos(n_i, a_i) (LSAP); 'layer mean' = sum / num_ws",
     "editing.lpips": "LPIPS between the edited image and the unedited reconstruction",
     "editing.fid": "FID of the edited images against the originals",
@@ -106,7 +107,7 @@ def _run(c: dict[str, Any], rank: int, world: int, device) -> dict:
     if mcfg["sncd"] and any(m.codes is not None for m in methods):
         anchors = anchors_from_config(G, c["alignment"])
     edits = build_edits(c.get("editing"), G)  # an optional group (editing: null by default)
-    scorer = build_scorer(mcfg).to(device)
+    scorer = build_scorer(mcfg, crop=G.crop).to(device)
     out = Path(c["paths"]["output_dir"])
     originals = str(c["originals"]) if c["originals"] else "image_path recorded in the codes"
     results: dict = {"methods": {}, "originals": originals, "num_originals": len(pairs)}

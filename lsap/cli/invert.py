@@ -38,6 +38,7 @@ def run(cfg: DictConfig) -> Path:
     from lsap.core.plain import plain
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.data.paste import PasteMask
     from lsap.inversion.settings import InversionSettings, result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
@@ -75,6 +76,7 @@ def run(cfg: DictConfig) -> Path:
         refinement=refinement.name,
         code_source=source.name,
         settings=result_settings(c, source.describe()),  # a resume must not mix settings
+        crop=G.crop,  # photos fill the generator's valid region (generator.crop)
     )
     record = provenance(
         config=c,
@@ -89,6 +91,7 @@ def run(cfg: DictConfig) -> Path:
         bool(c["save_noise"]),
         refinement=refinement,
         base_path=c["generator"]["path"],
+        paste=PasteMask.from_config(c["paste_back"]),
     )
     log_cfg = c["log"]
     callbacks = [

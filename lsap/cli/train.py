@@ -107,14 +107,14 @@ def train(cfg: DictConfig) -> TrainResult:
     from lsap.io.encoders import save_encoder
     from lsap.systems.instantiate import build_trainer, instantiate_group
 
-    c = plain(
-        cfg, throw_on_missing=True
-    )  # the one reading of the config: plain values and typed settings from here on
+    c = plain(cfg, throw_on_missing=True)  # the one reading of the config: plain values from here
     seed = int(c["seed"])
     pl.seed_everything(seed, workers=True)
     output_dir = Path(c["paths"]["output_dir"])
-    datamodule = build_data(c["data"])
     system = build_system(c)
+    # a non-square generator's valid region (generator.crop) shapes the photos and augmentation
+    crop = system.G.crop
+    datamodule = build_data(c["data"], **({"crop": crop} if crop is not None else {}))
     callbacks = instantiate_group(c["callbacks"])
     if not c["logger"]:  # Lightning refuses a LearningRateMonitor without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -136,6 +136,7 @@ def train(cfg: DictConfig) -> TrainResult:
                 system.encoder,
                 output_dir / "encoder.pt",
                 generator_sha256=system.G.sha256,
+                crop=system.G.crop.box if system.G.crop is not None else None,
                 provenance=provenance(
                     config=c,
                     generator=system.G,

@@ -177,7 +177,7 @@ def build_setup(
     objectives = build_objectives(settings.loss, settings.optimisation, G, anchors)
     options = settings.inversion.optimize_kwargs(G) if objectives else {}
     edits = build_demo_edits(settings.editing, G, notes)
-    scorer = build_scorer(settings.metrics).to(device)
+    scorer = build_scorer(settings.metrics, crop=G.crop).to(device)
     classifier = None
     if settings.classifier:
         from lsap.io.classifier import load_toy_classifier

@@ -31,6 +31,7 @@ _KEYS = (
     "optimisation",
     "classifier",
     "report",
+    "paste_back",
 )
 _SEE = "conf/demo.yaml"
 
@@ -52,6 +53,7 @@ class DemoSettings:
         edit_images: images per edit grid of the report.
         cell_size: displayed size of each image in report.html (pixels).
         output_dir: the run folder.
+        paste_back: the ``paste_back`` group (``lsap.data.paste.PasteMask.from_config``).
     """
 
     config: dict[str, Any]
@@ -71,6 +73,7 @@ class DemoSettings:
     edit_images: int
     cell_size: int
     output_dir: str
+    paste_back: dict[str, Any]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> DemoSettings:
@@ -103,4 +106,5 @@ class DemoSettings:
             edit_images=int(report["edit_images"]),
             cell_size=int(report["cell_size"]),
             output_dir=str(paths["output_dir"]),
+            paste_back=dict(c["paste_back"]),
         )
