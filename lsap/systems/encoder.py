@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lsap.alignment import sncd
 from lsap.alignment.anchors import anchors_from_config
 from lsap.core.errors import CheckpointError
+from lsap.core.precision import autocast_dtype
 from lsap.core.rng import rng_states, set_rng_states
 from lsap.inversion.encode import encoder_objective
 from lsap.io import generator_from_config
@@ -114,6 +115,8 @@ class EncoderSystem(pl.LightningModule):
         self._frozen = {"G": G, "objective": objective.eval(), "scorer": scorer}
         self._anchors = [t.clone() for t in anchors]
         self.noise_mode, self.val_noise_mode = settings.noise_mode, settings.val_noise_mode
+        autocast_dtype(settings.autocast)  # a bad name fails at construction
+        self.autocast, self.tf32 = settings.autocast, settings.tf32
 
         from torchmetrics import MeanMetric
 
@@ -216,6 +219,8 @@ class EncoderSystem(pl.LightningModule):
             noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
             layers=self.loss_layers,
             crop=self.G.crop,
+            autocast=self.autocast,
+            tf32=self.tf32,
         )
         if self._wd is not None:  # e4e's adversarial term, D frozen here
             adv = self._wd.adversarial_loss(w_plus, self.loss_layers)

@@ -66,6 +66,9 @@ class EncoderTrainingSettings:
         optimizer: a ``_partial_`` optimiser config, called with the encoder's parameters.
         noise_mode: generator noise in training (``system.noise_mode``: random | const).
         val_noise_mode: generator noise in validation (``system.val_noise_mode``).
+        autocast: GPU option (``system.autocast``): None (float32) or "bf16", the training and
+            validation steps under bf16 autocast with float32 weights, codes and loss.
+        tf32: GPU option (``system.tf32``): TF32 matmuls/convolutions in the steps.
         w_discriminator: weight of e4e's latent-discriminator term (``loss.w_discriminator``;
             0 = off).
         w_discriminator_options: ``loss.options.w_discriminator`` (D and its training), checked
@@ -81,6 +84,8 @@ class EncoderTrainingSettings:
     optimizer: dict[str, Any]
     noise_mode: str
     val_noise_mode: str
+    autocast: str | None
+    tf32: bool
     w_discriminator: float
     w_discriminator_options: dict[str, Any] | None
     lpips_options: dict[str, Any]
@@ -104,7 +109,10 @@ class EncoderTrainingSettings:
         """
         c = settings_dict(cfg, GROUPS, what="the train config", see="conf/train.yaml", exact=False)
         system = settings_dict(
-            c["system"], ("noise_mode", "val_noise_mode"), what="system", see="conf/train.yaml"
+            c["system"],
+            ("noise_mode", "val_noise_mode", "autocast", "tf32"),
+            what="system",
+            see="conf/train.yaml",
         )
         loss = settings_dict(
             c["loss"], ("w_discriminator", "options"), what="loss", see=_LOSS, exact=False
@@ -136,6 +144,8 @@ class EncoderTrainingSettings:
             optimizer=dict(c["optimizer"]),
             noise_mode=str(system["noise_mode"]),
             val_noise_mode=str(system["val_noise_mode"]),
+            autocast=None if system["autocast"] is None else str(system["autocast"]),
+            tf32=bool(system["tf32"]),
             w_discriminator=weight,
             w_discriminator_options=d_options,
             lpips_options=dict(options["lpips"]),
@@ -156,5 +166,10 @@ class EncoderTrainingSettings:
             "loss": dict(self.loss),
             "alignment": dict(self.alignment),
             "optimizer": dict(self.optimizer),
-            "system": {"noise_mode": self.noise_mode, "val_noise_mode": self.val_noise_mode},
+            "system": {
+                "noise_mode": self.noise_mode,
+                "val_noise_mode": self.val_noise_mode,
+                "autocast": self.autocast,
+                "tf32": self.tf32,
+            },
         }
