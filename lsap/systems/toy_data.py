@@ -23,18 +23,20 @@ class ToyFacesDataModule(pl.LightningDataModule):
         resolution: image size (32 or 64).
         batch_size: images per batch (training batches drop the remainder).
         num_workers: DataLoader workers (0: the data are already tensors in memory).
+
+    The values come from ``conf/data/toy.yaml`` (no defaults here).
     """
 
     def __init__(
         self,
-        num_train: int = 10_000,
-        num_val: int = 0,
+        num_train: int,
+        num_val: int,
         *,
-        seed: int = 0,
-        val_seed: int = 1,
-        resolution: int = 32,
-        batch_size: int = 32,
-        num_workers: int = 0,
+        seed: int,
+        val_seed: int,
+        resolution: int,
+        batch_size: int,
+        num_workers: int,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
