@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lsap.core.plain import settings_dict
+from lsap.core.plain import plain, settings_dict
 from lsap.training.latent_discriminator import LatentDiscriminatorTrainer
 
 NOISE_MODES = ("random", "const")
@@ -107,7 +107,10 @@ class EncoderTrainingSettings:
         Raises:
             ValueError: a group or key is missing (named), or a value is out of range.
         """
-        c = settings_dict(cfg, GROUPS, what="the train config", see="conf/train.yaml", exact=False)
+        missing = [g for g in GROUPS if g not in cfg]
+        if missing:
+            raise ValueError(f"the train config misses {', '.join(missing)} (see conf/train.yaml)")
+        c = {g: plain(cfg[g]) for g in GROUPS}  # only these: the rest may need a Hydra run
         system = settings_dict(
             c["system"],
             ("noise_mode", "val_noise_mode", "autocast", "tf32"),
