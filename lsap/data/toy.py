@@ -242,26 +242,33 @@ def render_toy_faces(
     return images, labels
 
 
-class ToyFaces(Dataset):
-    """Rendered toy faces, cached in memory as uint8 (10,000 at 32 px = 30 MB).
+class ToyDataset(Dataset):
+    """Rendered toy images of one procedural domain, cached in memory as uint8 (10,000 at 32 px
+    = 30 MB). Subclasses set ``attribute_names``, ``prefix`` and ``render`` (``render_toy_faces``'
+    signature); :func:`toy_dataset` picks one by domain name.
 
     Args:
         num_images: dataset size.
-        seed: which faces (image i of a seed is always the same).
+        seed: which images (image i of a seed is always the same).
         resolution: output size (32 default, 64 supported).
         start: index of the first image (held-out sets: another seed or a disjoint range).
 
     Items are ``{"image": [3, R, R] float32 in [-1, 1], "labels": [A] float32, "index": int,
-    "path": "toy:<seed>:<index>"}``; ``labels`` follows ``ATTRIBUTE_NAMES`` (binary 0/1, scalar
-    in [0, 1]). :func:`collate_toy` batches them in ``lsap.data.collate_images``' layout.
+    "path": "<prefix>:<seed>:<index>"}``; ``labels`` follows ``attribute_names`` (binary 0/1,
+    scalar in [0, 1]). :func:`collate_toy` batches them in ``lsap.data.collate_images``' layout.
     """
 
-    attribute_names = ATTRIBUTE_NAMES
+    attribute_names: tuple[str, ...] = ()
+    prefix = "toy"
+
+    @staticmethod
+    def render(num_images: int, *, seed: int, resolution: int, start: int):
+        raise NotImplementedError
 
     def __init__(
         self, num_images: int, *, seed: int = 0, resolution: int = 32, start: int = 0
     ) -> None:
-        images, labels = render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
+        images, labels = self.render(num_images, seed=seed, resolution=resolution, start=start)
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # [N, 3, R, R] u8
         self.labels = torch.from_numpy(labels)  # [N, A]
         self.seed, self.resolution, self.start = seed, resolution, start
@@ -275,12 +282,49 @@ class ToyFaces(Dataset):
             "image": self.images[index].float() / 127.5 - 1.0,
             "labels": self.labels[index],
             "index": i,
-            "path": f"toy:{self.seed}:{i}",
+            "path": f"{self.prefix}:{self.seed}:{i}",
         }
 
     def label_dict(self, index: int) -> dict[str, float]:
         """Labels of item ``index`` by attribute name."""
-        return dict(zip(ATTRIBUTE_NAMES, self.labels[index].tolist(), strict=True))
+        return dict(zip(self.attribute_names, self.labels[index].tolist(), strict=True))
+
+
+class ToyFaces(ToyDataset):
+    """Rendered toy faces (``render_toy_faces``); labels in ``ATTRIBUTE_NAMES`` order."""
+
+    attribute_names = ATTRIBUTE_NAMES
+    prefix = "toy"
+
+    @staticmethod
+    def render(num_images: int, *, seed: int, resolution: int, start: int):
+        return render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
+
+
+TOY_DOMAINS = ("faces", "cars")  # lsap.data.toy (faces) and lsap.data.toy_cars (cars)
+
+
+def toy_dataset(domain: str) -> type[ToyDataset]:
+    """The dataset class of a toy domain: ``"faces"`` (:class:`ToyFaces`) or ``"cars"``
+    (``lsap.data.toy_cars.ToyCars``)."""
+    if domain == "faces":
+        return ToyFaces
+    if domain == "cars":
+        from lsap.data.toy_cars import ToyCars
+
+        return ToyCars
+    raise ValueError(f"unknown toy domain {domain!r}: expected one of {', '.join(TOY_DOMAINS)}")
+
+
+def toy_attributes(domain: str) -> tuple[Attribute, ...]:
+    """The labels (``Attribute`` records, in label order) of a toy domain."""
+    if domain == "faces":
+        return ATTRIBUTES
+    if domain == "cars":
+        from lsap.data.toy_cars import ATTRIBUTES as CAR_ATTRIBUTES
+
+        return CAR_ATTRIBUTES
+    raise ValueError(f"unknown toy domain {domain!r}: expected one of {', '.join(TOY_DOMAINS)}")
 
 
 def collate_toy(items: Sequence[dict]) -> dict:
@@ -300,18 +344,26 @@ def collate_toy(items: Sequence[dict]) -> dict:
 
 
 def write_toy_images(
-    folder: str | Path, num_images: int, *, seed: int = 0, resolution: int = 32, start: int = 0
+    folder: str | Path,
+    num_images: int,
+    *,
+    seed: int = 0,
+    resolution: int = 32,
+    start: int = 0,
+    domain: str = "faces",
 ) -> list[Path]:
-    """Write faces as ``toy_<seed>_<index>.png`` plus ``labels.csv`` (name + labels), atomically.
+    """Write images of a toy ``domain`` as ``<prefix>_<seed>_<index>.png`` plus ``labels.csv``
+    (name + labels), atomically (prefix ``toy`` for faces, ``toycars`` for cars).
 
     Returns:
         the PNG paths, in index order.
     """
     folder = Path(folder)
-    images, labels = render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
+    dataset = toy_dataset(domain)
+    images, labels = dataset.render(num_images, seed=seed, resolution=resolution, start=start)
     paths, rows = [], []
     for k in range(num_images):
-        path = folder / f"toy_{seed}_{start + k:06d}.png"
+        path = folder / f"{dataset.prefix}_{seed}_{start + k:06d}.png"
         buf = io.BytesIO()
         Image.fromarray(images[k], "RGB").save(buf, format="PNG")
         atomic_write_bytes(path, buf.getvalue())
@@ -319,7 +371,7 @@ def write_toy_images(
         rows.append([path.name, *(f"{v:g}" for v in labels[k])])
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["file", *ATTRIBUTE_NAMES])
+    writer.writerow(["file", *dataset.attribute_names])
     writer.writerows(rows)
     atomic_write_text(folder / "labels.csv", text.getvalue())
     return paths
