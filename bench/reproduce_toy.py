@@ -156,9 +156,10 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     from lsap.cli._common import resolve_device
+    from lsap.config import build_data
     from lsap.core.atomic import atomic_write_json
     from lsap.core.provenance import provenance
-    from lsap.demo.build import build_setup, load_inputs
+    from lsap.demo.build import build_setup
     from lsap.demo.inputs import TOY
     from lsap.demo.pipeline import compare_methods
     from lsap.demo.report import json_safe
@@ -185,7 +186,7 @@ def main() -> None:
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     setup = build_setup(cfg, device)
-    inputs = load_inputs(cfg.data, setup.G.resolution)
+    inputs = build_data(cfg.data, resolution=setup.G.resolution)
     toy = [inputs.names[i] for i in inputs.indices(TOY)]
     c = compare_methods(
         setup,

@@ -16,6 +16,7 @@ from lsap.assets import ASSET_PREFIX
 from lsap.core.plain import plain
 
 __all__ = [
+    "build_data",
     "compose",
     "config_dir",
     "generator_choice",
@@ -40,6 +41,26 @@ def job_dir_name(num: Any, override_dirname: str, max_len: int = JOB_DIR_MAX_LEN
         return name
     digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
     return f"{name[: max_len - 9]}_{digest}"
+
+
+def build_data(data: Any, **runtime: Any) -> Any:
+    """What gives a command its images, from its ``data`` group entry.
+
+    Every ``conf/data/<name>.yaml`` has one shape: ``_target_`` (the DataModule, or the function
+    that makes the images) and its settings as keyword arguments. What the command learns only at
+    run time (the generator's resolution, the run folder, ...) is never in the entry; the command
+    passes it here and it reaches the target unchanged, beside the entry's settings.
+
+    Args:
+        data: the ``data`` config (``cfg.data``).
+        runtime: keyword arguments the command adds (none for lsap-train's DataModules).
+
+    Returns:
+        ``_target_(**settings, **runtime)``.
+    """
+    from hydra.utils import instantiate
+
+    return instantiate(data, _partial_=True)(**runtime)
 
 
 def register_resolvers() -> None:

@@ -4,9 +4,13 @@ not run in CI).
     python scripts/fit_toy_directions.py                 # outputs/toy_directions/default/
     python scripts/fit_toy_directions.py ship=true       # and ship them in lsap/assets/toy32
 
-1. ``fit.num_samples`` W codes (z seed ``seed``) are rendered (constant noise) and labelled by the
-   shipped attribute classifier: binary attributes as ``p > 0.5``, scalar ones as the predicted
-   value. ``lsap.editing.fit_direction`` fits one unit direction per attribute.
+The functions of ``lsap-directions`` (``labels=samples``) with the toy's own held-out set:
+
+1. ``labels.num_samples`` W codes (z seed ``labels.seed``) are rendered (constant noise) and
+   labelled by the shipped attribute classifier (``lsap.editing.labelled_samples``, cached in
+   ``labels.cache_dir``: a rerun resumes): binary attributes as ``p > labels.threshold``, scalar
+   ones as the predicted value. ``lsap.editing.fitting.fit_directions`` fits one unit direction
+   per attribute on all of them.
 2. ``eval.num_samples`` held-out codes (z seed ``eval.seed``) score each boundary (ROC AUC of the
    projection for binary attributes, Pearson r for scalar ones) and are edited along each
    direction by every factor of ``eval.factors`` (all w+ layers); the classifier reads the edited
@@ -14,7 +18,8 @@ not run in CI).
    attributes' mean absolute change and flip rate).
 
 Writes under the run folder: ``directions/<attribute>.pt`` (a float32 [w_dim] unit tensor, as
-``lsap-edit editing=interfacegan`` reads), ``results.json``, ``results.md`` and
+``lsap-edit editing=interfacegan`` reads) and ``directions.json`` (as ``lsap-directions``
+writes them), ``results.json``, ``results.md`` and
 ``grids/<attribute>.png`` (rows: held-out samples, columns: factors). With ``ship=true`` the
 directions are copied to ``lsap/assets/<ship_dir>/directions/`` and recorded in its
 ``manifest.json`` under ``directions`` (sha256, command, seed, config, held-out numbers).
@@ -26,57 +31,26 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
 
-from lsap.assets import ASSETS_DIR, resolve
-from lsap.core.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from lsap.assets import ASSETS_DIR
+from lsap.core.atomic import atomic_write_json, atomic_write_text
 from lsap.core.hashing import file_sha256
 from lsap.core.provenance import git_commit, provenance
 from lsap.data import save_image
 from lsap.data.toy import toy_grid
-from lsap.editing import fit_direction
+from lsap.editing.fitting import FitSettings, fit_directions, write_directions
+from lsap.editing.labelled_samples import classify_codes, label_samples
 from lsap.io import generator_from_config
 from lsap.io.classifier import load_toy_classifier
 from lsap.metrics.attribute_edits import attribute_edit_effects, per_attribute_abs_delta
-from lsap.nets.sampling import sample_z
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-@torch.no_grad()
-def sample_w(G, num: int, seed: int) -> Tensor:
-    """W codes [num, w_dim] of z seed ``seed`` (no truncation)."""
-    return G.mapping(sample_z(num, G.z_dim, seed=seed))
-
-
-@torch.no_grad()
-def classify_w(G, classifier, w: Tensor, batch_size: int) -> Tensor:
-    """Classifier predictions [N, A] of the images of W codes [N, w_dim] (constant noise)."""
-    out = []
-    for chunk in w.split(batch_size):
-        images = G.synthesis(chunk[:, None].expand(-1, G.num_ws, -1), noise_mode="const")
-        out.append(classifier.predict(images))
-    return torch.cat(out)
-
-
-def roc_auc(scores: Tensor, labels: Tensor) -> float:
-    """P(score of a positive > score of a negative), ties half (Mann-Whitney); NaN for one class."""
-    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
-    if pos.numel() == 0 or neg.numel() == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).double().mean()
-    ties = (pos[:, None] == neg[None, :]).double().mean()
-    return float(greater + 0.5 * ties)
-
-
-def pearson(a: Tensor, b: Tensor) -> float:
-    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
-    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
 
 
 def recommended_factor(per_factor: dict[str, dict], min_success: float) -> float | None:
@@ -116,50 +90,61 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.num_threads))
     out = Path(cfg.paths.output_dir)
     G = generator_from_config(cfg.generator).eval().requires_grad_(False)
-    classifier = load_toy_classifier(resolve(cfg.classifier))
+    lab = cfg.labels
+    classifier = load_toy_classifier(lab.classifier)
     names = classifier.names
     kinds = list(classifier.config.kinds)
     binary = [k == "binary" for k in kinds]
-    bs = int(cfg.batch_size)
+    bs = int(lab.batch_size)
+    unknown = [a for a in lab.attributes if a not in names]
+    if unknown:
+        raise ValueError(f"labels.attributes: {unknown[0]!r} is not a classifier output {names}")
+    attrs = list(lab.attributes)
+    idx = [names.index(a) for a in attrs]
 
-    w_fit = sample_w(G, int(cfg.fit.num_samples), int(cfg.seed))  # [N, w_dim]
-    p_fit = classify_w(G, classifier, w_fit, bs)  # [N, A]
-    w_eval = sample_w(G, int(cfg.eval.num_samples), int(cfg.eval.seed))
-    p_eval = classify_w(G, classifier, w_eval, bs)
-    print(f"labelled {len(w_fit)} + {len(w_eval)} samples ({time.time() - start:.0f} s)")
+    def labelled(num: int, seed: int):
+        return label_samples(
+            G,
+            classifier,
+            num,
+            seed=seed,
+            batch_size=bs,
+            chunk_size=int(lab.chunk_size),
+            truncation_psi=float(lab.truncation_psi),
+            cache_dir=lab.cache_dir,
+        )
+
+    fit_set = labelled(int(lab.num_samples), int(lab.seed))  # w [N, w_dim], predictions [N, A]
+    eval_set = labelled(int(cfg.eval.num_samples), int(cfg.eval.seed))
+    w_eval, p_eval = eval_set.w, eval_set.predictions
+    print(f"labelled {len(fit_set.w)} + {len(w_eval)} samples ({time.time() - start:.0f} s)")
+    threshold = float(lab.threshold)
+    settings = FitSettings.from_config(cfg.fit, cfg.split)
+    fits = fit_directions(
+        fit_set.w,
+        fit_set.labels(threshold)[:, idx],
+        attrs,
+        [kinds[i] for i in idx],
+        settings,
+        heldout=(w_eval, eval_set.labels(threshold)[:, idx]),
+    )
 
     factors = [float(f) for f in cfg.eval.factors]
     results: dict = {
         "label_rates_fit": {
-            n: float((p_fit[:, i] > 0.5).float().mean()) for i, n in enumerate(names) if binary[i]
+            n: float((fit_set.predictions[:, i] > threshold).float().mean())
+            for i, n in enumerate(names)
+            if binary[i]
         },
         "directions": {},
     }
-    (out / "directions").mkdir(parents=True, exist_ok=True)
     (out / "grids").mkdir(parents=True, exist_ok=True)
-    for name in cfg.fit.attributes:
-        if name not in names:
-            raise ValueError(f"fit.attributes: {name!r} is not a classifier output {names}")
-        a = names.index(name)
-        kind = kinds[a]
-        labels = (p_fit[:, a] > 0.5).float() if kind == "binary" else p_fit[:, a]
-        d = fit_direction(
-            w_fit,
-            labels,
-            kind=kind,
-            l2=float(cfg.fit.l2),
-            balanced=bool(cfg.fit.balanced),
-            max_iter=int(cfg.fit.max_iter),
-        )  # [w_dim]
-        proj = (w_eval - w_fit.mean(0)) @ d  # [M], held-out position along the direction
-        if kind == "binary":
-            fit_name, fit_value = "auc", roc_auc(proj, (p_eval[:, a] > 0.5).float())
-        else:
-            fit_name, fit_value = "pearson_r", pearson(proj, p_eval[:, a])
+    for fit, a in zip(fits, idx, strict=True):
+        name, d = fit.attribute, fit.direction  # [w_dim]
         edits, grid = {}, []
         for f in factors:
             # factor 0 renders the unedited codes: reuse their predictions
-            p_edit = p_eval if f == 0 else classify_w(G, classifier, w_eval + f * d, bs)
+            p_edit = p_eval if f == 0 else classify_codes(G, classifier, w_eval + f * d, bs)
             e = attribute_edit_effects(
                 p_eval,
                 p_edit,
@@ -182,25 +167,34 @@ def run(cfg: DictConfig) -> dict:
                 n_rows = int(cfg.eval.grid_images)
                 wp = (w_eval[:n_rows] + f * d)[:, None].expand(-1, G.num_ws, -1)
                 grid.append(G.synthesis(wp, noise_mode="const"))  # [n, 3, R, R]
-        atomic_torch_save(out / "directions" / f"{name}.pt", d.clone())
         images = torch.stack(grid, 1).flatten(0, 1)  # row-major: sample, factor
         save_image(toy_grid(images, len(factors)), out / "grids" / f"{name}.png")
         results["directions"][name] = {
-            "kind": kind,
-            "heldout_fit_name": fit_name,
-            "heldout_fit": fit_value,
-            "projection_std": float(((w_fit - w_fit.mean(0)) @ d).std()),
+            "kind": fit.kind,
+            "heldout_fit_name": fit.metric,
+            "heldout_fit": fit.value,
+            "projection_std": fit.projection_std,
             "recommended_factor": recommended_factor(edits, float(cfg.eval.min_success)),
             "edits": edits,
         }
         best = results["directions"][name]["recommended_factor"]
-        print(f"{name:11s} {fit_name} {fit_value:.3f} recommended factor {best}")
+        print(f"{name:11s} {fit.metric} {fit.value:.3f} recommended factor {best}")
     results["wall_time_s"] = round(time.time() - start, 1)
+    prov = provenance(
+        config=cfg, generator=G, seed=int(lab.seed), command="python " + " ".join(sys.argv)
+    )
+    write_directions(
+        out,
+        fits,
+        {
+            "labels": {"source": "samples", "classifier_sha256": classifier.sha256},
+            "num_samples": len(fit_set.w),
+            "fit": asdict(settings),
+            "provenance": prov,
+        },
+    )
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown(results))
-    prov = provenance(
-        config=cfg, generator=G, seed=int(cfg.seed), command="python " + " ".join(sys.argv)
-    )
     atomic_write_json(out / "provenance.json", prov)
     print(markdown(results))
     if cfg.ship:

@@ -17,9 +17,9 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lsap.config import build_data
 from lsap.core.atomic import atomic_write_json
 from lsap.core.provenance import provenance
 from lsap.data.toy import toy_attributes
@@ -48,7 +48,7 @@ def train(cfg: DictConfig) -> dict:
         "kinds": [a.kind for a in attributes],
     }
     system = ToyClassifierSystem(classifier, **plain["optim"])
-    data = instantiate(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
+    data = build_data(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
     ckpt_dir = out / "checkpoints"
     trainer = build_trainer(
         cfg.trainer,

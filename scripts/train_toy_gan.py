@@ -16,9 +16,9 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lsap.config import build_data
 from lsap.core.provenance import provenance
 from lsap.systems.checkpointing import AtomicCheckpointIO
 from lsap.systems.instantiate import build_trainer
@@ -40,7 +40,7 @@ def train(cfg: DictConfig) -> Path:
     system = GANSystem(
         plain["generator"]["arch"], plain["discriminator"], seed=cfg.seed, **plain["gan"]
     )
-    data = instantiate(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
+    data = build_data(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule
     ckpt_dir = out / "checkpoints"
     callbacks = [
         ModelCheckpoint(

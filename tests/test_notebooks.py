@@ -22,6 +22,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 from lsap.alignment import compute_anchors, sncd  # noqa: E402
+from lsap.alignment.reference import sample_sncd  # noqa: E402
 from lsap.config import compose, plain  # noqa: E402
 from lsap.editing.widgets import widgets_available  # noqa: E402
 from lsap.io import generator_from_config, load_codes  # noqa: E402
@@ -36,7 +37,6 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 def fast_overrides(cache_dir: Path) -> list[str]:
     return [
-        "inversion.steps=30",
         "inversion.w_std_samples=2000",
         f"alignment.num_samples={ANCHOR_SAMPLES}",
         f"paths.cache_dir={cache_dir}",
@@ -155,11 +155,17 @@ def test_invert_and_edit_notebook(tmp_path, kernel):
         total, per_layer = sncd(G, w, anchors)
         assert float(total[0]) == pytest.approx(m["sncd"], abs=1e-4), name
         assert per_layer[0].tolist() == pytest.approx(m["sncd_per_layer"], abs=1e-5), name
-    # the SNCD term aligns the code: far lower SNCD than the projector's
-    assert methods["lsap_o"]["sncd"] < 0.5 * methods["projector"]["sncd"]
-    assert methods["encoder+lsap_o"]["sncd"] < methods["projector"]["sncd"]
+    # the SNCD term at the calibrated weight (issue 11) aligns the code about as closely as the
+    # generator's own samples sit, far closer than the projector's, at nearly no fidelity cost
+    lsap_o, projector = methods["lsap_o"], methods["projector"]
+    samples = sample_sncd(G, anchors, 2000, seed=1).mean
+    assert lsap_o["sncd"] < 0.7 * projector["sncd"], (lsap_o["sncd"], projector["sncd"])
+    assert lsap_o["sncd"] < 1.1 * samples, (lsap_o["sncd"], samples)
+    assert lsap_o["mse"] < 1.15 * projector["mse"], (lsap_o["mse"], projector["mse"])
+    assert methods["encoder+lsap_o"]["sncd"] < projector["sncd"]
     # the shipped LSAP_E encoder's code is aligned too, and reconstructs the face
-    assert methods["encoder"]["sncd"] < 0.5 * methods["projector"]["sncd"]
+    assert methods["encoder"]["sncd"] < 0.7 * projector["sncd"]
+    assert methods["encoder"]["sncd"] < 1.1 * samples
     assert methods["encoder"]["psnr"] > 15.0
 
     # edit grid: rows = (3 SeFa directions + 2 shipped InterFaceGAN files) x 4 codes, 5 factors
@@ -231,7 +237,7 @@ def test_sncd_vs_editability_notebook(tmp_path, kernel):
             w = load_codes(out / name / "codes" / f"{n}.pt", G.num_ws, G.w_dim)
             assert float(sncd(G, w, anchors)[0][0]) == pytest.approx(s, abs=1e-4)
     mean = {k: sum(v["sncd"]) / 3 for k, v in per_image.items()}
-    assert mean["lsap_o"] < 0.5 * mean["projector"]
+    assert mean["lsap_o"] < 0.7 * mean["projector"], mean
     for name, m in summary["per_method"].items():
         assert m["sncd"] == pytest.approx(mean[name], abs=1e-4)
         assert finite(m["fid"]) and finite(m["lpips"]) and m["id"] is None, name

@@ -98,6 +98,19 @@ def test_defaults_are_the_shipped_toy_generator_and_offline_settings():
     assert ev["fid"]["features"]["name"] == "inception"
 
 
+def test_lsap_invert_on_toy32_uses_the_weight_calibrated_against_l2():
+    """Issue 11: the default LSAP_O weight on toy32 is the demo's calibrated one, not the LPIPS-scale 0.5
+    that over-aligns against L2; the projector baseline stays at 0 and the command line still wins."""
+    calibrated = compose("demo").optimisation.lsap_o  # the demo's LSAP_O weight on toy32
+    assert calibrated == pytest.approx(0.0125)
+    assert compose("invert").loss.sncd == pytest.approx(calibrated)
+    assert compose("invert", ["loss=projector"]).loss.sncd == 0
+    assert compose("invert", ["loss.sncd=0.3"]).loss.sncd == pytest.approx(0.3)
+    assert compose("invert", ["generator=tiny"]).loss.sncd == pytest.approx(
+        0.5
+    )  # other generators: the loss group's
+
+
 def test_lsap_invert_default_runs_offline(invert_run, photos):
     with open(invert_run / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))

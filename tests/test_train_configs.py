@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lsap.cli._common import config_dir
+from lsap.config import build_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,7 +58,17 @@ def _targets(node, path=""):
             yield from _targets(v, f"{path}[{i}]")
 
 
+# What a command adds to its data entry at run time (lsap.config.build_data): lsap-invert's
+# images and lsap-demo's inputs are data entries of the same shape as lsap-train's.
+DATA_RUNTIME = {
+    "lsap.systems.data.InversionDataModule": {"output_dir": "out", "size": 32, "device": "cpu"},
+    "lsap.demo.inputs.demo_images": {"resolution": 32},
+}
+
+
 def _instantiate(path, node):
+    if path == "data":
+        return build_data(node, **DATA_RUNTIME.get(node["_target_"], {}))
     if path == "trainer":
         node = {k: v for k, v in node.items() if k != "ckpt_path"}  # a fit() argument
         if node["accelerator"] == "gpu" and not torch.cuda.is_available():
@@ -78,7 +89,11 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     base = [] if group == "experiment" else ["experiment=tiny"]
-    extra = ["generator.path=G.pkl"] if (group, option) == ("generator", "file") else []
+    extra = {
+        ("generator", "file"): ["generator.path=G.pkl"],
+        ("data", "demo"): ["data.toy.num_images=1", "data.astronaut=false"],  # quick to render
+        ("data", "images"): ["data.path=in"],  # lsap-invert's required setting
+    }.get((group, option), [])
     cfg = _compose(tmp_path, *base, f"{group}={option}", *extra)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     job = {k: cfg[k] for k in cfg if k != "hydra"}  # the rest of Hydra's node needs a running job

@@ -20,13 +20,14 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     """Build the demo's pieces from ``cfg``, run it, return the results (``report.json``)."""
     started = time.perf_counter()
+    from lsap.config import build_data
     from lsap.core.provenance import provenance
-    from lsap.demo.build import build_setup, load_generator_for_demo, load_inputs
+    from lsap.demo.build import build_setup, load_generator_for_demo
     from lsap.demo.pipeline import run_demo
 
     device = resolve_device(cfg.device)
     G = load_generator_for_demo(cfg, device)
-    inputs = load_inputs(cfg.data, G.resolution)  # bad data.path fails before the slow set-up
+    inputs = build_data(cfg.data, resolution=G.resolution)  # bad data.path fails before the set-up
     setup = build_setup(cfg, device, G)
     results = run_demo(
         setup,

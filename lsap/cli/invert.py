@@ -32,13 +32,12 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
+    from lsap.config import build_data
     from lsap.core.provenance import provenance
     from lsap.data import list_images
-    from lsap.inversion.memory import resolve_batch_size
     from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
-    from lsap.systems.data import InversionDataModule
     from lsap.systems.instantiate import build_trainer
     from lsap.systems.inversion import InversionSystem
     from lsap.systems.inversion_callbacks import InversionLogging, InversionProgressBar
@@ -59,13 +58,11 @@ def run(cfg: DictConfig) -> Path:
         code_source=source,
         refinement=cfg.refinement,
     )
-    data = InversionDataModule(
-        cfg.data.path,
-        output_dir,
-        G.resolution,
-        batch_size=resolve_batch_size(cfg.data.batch_size, cfg.data.get("memory"), _device(cfg)),
-        num_workers=cfg.data.num_workers,
-        align=cfg.data.align,
+    data = build_data(  # the data=images entry: lsap.systems.data.InversionDataModule
+        cfg.data,
+        output_dir=output_dir,
+        size=G.resolution,
+        device=_device(cfg),
         generator_sha256=G.sha256,
         refinement=refinement,
         code_source=source.name,

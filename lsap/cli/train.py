@@ -27,7 +27,7 @@ from lsap.cli._common import (
     one_line_errors,
 )
 from lsap.cli._threads import set_num_threads
-from lsap.config import plain
+from lsap.config import build_data, plain
 from lsap.core.errors import LsapFileError
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,6 @@ def train(cfg: DictConfig) -> TrainResult:
     ``<output_dir>/encoder.pt`` (``lsap.load_encoder`` reads both).
     """
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
     from pytorch_lightning.callbacks import LearningRateMonitor
 
     from lsap.core.provenance import provenance
@@ -116,7 +115,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     pl.seed_everything(int(cfg.seed), workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_data(cfg.data)
     system = build_system(cfg)
     callbacks = instantiate_group(cfg.get("callbacks"))
     if not cfg.get("logger"):  # Lightning refuses a LearningRateMonitor without a logger

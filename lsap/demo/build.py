@@ -1,6 +1,6 @@
 """The demo's pieces from its config (``conf/demo.yaml`` and ``conf/demo/<generator>.yaml``):
 generator and anchors, encoders, one objective per optimisation method, edits, metric networks,
-the toy classifier, and the input images. Used by ``lsap-demo`` and ``bench/reproduce_toy.py``.
+and the toy classifier. Used by ``lsap-demo`` and ``bench/reproduce_toy.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from lsap.config import plain
-from lsap.demo.inputs import DemoImages, astronaut_image, concat, folder_images, toy_images
 from lsap.editing.build import EditSpec, build_edits
 from lsap.inversion.settings import InversionSettings
 from lsap.metrics.scorer import Scorer
@@ -194,29 +193,3 @@ def build_setup(
     return DemoSetup(
         G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes, settings
     )
-
-
-def load_inputs(data: Mapping[str, Any], resolution: int) -> DemoImages:
-    """The demo's images from the ``data`` config: ``data.path`` (a folder or image) or, without
-    it, the held-out toy faces (``data.toy``) and the astronaut (``data.astronaut``)."""
-    if data.get("path"):
-        return folder_images(
-            data["path"],
-            resolution,
-            align=bool(data.get("align", False)),
-            max_images=data.get("max_images"),
-        )
-    parts = []
-    toy = data.get("toy") or {}
-    if int(toy.get("num_images", 0)) > 0:
-        parts.append(
-            toy_images(
-                int(toy["num_images"]),
-                seed=int(toy["seed"]),
-                start=int(toy.get("start", 0)),
-                resolution=resolution,
-            )
-        )
-    if data.get("astronaut"):
-        parts.append(astronaut_image(resolution, align=bool(data.get("astronaut_align", True))))
-    return concat(parts)

@@ -7,7 +7,7 @@ labels; ``photo``: anything else) and, for toy faces, the labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,41 @@ class DemoImages:
     def indices(self, domain: str) -> list[int]:
         """Positions of the images of one domain."""
         return [i for i, d in enumerate(self.domains) if d == domain]
+
+
+def demo_images(
+    resolution: int,
+    *,
+    path: str | Path | None,
+    align: bool,
+    max_images: int | None,
+    toy: Mapping[str, int],
+    astronaut: bool,
+    astronaut_align: bool,
+) -> DemoImages:
+    """lsap-demo's images (the ``data=demo`` entry; ``resolution`` is the generator's): the
+    images of ``path`` (a folder or one image) or, without it, the held-out toy faces ``toy``
+    (``{seed, start, num_images}``) and the astronaut photo.
+
+    Raises:
+        LsapFileError: ``path`` is missing, holds no image, or none that could be read.
+        ValueError: no image at all (no path, no toy face, no astronaut).
+    """
+    if path:
+        return folder_images(path, resolution, align=align, max_images=max_images)
+    parts = []
+    if int(toy["num_images"]) > 0:
+        parts.append(
+            toy_images(
+                int(toy["num_images"]),
+                seed=int(toy["seed"]),
+                start=int(toy["start"]),
+                resolution=resolution,
+            )
+        )
+    if astronaut:
+        parts.append(astronaut_image(resolution, align=astronaut_align))
+    return concat(parts)
 
 
 def toy_images(num_images: int, *, seed: int, start: int = 0, resolution: int = 32) -> DemoImages:

@@ -28,11 +28,17 @@ def collate_named(items: Sequence[ImageItem], names: Sequence[str]) -> dict[str,
 class InversionDataModule(pl.LightningDataModule):
     """Images of ``path`` without a finished code in ``output_dir``, one shard per process.
 
+    Built by ``lsap-invert`` from the ``data=images`` entry (``path``, ``align``, ``batch_size``,
+    ``memory``, ``num_workers``) and the run-time arguments (the rest), see ``lsap.config.build_data``.
+
     Args:
         path: a folder (searched recursively) or one image file.
         output_dir: the run's output folder (finished images are skipped: resume).
         size: the generator resolution (images are resized and center-cropped, see lsap.data).
-        batch_size: images optimised together per process.
+        batch_size: images optimised together per process, or "auto": planned from ``memory``
+            for ``device`` (``lsap.inversion.memory.resolve_batch_size``).
+        memory: the plan's measurements (``data.memory``).
+        device: the device the trainer runs on ("cuda" or "cpu").
         num_workers: data-loader workers per process.
         align: FFHQ-style face alignment with MTCNN (``lsap.data.align``).
         generator_sha256: checked against codes already in ``output_dir``.
@@ -48,15 +54,20 @@ class InversionDataModule(pl.LightningDataModule):
         output_dir: str | Path,
         size: int,
         *,
-        batch_size: int = 4,
-        num_workers: int = 0,
-        align: bool = False,
+        batch_size: int | str,
+        memory: Mapping[str, Any] | None,
+        device: str,
+        num_workers: int,
+        align: bool,
         generator_sha256: str | None = None,
         refinement: str | None = None,
         code_source: str | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
+        from lsap.inversion.memory import resolve_batch_size
+
         super().__init__()
+        batch_size = resolve_batch_size(batch_size, memory, device)
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.path, self.output_dir, self.size = Path(path), Path(output_dir), size
