@@ -141,3 +141,18 @@ def test_dataset_datamodule_and_writer(tmp_path):
     assert [p.name for p in paths] == [f"toycars_5_00000{i}.png" for i in range(3)]
     header = (tmp_path / "labels.csv").read_text().splitlines()[0]
     assert header == ",".join(["file", *ATTRIBUTE_NAMES])
+
+
+def test_datamodule_checks_the_generator_crop():
+    from types import SimpleNamespace
+
+    from lsap.systems.toy_data import ToyFacesDataModule
+
+    region = SimpleNamespace(box=[4, 0, 24, 32], resolution=32)  # ValidRegion's fields used
+    ToyFacesDataModule(4, domain="cars", crop=region)
+    with pytest.raises(ValueError, match="not the toy faces' picture"):
+        ToyFacesDataModule(4, domain="faces", crop=region)
+    with pytest.raises(ValueError, match="not the toy cars' picture"):
+        ToyFacesDataModule(
+            4, domain="cars", crop=SimpleNamespace(box=[0, 0, 24, 32], resolution=32)
+        )

@@ -265,6 +265,11 @@ class ToyDataset(Dataset):
     def render(num_images: int, *, seed: int, resolution: int, start: int):
         raise NotImplementedError
 
+    @staticmethod
+    def valid_box(resolution: int) -> tuple[int, int, int, int] | None:
+        """``[top, left, height, width]`` of the picture in the frame; None = the whole frame."""
+        return None
+
     def __init__(
         self, num_images: int, *, seed: int = 0, resolution: int = 32, start: int = 0
     ) -> None:

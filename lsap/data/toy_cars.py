@@ -252,3 +252,7 @@ class ToyCars(ToyDataset):
     @staticmethod
     def render(num_images: int, *, seed: int, resolution: int, start: int):
         return render_toy_cars(num_images, seed=seed, resolution=resolution, start=start)
+
+    @staticmethod
+    def valid_box(resolution: int) -> tuple[int, int, int, int]:
+        return valid_crop(resolution)

@@ -25,6 +25,10 @@ class ToyFacesDataModule(pl.LightningDataModule):
         batch_size: images per batch (training batches drop the remainder).
         num_workers: DataLoader workers (0: the data are already tensors in memory).
         domain: which toy domain (``lsap.data.toy.TOY_DOMAINS``): ``faces`` or ``cars``.
+        crop: the generator's valid region (``lsap.nets.crop.ValidRegion``, passed by lsap-train
+            for a non-square generator) or None. Toy images are already whole generator frames
+            (cars: black bars outside the picture), so nothing is cut; a region that is not the
+            domain's picture is an error.
     """
 
     def __init__(
@@ -38,10 +42,22 @@ class ToyFacesDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         domain: str = "faces",
+        crop=None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["crop"])
         self.dataset = toy_dataset(domain)  # fails early on an unknown domain
+        picture = self.dataset.valid_box(resolution)
+        whole = (0, 0, resolution, resolution)
+        if (
+            crop is not None
+            and int(crop.resolution) == resolution
+            and list(crop.box) != list(picture or whole)
+        ):
+            raise ValueError(
+                f"generator.crop={list(crop.box)} is not the toy {domain}' picture "
+                f"{list(picture or whole)} at {resolution} px"
+            )
         self.train_set: ToyDataset | None = None
         self.val_set: ToyDataset | None = None
 

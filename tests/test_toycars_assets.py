@@ -1,0 +1,148 @@
+"""The shipped toy car models (lsap/assets/toycars32): the manifest's files, a generator whose
+samples are cars in the 32x24 valid region with black bars, a classifier that reads fresh cars,
+directions that move their attribute, and an LSAP_E / e4e encoder pair that beats the mean image
+on held-out cars, LSAP_E with the lower SNCD."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import lsap
+from lsap.assets import ASSETS_DIR, asset_path
+from lsap.data.toy_cars import ATTRIBUTES, BINARY, SCALAR, VALID_CROP, ToyCars
+from lsap.io import file_sha256, generator_from_config
+from lsap.io.classifier import load_toy_classifier
+from lsap.toy.classifier import evaluate, predict_all
+
+ROOT_CONF = Path(__file__).resolve().parents[1] / "conf"
+TOYCARS32 = ASSETS_DIR / "toycars32"
+NAMES = [a.name for a in ATTRIBUTES]
+KINDS = [a.kind for a in ATTRIBUTES]
+TOP, LEFT, H, W = VALID_CROP
+
+
+def valid(images: torch.Tensor) -> torch.Tensor:
+    """[N, 3, 32, 32] -> the valid picture [N, 3, 24, 32]."""
+    return images[:, :, TOP : TOP + H, LEFT : LEFT + W]
+
+
+def valid_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image MSE over the valid region on the [0, 1] scale."""
+    from lsap.metrics.image import mse
+
+    return mse(valid(a), valid(b))
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads((TOYCARS32 / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cars_G():
+    return lsap.load_generator("asset:toycars32/generator.pt")
+
+
+def test_shipped_files_match_the_manifest_and_stay_small(manifest):
+    total = 0
+    for name, entry in manifest["files"].items():
+        path = TOYCARS32 / name
+        assert file_sha256(path) == entry["sha256"], name
+        assert path.stat().st_size == entry["bytes"] < 3_000_000, name
+        for key in ("command", "config", "seed", "steps", "run_wall_time_s"):
+            assert entry[key] is not None, (name, key)
+    total = sum(p.stat().st_size for p in TOYCARS32.rglob("*") if p.is_file())
+    assert total < 8_500_000
+    g = manifest["files"]["generator.pt"]
+    assert g["images_seen"] > 0 and "train/loss/g" in g["final_losses"]
+    assert g["config"]["data"]["domain"] == "cars"
+
+
+def test_generator_config_and_samples(cars_G, manifest):
+    cfg = OmegaConf.load(ROOT_CONF / "generator" / "toycars32.yaml")
+    assert list(cfg.crop) == list(VALID_CROP)
+    assert cars_G.config.to_dict() == dict(cfg.arch)
+    G = generator_from_config(cfg)  # checked against arch
+    assert G.sha256 == cars_G.sha256 == manifest["files"]["generator.pt"]["sha256"]
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        images = G(z)  # [64, 3, 32, 32]
+    assert valid(images).std(0).mean() > 0.15  # the cars differ
+    bars = torch.cat([images[:, :, : TOP - 1], images[:, :, TOP + H + 1 :]], 2)
+    assert (bars + 1).abs().mean() < 0.1  # the bars stay black (-1), as in the data
+
+
+def test_shipped_classifier_reads_fresh_cars():
+    model = load_toy_classifier("asset:toycars32/classifier.pt")
+    assert model.names == NAMES
+    cars = ToyCars(400, seed=777)  # neither the training (0) nor the held-out (1) seed
+    metrics = evaluate(model, predict_all(model, cars.images.float() / 127.5 - 1), cars.labels)
+    for i in BINARY:
+        assert metrics[f"acc/{NAMES[i]}"] > 0.9, NAMES[i]
+    for i in SCALAR:
+        assert metrics[f"mae/{NAMES[i]}"] < 0.08, NAMES[i]
+
+
+@torch.no_grad()
+def test_shipped_directions_move_their_attribute(manifest, cars_G):
+    """Fresh samples (z seed 3) edited by +-6 along each binary direction on all layers: the
+    classifier reads the target attribute moving the right way."""
+    from lsap.metrics.attribute_edits import attribute_edit_effects
+
+    model = load_toy_classifier("asset:toycars32/classifier.pt")
+    d = manifest["directions"]
+    assert d["generator_sha256"] == cars_G.sha256
+    binary = [k == "binary" for k in KINDS]
+    G = cars_G
+    w = G.mapping(torch.randn(128, G.z_dim, generator=torch.Generator().manual_seed(3)))
+
+    def predict(codes):
+        return model.predict(G.synthesis(codes[:, None].expand(-1, G.num_ws, -1)))
+
+    before = predict(w)
+    for a in BINARY:
+        name = NAMES[a]
+        entry = d["files"][name]
+        path = TOYCARS32 / entry["file"]
+        assert file_sha256(path) == entry["sha256"], name
+        direction = torch.load(path, weights_only=True)
+        assert direction.shape == (G.w_dim,) and abs(float(direction.norm()) - 1) < 1e-5
+        for sign in (1, -1):
+            e = attribute_edit_effects(
+                before,
+                predict(w + sign * 6.0 * direction),
+                target=a,
+                binary=binary,
+                factor=sign * 6,
+            )
+            assert sign * e["target_delta"] > 0.05, (name, sign, e)
+
+
+@torch.no_grad()
+def test_shipped_encoders_beat_the_mean_image_and_lsap_e_is_better_aligned(manifest, cars_G):
+    """64 held-out cars of seed 2: both encoders reconstruct the valid region far better than
+    the generator's mean image, and LSAP_E's codes have a lower SNCD than its e4e twin's."""
+    from lsap.alignment import compute_anchors, sncd
+
+    G = cars_G
+    x = ToyCars(64, seed=2).images.float() / 127.5 - 1  # [64, 3, 32, 32]
+    floor = float(valid_mse(G.synthesis(G.w_avg.expand(len(x), G.num_ws, -1)), x).mean())
+    anchors = compute_anchors(G, 10_000, 0)
+    measured = {}
+    for arch in ("lsap_e", "e4e"):
+        entry = manifest["files"][f"encoder_{arch}.pt"]
+        enc = lsap.load_encoder(asset_path(f"toycars32/encoder_{arch}.pt"))
+        assert enc.sha256 == entry["sha256"] and enc.generator_sha256 == G.sha256
+        w_plus = lsap.encode_images(enc, x, crop=G.crop) if hasattr(G, "crop") else enc(x)
+        err = float(valid_mse(G.synthesis(w_plus), x).mean())
+        measured[arch] = (err, float(sncd(G, w_plus, anchors)[0].mean()))
+        assert err < 0.5 * floor, (arch, err, floor)
+    print(f"held-out valid-region MSE / SNCD: {measured}, mean image MSE {floor:.4f}")
+    assert measured["lsap_e"][1] < measured["e4e"][1]
+    assert manifest["files"]["encoder_lsap_e.pt"]["config"]["loss"]["sncd"] > 0
+    assert manifest["files"]["encoder_e4e.pt"]["config"]["loss"]["sncd"] == 0
