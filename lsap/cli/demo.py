@@ -22,12 +22,15 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     from lsap.config import build_data
     from lsap.core.provenance import provenance
+    from lsap.data.paste import PasteMask
     from lsap.demo.build import build_setup, load_generator_for_demo
     from lsap.demo.pipeline import run_demo
 
     device = resolve_device(cfg.device)
     G = load_generator_for_demo(cfg, device)
-    inputs = build_data(cfg.data, resolution=G.resolution)  # bad data.path fails before the set-up
+    # photos fill a non-square generator's valid region (generator.crop)
+    crop = {"crop": G.crop} if G.crop is not None else {}
+    inputs = build_data(cfg.data, resolution=G.resolution, **crop)  # bad data.path fails early
     setup = build_setup(cfg, device, G)
     results = run_demo(
         setup,
@@ -39,6 +42,7 @@ def run(cfg: DictConfig) -> dict:
         cell_size=int(cfg.report.cell_size),
         provenance=provenance(config=cfg, generator=setup.G, seed=cfg.seed),
         started=started,
+        paste=PasteMask.from_config(cfg.get("paste_back")),
     )
     print(results["summary"])
     print(f"report: {cfg.paths.output_dir}/report.html")

@@ -3,7 +3,9 @@
 Writes under the run folder: ``edits/<method>/<edit>/factor<factor>/<name>.png``, the edited codes
 ``edits/<method>/<edit>/<name>.pt`` (``w_plus [F, num_ws, w_dim]``, factors, noise, provenance),
 one grid per edit ``grids/<method>__<edit>.png`` (rows = images, columns = factors) and
-``edit.json``. An image whose edited codes exist is not redone (resume with the same run folder).
+``edit.json``. Codes of face-aligned photos (code files with a ``photo_crop``) are also pasted back
+into their photos: ``pasted/<method>/<edit>/factor<factor>/<name>.png`` (the ``paste_back``
+group). An image whose edited codes exist is not redone (resume with the same run folder).
 Codes refined by pivotal tuning (code files naming their tuned generator) are edited through that
 generator; ``generator`` may itself be a tuned generator (a delta file with ``generator.base``).
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -24,12 +27,14 @@ from lsap.cli._threads import set_num_threads
 from lsap.core.errors import LsapFileError
 from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
-from lsap.data.images import save_image, tensor_to_uint8
+from lsap.data.images import load_crop_photo, save_image, save_photo, tensor_to_uint8
+from lsap.data.paste import PasteMask, paste_back
 from lsap.editing import build_edits, describe_edits, factor_key
 from lsap.editing.render import render_edit
 from lsap.io import atomic_write_json, generator_from_config
 from lsap.io.checkpoints import load_tuned_generators
 from lsap.io.inversions import CodeRecord, CodeSet, generator_shas, recorded_generator
+from lsap.nets.crop import crop_valid
 from lsap.nets.synthesis import stack_noise
 
 log = logging.getLogger(__name__)
@@ -71,15 +76,17 @@ def run(cfg: DictConfig) -> dict:
             "e.g. +editing.interfacegan.directions.age=/path/age.pt"
         )
     codes = CodeSet(cfg.codes, G.num_ws, G.w_dim, sha256=generator_shas(G), strict=cfg.strict)
+    paste = PasteMask.from_config(cfg.get("paste_back"))
     out = Path(cfg.paths.output_dir)
     prov = provenance(config=cfg, generator=G)
     grid_rows: dict[str, list[list[torch.Tensor]]] = {s.name: [] for s in specs}
-    written = skipped = tuned_count = 0
+    written = skipped = tuned_count = pasted = 0
     bs = int(cfg.batch_size)
     for start in range(0, len(codes), bs):
         idx = list(range(start, min(start + bs, len(codes))))
         recs = [codes[i] for i in idx]
         tuned = load_tuned_generators([r.generator for r in recs], G)  # None -> G
+        photos = _Photos(recs) if paste is not None else None
         for spec in specs:
             folder = out / "edits" / spec.name
             todo = [j for j, r in enumerate(recs) if not (folder / f"{r.name}.pt").is_file()]
@@ -101,14 +108,28 @@ def run(cfg: DictConfig) -> dict:
             )
             for k, j in enumerate(sel):
                 rec = recs[j]
+                # PNGs and grids hold the valid region of a non-square generator (generator.crop)
+                shown = [crop_valid(im, G.crop) for im in images[k]]
                 if j in in_grid:
-                    grid_rows[spec.name].append([im.cpu() for im in images[k]])
+                    grid_rows[spec.name].append([im.cpu() for im in shown])
                 if j not in todo:
                     continue
-                for f, im in zip(spec.factors, images[k], strict=True):
+                for f, im in zip(spec.factors, shown, strict=True):
                     path = folder / f"factor{factor_key(f)}" / f"{rec.name}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     save_image(im, path)
+                photo = photos.get(j) if photos is not None else None
+                if photo is not None:
+                    for f, im in zip(spec.factors, images[k], strict=True):
+                        path = (
+                            out
+                            / "pasted"
+                            / spec.name
+                            / f"factor{factor_key(f)}"
+                            / f"{rec.name}.png"
+                        )
+                        save_photo(paste_back(photo, im, rec.photo_crop, paste), path)
+                    pasted += 1
                 CodeRecord(  # the code record of the image, its codes edited with each factor
                     name=rec.name,
                     w_plus=edited[k],
@@ -116,6 +137,7 @@ def run(cfg: DictConfig) -> dict:
                     image_path=rec.image_path,
                     provenance={**prov, "source_generator_sha256": rec.generator_sha256},
                     generator=rec.generator,
+                    photo_crop=rec.photo_crop,
                     extra={"factors": list(spec.factors), "edit": spec.name, "source": rec.source},
                 ).save(folder / f"{rec.name}.pt")
                 written += 1
@@ -133,6 +155,7 @@ def run(cfg: DictConfig) -> dict:
         "written": written,
         "skipped_existing": skipped,
         "through_tuned_generators": tuned_count,
+        "pasted": pasted,  # edited codes of face-aligned photos pasted back into their photos
         # codes recorded for another generator (strict=false let them through): null when none
         "generator_mismatch": codes.generator_mismatch(),
         "edits": describe_edits(specs),
@@ -140,6 +163,7 @@ def run(cfg: DictConfig) -> dict:
             "images": "edits/<edit>/factor<+factor>/<name>.png",
             "codes": "edits/<edit>/<name>.pt",
             "grids": "grids/<edit with / as __>.png (rows = images, columns = factors)",
+            "pasted": "pasted/<edit>/factor<+factor>/<name>.png (face-aligned photos)",
         },
         "provenance": prov,
     }
@@ -154,6 +178,24 @@ def run(cfg: DictConfig) -> dict:
         finish_loggers(loggers)
     log.info("edited %d codes with %d edits into %s", len(codes), len(specs), out)
     return summary
+
+
+class _Photos:
+    """The photos of a batch's face-aligned codes, read once each; a photo gone or changed since
+    the inversion is a warning (its edits are written, not pasted)."""
+
+    def __init__(self, recs: list[CodeRecord]) -> None:
+        self.recs, self.cache = recs, {}
+
+    def get(self, j: int) -> np.ndarray | None:
+        if j not in self.cache:
+            crop, self.cache[j] = self.recs[j].photo_crop, None
+            if crop is not None:
+                try:
+                    self.cache[j] = load_crop_photo(crop)
+                except LsapFileError as e:
+                    log.warning("%s: not pasted back: %s", self.recs[j].name, e)
+        return self.cache[j]
 
 
 @hydra.main(config_path=config_dir(), config_name="edit", version_base="1.3")

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 DEFINITIONS = {
     "images": "originals and reconstructions quantised to uint8 before every metric (as saved PNGs)",
     "psnr": "dB on [0, 1], identical images capped at 100 dB",
-    "id": "cosine similarity of face embeddings (original vs reconstruction / edited image)",
+    "id": "cosine similarity of the id network's embeddings (a face network, or MoCo v2 ResNet-50 "
+    "features for non-face domains; original vs reconstruction / edited image)",
     "sncd": "sum over w+ layers of 1 - cos(n_i, a_i) (LSAP); 'layer mean' = sum / num_ws",
     "editing.lpips": "LPIPS between the edited image and the unedited reconstruction",
     "editing.fid": "FID of the edited images against the originals",
@@ -101,7 +102,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     if mcfg.sncd and any(m.codes is not None for m in methods):
         anchors = anchors_from_config(G, cfg.alignment)
     edits = build_edits(cfg.get("editing"), G)
-    scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True)).to(device)
+    scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True), crop=G.crop).to(device)
     out = Path(cfg.paths.output_dir)
     originals = str(cfg.originals) if cfg.originals else "image_path recorded in the codes"
     results: dict = {"methods": {}, "originals": originals, "num_originals": len(pairs)}

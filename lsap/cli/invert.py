@@ -35,6 +35,7 @@ def run(cfg: DictConfig) -> Path:
     from lsap.config import build_data
     from lsap.core.provenance import provenance
     from lsap.data import list_images
+    from lsap.data.paste import PasteMask
     from lsap.inversion.settings import result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
@@ -67,6 +68,7 @@ def run(cfg: DictConfig) -> Path:
         refinement=refinement,
         code_source=source.name,
         settings=result_settings(cfg, source.describe()),  # a resume must not mix settings
+        crop=G.crop,  # photos fill the generator's valid region (generator.crop)
     )
     record = provenance(
         config=cfg,
@@ -82,6 +84,7 @@ def run(cfg: DictConfig) -> Path:
         refinement=refinement,
         save_generators=cfg.refinement.get("save"),
         base_path=cfg.generator.get("path"),
+        paste=PasteMask.from_config(cfg.get("paste_back")),
     )
     callbacks = [writer, InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid)]
     if cfg.trainer.get("enable_progress_bar", True):

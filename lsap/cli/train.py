@@ -115,8 +115,10 @@ def train(cfg: DictConfig) -> TrainResult:
 
     pl.seed_everything(int(cfg.seed), workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = build_data(cfg.data)
     system = build_system(cfg)
+    # a non-square generator's valid region (generator.crop) shapes the photos and augmentation
+    crop = system.G.crop
+    datamodule = build_data(cfg.data, **({"crop": crop} if crop is not None else {}))
     callbacks = instantiate_group(cfg.get("callbacks"))
     if not cfg.get("logger"):  # Lightning refuses a LearningRateMonitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -138,6 +140,7 @@ def train(cfg: DictConfig) -> TrainResult:
                 system.encoder,
                 output_dir / "encoder.pt",
                 generator_sha256=system.G.sha256,
+                crop=system.G.crop.box if system.G.crop is not None else None,
                 provenance=provenance(
                     config=cfg,
                     generator=system.G,

@@ -45,7 +45,9 @@ def crop_quad(img: Image.Image, quad: np.ndarray, size: int, supersample: int = 
     if shrink > 1:  # pre-shrink big photos so the bilinear resampling does not alias
         w, h = img.size
         img = img.resize((max(1, round(w / shrink)), max(1, round(h / shrink))), Image.LANCZOS)
-        quad /= shrink
+        # resizing maps pixel edges to edges: centre x -> (x + 0.5) * w' / w - 0.5, per axis (the
+        # rounded size), so the crop stays the quad of the full photo (lsap.data.paste inverts it)
+        quad = (quad + 0.5) * (np.array(img.size, dtype=np.float64) / (w, h)) - 0.5
     w, h = img.size
     pad = math.ceil(max(0.0, -quad.min(), quad[:, 0].max() - w, quad[:, 1].max() - h))
     if pad > 0:
@@ -88,5 +90,10 @@ class FaceAligner:
             raise ValueError(f"no face found (MTCNN's best confidence {probs[best]:.2f})")
         return np.asarray(points[best], dtype=np.float64)
 
+    def align(self, img: Image.Image) -> tuple[Image.Image, np.ndarray]:
+        """The crop and its quad [4, 2] in ``img``'s pixels (what ``lsap.data.paste`` inverts)."""
+        quad = ffhq_quad(self.landmarks(img))
+        return crop_quad(img.convert("RGB"), quad, self.size), quad
+
     def __call__(self, img: Image.Image) -> Image.Image:
-        return crop_quad(img.convert("RGB"), ffhq_quad(self.landmarks(img)), self.size)
+        return self.align(img)[0]

@@ -23,7 +23,9 @@ def image_grid(
         rows: rows of images [3, H, W] in [-1, 1]; ``None`` leaves a cell white. Rows may have
             different lengths (missing cells are white).
         pad: white border in pixels between cells.
-        size: resize every cell to ``size x size`` (area/bilinear); default the first image's size.
+        size: resize every cell so its longer side is ``size`` (area/bilinear; the first image's
+            aspect is kept: the valid regions of a non-square generator stay non-square);
+            default the first image's size.
 
     Returns:
         [3, H', W'] in [-1, 1].
@@ -31,7 +33,9 @@ def image_grid(
     cells = [im for row in rows for im in row if im is not None]
     if not cells:
         raise ValueError("image_grid needs at least one image")
-    h, w = (size, size) if size is not None else cells[0].shape[-2:]
+    h, w = cells[0].shape[-2:]
+    if size is not None:  # longer side -> size, aspect kept
+        h, w = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
     ncols = max(len(r) for r in rows)
     out = torch.ones(3, len(rows) * (h + pad) + pad, ncols * (w + pad) + pad)
     for i, row in enumerate(rows):

@@ -176,7 +176,7 @@ def build_setup(
     settings = InversionSettings.from_config(cfg["inversion"])
     options = settings.optimize_kwargs(G) if objectives else {}
     edits = build_demo_edits(cfg.get("editing"), G, notes)
-    scorer = build_scorer(plain(cfg["metrics"])).to(device)
+    scorer = build_scorer(plain(cfg["metrics"]), crop=G.crop).to(device)
     classifier = None
     if cfg.get("classifier"):
         from lsap.io.classifier import load_toy_classifier

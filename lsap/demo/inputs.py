@@ -2,7 +2,8 @@
 
 Every source gives :class:`DemoImages`: images at the generator's resolution in [-1, 1] with a
 name (used for file names), where it came from, its domain (``toy``: a procedural face with known
-labels; ``photo``: anything else) and, for toy faces, the labels.
+labels; ``photo``: anything else), for toy faces the labels and, for face-aligned photos, where
+the aligned image lies in the photo (``lsap.data.paste.PhotoCrop``, for pasting results back).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from lsap.data.paste import PhotoCrop
+from lsap.nets.crop import ValidRegion
 
 TOY = "toy"
 PHOTO = "photo"
@@ -32,6 +37,9 @@ class DemoImages:
             or None when no image is a toy face.
         skipped: (path, reason) of the files left out: unreadable, or no face found when aligning
             (the report lists them, as ``lsap-invert`` writes ``skipped.csv``).
+        crops: N of :class:`PhotoCrop` (face-aligned photos: the alignment) or None; empty = none.
+        photos: N photos [H, W, 3] uint8 held in memory because they are no file (the astronaut;
+            its crop's ``path`` is ""), else None; empty = none.
     """
 
     images: Tensor
@@ -41,9 +49,15 @@ class DemoImages:
     labels: Tensor | None = None
     label_names: tuple[str, ...] = ()  # the toy domain's attribute names, one per labels column
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    crops: list[PhotoCrop | None] = field(default_factory=list)
+    photos: list[np.ndarray | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         N = self.images.shape[0]
+        self.crops = list(self.crops) or [None] * N
+        self.photos = list(self.photos) or [None] * N
+        if not len(self.crops) == len(self.photos) == N:
+            raise ValueError("crops and photos need one entry per image (or none at all)")
         if self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, R, R], got {tuple(self.images.shape)}")
         if not len(self.names) == len(self.sources) == len(self.domains) == N:
@@ -72,17 +86,21 @@ def demo_images(
     toy: Mapping[str, Any],
     astronaut: bool,
     astronaut_align: bool,
+    crop: ValidRegion | None = None,
 ) -> DemoImages:
     """lsap-demo's images (the ``data=demo`` entry; ``resolution`` is the generator's): the
     images of ``path`` (a folder or one image) or, without it, the held-out toy images ``toy``
     (``{domain, seed, start, num_images}``; domain ``faces`` or ``cars``) and the astronaut photo.
+    ``crop``: a non-square generator's valid region (``lsap.nets.crop.ValidRegion``, passed by
+    lsap-demo), which the photos of ``path`` fill.
 
     Raises:
         LsapFileError: ``path`` is missing, holds no image, or none that could be read.
         ValueError: no image at all (no path, no toy face, no astronaut).
     """
     if path:
-        return folder_images(path, resolution, align=align, max_images=max_images)
+        box = crop.box_at(resolution) if crop is not None else None
+        return folder_images(path, resolution, align=align, max_images=max_images, box=box)
     parts = []
     if int(toy["num_images"]) > 0:
         parts.append(
@@ -129,28 +147,39 @@ def astronaut_image(resolution: int, *, align: bool = True) -> DemoImages:
 
     from lsap.data.images import pil_to_tensor, resize_center_crop
 
-    img = Image.fromarray(data.astronaut()).convert("RGB")
+    photo = data.astronaut()
+    img = Image.fromarray(photo).convert("RGB")
+    crop = None
     if align:
         from lsap.data.align import FaceAligner
 
-        img = FaceAligner(resolution)(img)
+        img, quad = FaceAligner(resolution).align(img)
+        crop = PhotoCrop.of("", (photo.shape[1], photo.shape[0]), quad)  # no file: held in memory
     image = pil_to_tensor(resize_center_crop(img, resolution))
     return DemoImages(
         images=image[None],
         names=["astronaut"],
         sources=["skimage.data.astronaut()" + (" aligned with MTCNN" if align else "")],
         domains=[PHOTO],
+        crops=[crop],
+        photos=[photo if align else None],
     )
 
 
 def folder_images(
-    path: str | Path, resolution: int, *, align: bool = False, max_images: int | None = None
+    path: str | Path,
+    resolution: int,
+    *,
+    align: bool = False,
+    max_images: int | None = None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> DemoImages:
     """Images of a folder (recursively, sorted) or one image file, resized and centre-cropped to
     ``resolution`` (``lsap.data.load_image``), optionally face-aligned first; named as
     ``lsap-invert`` names its outputs (path relative to the folder, ``/`` -> ``__``).
     A file that cannot be read, or in which MTCNN finds no face, is left out and listed in
-    ``skipped`` with the reason, as ``lsap-invert`` skips it.
+    ``skipped`` with the reason, as ``lsap-invert`` skips it. ``box``: a non-square generator's
+    valid region in the frame, which each photo fills (as ``lsap-invert`` reads it).
 
     Raises:
         LsapFileError: no such path, no image in it, or no image that could be read.
@@ -172,7 +201,7 @@ def folder_images(
         from lsap.data.align import FaceAligner
 
         aligner = FaceAligner(resolution)
-    items = [item for item in ImageFileDataset(files, resolution, align=aligner)]
+    items = [item for item in ImageFileDataset(files, resolution, align=aligner, box=box)]
     good = [it for it in items if it.image is not None]
     skipped = [(it.path, str(it.error)) for it in items if it.image is None]
     if not good:
@@ -184,6 +213,7 @@ def folder_images(
         sources=[it.path for it in good],
         domains=[PHOTO] * len(good),
         skipped=skipped,
+        crops=[it.crop for it in good],
     )
 
 
@@ -209,4 +239,6 @@ def concat(parts: Sequence[DemoImages]) -> DemoImages:
         labels=labels,
         label_names=next((p.label_names for p in parts if p.labels is not None), ()),
         skipped=[s for p in parts for s in p.skipped],
+        crops=[c for p in parts for c in p.crops],
+        photos=[a for p in parts for a in p.photos],
     )

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from lsap.inversion.settings import InversionSettings
+from lsap.nets.crop import ValidRegion
 from lsap.nets.stylegan2 import Generator
 from lsap.nets.synthesis import synthesize
 
@@ -57,15 +58,24 @@ class Inversion:
 
 @torch.no_grad()
 def encode(
-    encoder: nn.Module, images: Tensor, *, num_ws: int, w_dim: int, batch_size: int = 64
+    encoder: nn.Module,
+    images: Tensor,
+    *,
+    num_ws: int,
+    w_dim: int,
+    batch_size: int = 64,
+    crop: ValidRegion | None = None,
 ) -> Tensor:
     """W+ codes of images [N, 3, R, R] in [-1, 1] -> [N, num_ws, w_dim] float32 (CPU), in batches
-    of ``lsap.inversion.encode.encode_images`` (resized to the encoder's ``input_size``)."""
+    of ``lsap.inversion.encode.encode_images`` (resized to the encoder's ``input_size``; with
+    ``crop``, the generator's valid region only)."""
     from lsap.inversion.encode import encode_images
 
     p = next(encoder.parameters())
     out = [
-        encode_images(encoder, images[s : s + batch_size].to(p.device), num_ws=num_ws, w_dim=w_dim)
+        encode_images(
+            encoder, images[s : s + batch_size].to(p.device), num_ws=num_ws, w_dim=w_dim, crop=crop
+        )
         for s in range(0, images.shape[0], batch_size)
     ]
     return torch.cat(out).cpu()
@@ -81,7 +91,9 @@ def invert_with_encoder(
     """
     t0 = time.perf_counter()
     encoder.eval()
-    w_plus = encode(encoder, images, num_ws=G.num_ws, w_dim=G.w_dim, batch_size=batch_size)
+    w_plus = encode(
+        encoder, images, num_ws=G.num_ws, w_dim=G.w_dim, batch_size=batch_size, crop=G.crop
+    )
     seconds = time.perf_counter() - t0
     recon = synthesize(G, w_plus.to(G.w_avg.device), batch_size=batch_size).cpu()
     info = {

@@ -8,6 +8,11 @@ Output folder::
     methods/<method>/codes/<name>.pt codes in lsap-invert's layout (lsap-edit / lsap-eval read them)
     methods/<method>/reconstructions/<name>.png
     grids/reconstructions.png, grids/<edit>.png
+
+Face-aligned photos (the astronaut, ``data.align=true``) with ``paste_back.enabled`` also::
+
+    pasted/<method>/<name>.png       the photo with the method's reconstruction pasted back
+    originals/photos/<name>.png      the full photo when it was not a file (the astronaut)
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from lsap.core.atomic import (
     atomic_write_json,
     atomic_write_text,
 )
+from lsap.core.errors import LsapFileError
+from lsap.data.images import load_crop_photo, save_photo
+from lsap.data.paste import PasteMask, PhotoCrop, paste_back
 from lsap.demo.build import DemoSetup
 from lsap.demo.compare import (
     EditedImages,
@@ -52,6 +60,7 @@ from lsap.demo.report import (
     stack_edit_rows,
 )
 from lsap.io.inversions import CodeRecord
+from lsap.nets.crop import ValidRegion, crop_valid
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +164,17 @@ def save_inversion(
     inputs: DemoImages,
     scores: Mapping[str, Any],
     provenance: Mapping[str, Any],
+    photo_crops: Sequence[PhotoCrop | None] | None = None,
+    crop: ValidRegion | None = None,
 ) -> None:
-    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files) and reconstructions."""
+    """``methods/<method>/codes/<name>.pt`` (lsap-invert's code files, with ``photo_crops[i]``
+    as their ``photo_crop``) and reconstructions (the valid region of a non-square generator,
+    ``crop``)."""
     root = output_dir / "methods" / inv.name
+    photo_crops = list(photo_crops) if photo_crops is not None else [None] * len(inputs)
     for i, name in enumerate(inputs.names):
-        atomic_write_bytes(root / "reconstructions" / f"{name}.png", png_bytes(inv.images[i]))
+        png = png_bytes(crop_valid(inv.images[i], crop))
+        atomic_write_bytes(root / "reconstructions" / f"{name}.png", png)
         CodeRecord(
             name=name,
             w_plus=inv.w_plus[i : i + 1],
@@ -167,7 +182,53 @@ def save_inversion(
             image_path=str(output_dir / "originals" / f"{name}.png"),
             metrics=dict(scores["per_image"][name]),
             provenance={**provenance, "method": inv.name, "kind": inv.kind},
+            photo_crop=photo_crops[i],
         ).save(root / "codes" / f"{name}.pt")
+
+
+def keep_photos(output_dir: Path, inputs: DemoImages) -> list[PhotoCrop | None]:
+    """The images' crops, each naming a photo file: a photo held only in memory (the astronaut)
+    is written to ``originals/photos/<name>.png`` first, so that ``lsap-edit`` on the demo's
+    codes can paste back too."""
+    crops = list(inputs.crops)
+    for i, (crop, photo) in enumerate(zip(inputs.crops, inputs.photos, strict=True)):
+        if crop is not None and photo is not None:
+            path = save_photo(photo, output_dir / "originals" / "photos" / f"{inputs.names[i]}.png")
+            crops[i] = dataclasses.replace(crop, path=str(path.resolve()))
+    return crops
+
+
+def paste_inversions(
+    output_dir: Path,
+    inversions: Sequence[Inversion],
+    inputs: DemoImages,
+    crops: Sequence[PhotoCrop | None],
+    mask: PasteMask,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Every method's reconstruction of each face-aligned photo pasted back into the photo
+    (``pasted/<method>/<name>.png``).
+
+    Returns:
+        ``({name: {"photo": [H, W, 3] uint8, method: pasted [H, W, 3] uint8, ...}}, notes)``;
+        a photo that cannot be read is left out with a note.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    notes = []
+    for i, crop in enumerate(crops):
+        if crop is None:
+            continue
+        name = inputs.names[i]
+        try:
+            photo = inputs.photos[i] if inputs.photos[i] is not None else load_crop_photo(crop)
+        except LsapFileError as e:
+            notes.append(f"{name}: not pasted back ({e})")
+            continue
+        out[name] = {"photo": photo}
+        for inv in inversions:
+            pasted = paste_back(photo, inv.images[i], crop, mask)
+            save_photo(pasted, output_dir / "pasted" / inv.name / f"{name}.png")
+            out[name][inv.name] = pasted
+    return out, notes
 
 
 def grid_indices(inputs: DemoImages, n: int) -> list[int]:
@@ -256,6 +317,7 @@ def run_demo(
     cell_size: int = 96,
     provenance: Mapping[str, Any] | None = None,
     started: float | None = None,
+    paste: PasteMask | None = None,
 ) -> dict[str, Any]:
     """Invert, edit, evaluate and write the report under ``output_dir`` (see the module docstring).
 
@@ -268,6 +330,8 @@ def run_demo(
         provenance: recorded in the JSON and in every code file.
         started: ``time.perf_counter()`` at the start of the command (the report's wall time
             includes loading); None = the start of this call.
+        paste: the mask for pasting reconstructions of face-aligned photos back into them
+            (``lsap.data.paste.PasteMask.from_config``); None = no pasting.
 
     Returns:
         the results, as written to ``report.json``.
@@ -276,17 +340,26 @@ def run_demo(
     output_dir = Path(output_dir)
     provenance = dict(provenance or {})
     G = setup.G
+    crop = G.crop  # what is written and shown: the valid region of a non-square generator
     skipped_notes = [f"skipped {path}: {reason}" for path, reason in inputs.skipped]
     for note in skipped_notes:
         log.warning(note)
     for i, name in enumerate(inputs.names):
-        atomic_write_bytes(output_dir / "originals" / f"{name}.png", png_bytes(inputs.images[i]))
+        png = png_bytes(crop_valid(inputs.images[i], crop))
+        atomic_write_bytes(output_dir / "originals" / f"{name}.png", png)
+
+    crops = keep_photos(output_dir, inputs)
 
     comparison = compare_methods(setup, inputs, seed=seed, batch_size=batch_size)
     inversions, methods = comparison.inversions, comparison.methods
     edited, edits = comparison.edited, comparison.edits
     for inv in inversions:
-        save_inversion(output_dir, inv, inputs, methods[inv.name], provenance)
+        save_inversion(output_dir, inv, inputs, methods[inv.name], provenance, crops, crop)
+    pasted, paste_notes = (
+        ({}, [])
+        if paste is None
+        else paste_inversions(output_dir, inversions, inputs, crops, paste)
+    )
     names = [inv.name for inv in inversions]
     images_info = []
     for i, n in enumerate(inputs.names):
@@ -312,7 +385,10 @@ def run_demo(
         "methods": methods,
         "edits": edits,
         "editability": comparison.editability,
-        "notes": [*skipped_notes, *setup.notes],
+        "pasted": {
+            n: {m: f"pasted/{m}/{n}.png" for m in p if m != "photo"} for n, p in pasted.items()
+        },
+        "notes": [*skipped_notes, *paste_notes, *setup.notes],
         "definitions": {
             **DEFINITIONS,
             "sncd of generator samples": f"{samples_sncd:.4f} on average (sum_i 1 - ||a_i||)",
@@ -321,10 +397,11 @@ def run_demo(
     }
 
     # grids (PNG files and the report's images)
-    recon = {inv.name: inv.images for inv in inversions}
+    recon = {inv.name: crop_valid(inv.images, crop) for inv in inversions}
+    originals = crop_valid(inputs.images, crop)
     from lsap.data.grid import image_grid, save_grid
 
-    cols = [[inputs.images[i], *(r[i] for r in recon.values())] for i in range(len(inputs))]
+    cols = [[originals[i], *(r[i] for r in recon.values())] for i in range(len(inputs))]
     save_grid(
         image_grid(cols, size=min(cell_size, G.resolution * 4)),
         output_dir / "grids" / "reconstructions.png",
@@ -334,6 +411,7 @@ def run_demo(
     grids = {}
     for spec in setup.edits:
         rows = stack_edit_rows(by_key, spec.name, names, chosen, inputs.names)
+        rows = [(label, crop_valid(images, crop)) for label, images in rows]
         grid = edit_grid(rows, min(cell_size, max(G.resolution, 64)))
         save_grid(grid, output_dir / "grids" / f"{spec.name.replace('/', '__')}.png")
         grids[spec.name] = rows
@@ -345,10 +423,11 @@ def run_demo(
     page = render_html(
         json_safe(results),
         names=inputs.names,
-        originals=inputs.images,
+        originals=originals,
         reconstructions=recon,
         grids=grids,
         cell=cell_size,
+        pasted=pasted,
     )
     atomic_write_text(output_dir / "report.html", page)
     atomic_write_json(output_dir / "report.json", json_safe(results))

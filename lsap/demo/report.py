@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
@@ -68,12 +69,24 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _fit(h: int, w: int, longest: int) -> tuple[int, int]:
+    """``(h, w)`` scaled so the longer side is ``longest``."""
+    return max(1, round(h * longest / max(h, w))), max(1, round(w * longest / max(h, w)))
+
+
+def _cell_size(image: Tensor, cell: int) -> str:
+    """``width=... height=...`` of an image shown with its longer side ``cell`` px."""
+    h, w = _fit(int(image.shape[-2]), int(image.shape[-1]), cell)
+    return f'width="{w}" height="{h}"'
+
+
 def png_bytes(image: Tensor, size: int | None = None) -> bytes:
-    """[3, H, W] in [-1, 1] -> PNG bytes; ``size``: upscale (nearest) or downscale (area) to it."""
+    """[3, H, W] in [-1, 1] -> PNG bytes; ``size``: upscale (nearest) or downscale (area) so the
+    longer side is ``size`` (aspect kept: a non-square generator's valid region stays so)."""
     x = image.detach().float().cpu()[None]
-    if size is not None and x.shape[-1] != size:
-        mode = "area" if x.shape[-1] > size else "nearest"
-        x = F.interpolate(x, size=(size, size), mode=mode)
+    if size is not None and max(x.shape[-2:]) != size:
+        mode = "area" if max(x.shape[-2:]) > size else "nearest"
+        x = F.interpolate(x, size=_fit(x.shape[-2], x.shape[-1], size), mode=mode)
     arr = tensor_to_uint8(x[0]).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buf, format="PNG")
@@ -180,7 +193,7 @@ def reconstruction_table(
     cell: int,
 ) -> str:
     """One row per image: its name, the original and every method's reconstruction."""
-    size = min(cell, originals.shape[-1])
+    size = min(cell, max(originals.shape[-2:]))
     out = ['<table id="reconstructions"><tr><th class="name">image</th><th>original</th>']
     out += [f"<th>{html.escape(m)}</th>" for m in reconstructions]
     out.append("</tr>")
@@ -188,7 +201,41 @@ def reconstruction_table(
         out.append(f'<tr data-row="{html.escape(name)}"><td class="name">{html.escape(name)}</td>')
         for img in [originals[i], *(r[i] for r in reconstructions.values())]:
             uri = data_uri(png_bytes(img, size))
-            out.append(f'<td><img class="cell" width="{cell}" height="{cell}" src="{uri}"></td>')
+            out.append(f'<td><img class="cell" {_cell_size(img, cell)} src="{uri}"></td>')
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def photo_png(arr: np.ndarray, size: int) -> bytes:
+    """[H, W, 3] uint8 -> PNG bytes, the longer side shrunk (Lanczos) to at most ``size``."""
+    img = Image.fromarray(arr, "RGB")
+    scale = size / max(img.size)
+    if scale < 1:
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS
+        )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pasted_table(pasted: Mapping[str, Mapping[str, np.ndarray]], size: int) -> str:
+    """One row per face-aligned photo: the photo and every method's reconstruction pasted back
+    into it (``{name: {"photo": [H, W, 3] uint8, method: [H, W, 3] uint8}}``), at most ``size``
+    pixels on the longer side."""
+    methods = list(dict.fromkeys(m for p in pasted.values() for m in p if m != "photo"))
+    out = ['<table id="pasted"><tr><th class="name">image</th><th>photo</th>']
+    out += [f"<th>{html.escape(m)}</th>" for m in methods]
+    out.append("</tr>")
+    for name, row in pasted.items():
+        out.append(f'<tr data-row="{html.escape(name)}"><td class="name">{html.escape(name)}</td>')
+        for key in ("photo", *methods):
+            if key not in row:
+                out.append("<td></td>")
+                continue
+            uri = data_uri(photo_png(row[key], size))
+            out.append(f'<td><img class="photo" src="{uri}"></td>')
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)
@@ -203,9 +250,9 @@ def edit_grid(rows: Sequence[tuple[str, Tensor]], cell: int) -> Tensor:
     cells = []
     for _, images in rows:
         x = images.detach().float().cpu()
-        mode = "area" if x.shape[-1] > size else "nearest"
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode=mode)
+        mode = "area" if max(x.shape[-2:]) > size else "nearest"
+        if max(x.shape[-2:]) != size:  # longer side -> size, aspect kept
+            x = F.interpolate(x, size=_fit(x.shape[-2], x.shape[-1], size), mode=mode)
         cells.append(list(x))
     return image_grid(cells, pad=2)
 
@@ -448,8 +495,8 @@ def labelled_grid(
     for label, images in rows:
         out.append(f'<tr><td class="name">{e(label)}</td>')
         for img in images:
-            uri = data_uri(png_bytes(img, min(cell, img.shape[-1])))
-            out.append(f'<td><img class="cell" width="{cell}" height="{cell}" src="{uri}"></td>')
+            uri = data_uri(png_bytes(img, min(cell, max(img.shape[-2:]))))
+            out.append(f'<td><img class="cell" {_cell_size(img, cell)} src="{uri}"></td>')
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)
@@ -463,6 +510,7 @@ def render_html(
     reconstructions: Mapping[str, Tensor],
     grids: Mapping[str, Sequence[tuple[str, Tensor]]],
     cell: int = 96,
+    pasted: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> str:
     """The report page.
 
@@ -472,6 +520,8 @@ def render_html(
         reconstructions: method -> [N, 3, R, R].
         grids: edit -> its grid's rows: (label "image / method", images [F, 3, R, R]).
         cell: displayed size of every image in pixels.
+        pasted: face-aligned photos with each method's reconstruction pasted back
+            (:func:`pasted_table`), shown at 3 x ``cell`` pixels; None or empty = no section.
     """
     methods = results["methods"]
     parts = [
@@ -498,6 +548,14 @@ def render_html(
         parts.append(inversion_table(methods, g))
     parts.append("<h3>Reconstructions</h3>")
     parts.append(reconstruction_table(names, originals, reconstructions, cell))
+    if pasted:
+        parts.append("<h3>Pasted back into the photo</h3>")
+        parts.append(
+            "<p>Face-aligned photos: each method's reconstruction mapped through the inverse of "
+            "the alignment and blended in under a feathered mask (pixels outside it are the "
+            "photo's).</p>"
+        )
+        parts.append(pasted_table(pasted, 3 * cell))
     if results.get("editability"):
         parts.append("<h2>Editing</h2>")
         parts.append(
@@ -549,6 +607,8 @@ __all__ = [
     "json_safe",
     "labelled_grid",
     "overview",
+    "pasted_table",
+    "photo_png",
     "png_bytes",
     "render_html",
     "sncd_plots",

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from lsap.data.images import tensor_to_pil
 from lsap.editing.build import EditSpec
+from lsap.nets.crop import crop_valid
 from lsap.nets.stylegan2 import Generator
 from lsap.nets.synthesis import synthesize
 
@@ -104,12 +105,13 @@ def edit_sliders(
                 style={"description_width": "initial"},
             )
         )
-    image = widgets.Image(format="png", width=display_size, height=display_size)
+    size = (display_size, display_size) if G.crop is None else G.crop.size_at(display_size)
+    image = widgets.Image(format="png", width=size[1], height=size[0])  # the valid region
 
     def render(_: Any = None) -> None:
         with torch.no_grad():
             w = combine_edits(w_plus, edits, [s.value for s in sliders])
-            image.value = png_bytes(synthesize(G, w, noise)[0])
+            image.value = png_bytes(crop_valid(synthesize(G, w, noise)[0], G.crop))
 
     for s in sliders:
         s.observe(render, names="value")

@@ -4,6 +4,11 @@ the encoder-training objective (what LSAP_E minimises; ``lsap.systems.encoder`` 
 The inversion job reads images at the generator's resolution; encoders take a fixed input size
 (256 for the released e4e/pSp/LSAP encoders), so images are resized first: area pooling down (as
 pSp's face pool), bilinear up.
+
+A non-square generator (``generator.crop``): the encoder sees the valid region only, resized so
+its longer side is the input size, as e4e trains and runs its cars encoder (the 512 x 384 photo
+resized to 192 x 256 and fed as it is; the generator's output area-pooled to 256 px and cut to rows
+32-224 for the losses). The padding outside the region never reaches the encoder.
 """
 
 from __future__ import annotations
@@ -13,13 +18,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lsap.losses.base import LossInputs
+from lsap.nets.crop import ValidRegion, crop_valid, fit_size, resize_valid
 from lsap.nets.stylegan2 import Generator
 
 
-def encoder_input(images: Tensor, size: int) -> Tensor:
-    """Images [N, 3, R, R] -> [N, 3, size, size] (area pooling down, bilinear up), same range."""
+def encoder_input(images: Tensor, size: int, crop: ValidRegion | None = None) -> Tensor:
+    """Images [N, 3, R, R] -> [N, 3, size, size] (area pooling down, bilinear up), same range.
+
+    With ``crop`` (the generator's valid region): frames [N, 3, R, R] (any R) -> their valid
+    region resized so its longer side is ``size``, [N, 3, h, w] (LSUN cars at 256: 192 x 256).
+    """
     if images.ndim != 4:
         raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
+    if crop is not None:
+        return resize_valid(crop_valid(images, crop), fit_size(crop.height, crop.width, size))
     if images.shape[-2:] == (size, size):
         return images
     if images.shape[-1] > size:
@@ -28,13 +40,22 @@ def encoder_input(images: Tensor, size: int) -> Tensor:
 
 
 @torch.no_grad()
-def encode_images(encoder: nn.Module, images: Tensor, *, num_ws: int, w_dim: int) -> Tensor:
+def encode_images(
+    encoder: nn.Module,
+    images: Tensor,
+    *,
+    num_ws: int,
+    w_dim: int,
+    crop: ValidRegion | None = None,
+) -> Tensor:
     """Codes of ``images`` [N, 3, R, R] in [-1, 1] by ``encoder`` (its ``input_size``).
 
     Args:
         encoder: an ``lsap.nets.encoder`` encoder (``lsap.load_encoder``), used in its current
             mode (a loaded encoder is in eval mode); its ``latent_avg`` is already added.
         num_ws, w_dim: the generator's sizes; the encoder's codes must have them.
+        crop: the generator's valid region (``G.crop``): the encoder sees only that box of the
+            frames (:func:`encoder_input`); None = the whole images.
 
     Returns:
         w_plus [N, num_ws, w_dim] float32, on the images' device.
@@ -50,7 +71,7 @@ def encode_images(encoder: nn.Module, images: Tensor, *, num_ws: int, w_dim: int
             f"[N, {num_ws}, {w_dim}] (an encoder for another generator)"
         )
     param = next(encoder.parameters(), None)
-    x = encoder_input(images.float(), size)
+    x = encoder_input(images.float(), size, crop)
     if param is not None:
         x = x.to(param.device, param.dtype)
     w_plus = encoder(x)  # [N, num_ws, w_dim]
@@ -70,6 +91,7 @@ def encoder_objective(
     *,
     noise_mode: str = "random",
     layers: list[int] | None = None,
+    crop: ValidRegion | None = None,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
     """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
 
@@ -80,13 +102,17 @@ def encoder_objective(
         images: inputs, also the reconstruction targets, [N, 3, S, S] in [-1, 1].
         noise_mode: generator noise ("random" in training, "const" for reproducible values).
         layers: w+ indices for the layer-restricted terms (delta_norm, sncd); None = all.
+        crop: the generator's valid region (``G.crop``): the encoder sees the valid region of
+            ``images`` (:func:`encoder_input` at its ``input_size``) and the objective, built
+            with the same region, compares only it; None = square images as they are.
 
     Returns:
         ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
         term's per-sample values {name: [N]}, the codes [N, num_ws, w_dim] and the generator's
         images resized to S, [N, 3, S, S].
     """
-    w_plus = encoder(images)
+    size = int(getattr(encoder, "input_size", images.shape[-1]))
+    w_plus = encoder(images if crop is None else encoder_input(images, size, crop))
     # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
     recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
     inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)

@@ -44,8 +44,8 @@ class ReconstructionMetrics(nn.Module):
             self.register_buffer(f"anchor_{i}", a.detach().float())
         self.num_anchors = len(anchors)
         have = {"lpips": lpips is not None, "id": face is not None}
-        self.scorer = Scorer(
-            [m for m in FIDELITY_METRICS if have.get(m, True)], lpips=lpips, face=face
+        self.scorer = Scorer(  # G's valid region (generator.crop) is what is scored
+            [m for m in FIDELITY_METRICS if have.get(m, True)], lpips=lpips, face=face, crop=G.crop
         )
 
     @torch.no_grad()

@@ -25,6 +25,7 @@ from lsap.io.inversion_layout import (
     write_csv_text,
 )
 from lsap.io.inversions import CodeRecord
+from lsap.nets.crop import ValidRegion, crop_valid
 
 
 def save_inversion(
@@ -37,6 +38,7 @@ def save_inversion(
     image_paths: Sequence[str | Path | None] | None = None,
     metrics: Mapping[str, Tensor] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    crop: ValidRegion | None = None,
 ) -> Path:
     """Write N inverted images as ``reconstructions/<name>.png``, ``codes/<name>.pt`` and rows of
     ``results.csv`` (rows of other names already there are kept; a name written again is replaced).
@@ -52,6 +54,7 @@ def save_inversion(
         metrics: per-image values ``{name: [N]}`` (e.g. ``ReconstructionMetrics``), recorded in the
             code files and ``results.csv``.
         provenance: recorded in every code file (``lsap.core.provenance.provenance``).
+        crop: the generator's valid region (``G.crop``): the PNGs hold only it (non-square).
 
     Returns:
         ``output_dir``.
@@ -75,7 +78,7 @@ def save_inversion(
             raise ValueError(f"metric {k!r} has {len(v)} values for {N} codes")
     rows = []
     for i, name in enumerate(names):
-        png = tensor_to_pil(images[i])
+        png = tensor_to_pil(crop_valid(images[i], crop))
         atomic_write(reconstruction_path(output_dir, name), lambda f, im=png: im.save(f, "PNG"))
         m = {k: v[i] for k, v in values.items()}
         record = CodeRecord(

@@ -149,7 +149,7 @@ def result_settings(config: Mapping[str, Any], code_source: Mapping[str, Any]) -
             file's sha256 (not its path) or the codes it reads.
 
     Returns:
-        ``seed``, ``data.align``, ``code_source.*``; when the codes are optimised also
+        ``seed``, ``data.align``, ``generator.crop``, ``code_source.*``; when the codes are optimised also
         ``inversion.*`` and ``loss.*`` (weights and options); ``alignment.num_samples`` and
         ``alignment.seed`` (the S^N anchors); ``refinement.*`` (its settings, not where the tuned
         generators are saved). Metric networks and batch sizes are left out: they change no code.
@@ -158,6 +158,7 @@ def result_settings(config: Mapping[str, Any], code_source: Mapping[str, Any]) -
     out: dict[str, Any] = {
         "seed": cfg.get("seed"),
         "data.align": (cfg.get("data") or {}).get("align"),
+        "generator.crop": (cfg.get("generator") or {}).get("crop"),  # what the photos fill
     }
     source = {k: v for k, v in dict(code_source).items() if k not in _SOURCE_PATHS}
     _flatten("code_source", source, out)

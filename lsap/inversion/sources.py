@@ -90,12 +90,23 @@ class EncoderSource(CodeSource):
         self.path = resolve(path)  # asset:<name> allowed
         self.encoder = load_encoder(self.path).requires_grad_(False)
         self.num_ws, self.w_dim = generator.num_ws, generator.w_dim
+        self.crop = generator.crop  # the encoder sees the generator's valid region only
         enc = self.encoder
         if (enc.num_ws, enc.w_dim) != (self.num_ws, self.w_dim):
             raise LsapFileError(
                 self.path,
                 f"encoder makes codes [N, {enc.num_ws}, {enc.w_dim}], the generator takes "
                 f"[N, {self.num_ws}, {self.w_dim}]: an encoder for another generator",
+            )
+        recorded = getattr(enc, "crop", None)  # lsap files record their generator's valid region
+        here = generator.crop.box if generator.crop is not None else None
+        if recorded is not None and list(recorded) != here:
+            log.warning(
+                "%s: encoder trained for the valid region %s, this run's generator.crop is %s: "
+                "it will see another part of the images",
+                self.path,
+                list(recorded),
+                here,
             )
         trained_with = getattr(enc, "generator_sha256", None)
         if trained_with and generator.sha256 and trained_with != generator.sha256:
@@ -108,7 +119,9 @@ class EncoderSource(CodeSource):
             )
 
     def start(self, names: Sequence[str], images: Tensor) -> StartCodes:
-        w_plus = encode_images(self.encoder, images, num_ws=self.num_ws, w_dim=self.w_dim)
+        w_plus = encode_images(
+            self.encoder, images, num_ws=self.num_ws, w_dim=self.w_dim, crop=self.crop
+        )
         return StartCodes(w_plus.to(images.dtype))
 
     def to(self, device: torch.device | str) -> EncoderSource:

@@ -31,6 +31,7 @@ from lsap.io.generator_delta import (
 )
 from lsap.io.nvlabs_pickle import flatten_module, init_kwargs, is_persistent, safe_load_pickle
 from lsap.io.stylegan3_pickle import check_pickle_fits, is_stylegan3_net, stylegan3_from_pickle
+from lsap.nets.crop import ValidRegion
 from lsap.nets.generators import AnyConfig, AnyGenerator, build_generator, config_from_dict
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator, GeneratorConfig
@@ -494,14 +495,25 @@ def generator_from_config(
     checking it against ``cfg.arch`` when given; a generator delta is added to ``cfg.base``
     (a file, ``asset:`` allowed; null = the base file recorded in the delta).
     ``cfg.path`` null: a random generator of architecture ``cfg.arch`` with ``cfg.seed``.
+    ``cfg.crop`` (null or ``[top, left, height, width]``): the valid region of a non-square
+    domain, checked (before any file is read when ``arch.resolution`` is given) and set as the
+    generator's ``crop`` (``lsap.nets.crop.ValidRegion``).
+
+    Raises:
+        ValueError: a bad ``generator.crop`` (one line naming the key).
     """
     arch = dict(cfg.get("arch") or {})
+    crop = cfg.get("crop")
+    ValidRegion.from_config(crop, arch.get("resolution"))  # fail before loading anything
     if cfg.get("path"):
         base = cfg.get("base") or None
-        return load_generator(cfg["path"], device, expected=arch or None, base=base)
-    if not arch:
+        G = load_generator(cfg["path"], device, expected=arch or None, base=base)
+    elif not arch:
         raise ValueError("generator config needs either 'path' or 'arch'")
-    return init_generator(arch, int(cfg.get("seed", 0))).to(device)
+    else:
+        G = init_generator(arch, int(cfg.get("seed", 0))).to(device)
+    G.crop = ValidRegion.from_config(crop, G.resolution)
+    return G
 
 
 def load_tuned_generators(

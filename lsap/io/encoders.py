@@ -8,7 +8,8 @@ Files users own, all read weights-only (``argparse.Namespace`` allowed, for old 
   'decoder': ..., 'opts', ...}``.
 - lsap's encoder file (:func:`save_encoder`): ``{'format': 'lsap.encoder', 'format_version': 1,
   'config': {arch, num_ws, w_dim, input_size, stages, input_nc}, 'state_dict': encoder weights
-  with ``latent_avg``, 'generator_sha256', 'provenance'}``.
+  with ``latent_avg``, 'generator_sha256', 'crop', 'provenance'}`` (``crop``: the valid region
+  ``[top, left, height, width]`` of the non-square generator it was trained for, or None).
 - lsap-train's Lightning checkpoints (``*.ckpt``): the same header under ``'lsap_encoder'``
   (plus the training ``progressive_stage``) and the weights under ``state_dict['encoder.*']``.
 
@@ -52,6 +53,7 @@ class EncoderState:
     source_format: str  # "lsap", "lsap-train", "psp/e4e", "ganinverter"
     generator_sha256: str | None = None
     progressive_stage: int | None = None  # stored training stage (lsap-train checkpoints)
+    crop: list[int] | None = None  # the training generator's valid region (lsap files only)
 
 
 def _opts(obj: Mapping) -> dict:
@@ -164,6 +166,7 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
                 "lsap",
                 obj.get("generator_sha256"),
                 obj.get("progressive_stage"),
+                obj.get("crop"),
             )
         if isinstance(obj.get(LIGHTNING_KEY), Mapping):
             head = obj[LIGHTNING_KEY]
@@ -173,6 +176,7 @@ def read_encoder_state(path: str | Path, *, arch: str | None = None) -> EncoderS
                 "lsap-train",
                 head.get("generator_sha256"),
                 head.get("progressive_stage"),
+                head.get("crop"),
             )
         opts = _opts(obj)
         if isinstance(obj.get("encoder"), Mapping):  # GANInverter / LSAP reference toolbox
@@ -243,7 +247,8 @@ def load_encoder(
         off), else with every stage active: ``encoder(images [N, 3, 256, 256] in [-1, 1]) ->
         w_plus [N, num_ws, w_dim]`` with ``latent_avg`` added.
         ``.sha256`` is the file's sha256, ``.source_format`` its format, ``.generator_sha256``
-        the generator it was trained with when the file records it.
+        the generator it was trained with when the file records it, ``.crop`` that generator's
+        valid region ``[top, left, height, width]`` (None: square, or not recorded).
     """
     from lsap.assets import resolve
 
@@ -266,6 +271,7 @@ def load_encoder(
     enc.sha256 = file_sha256(path)
     enc.source_format = es.source_format
     enc.generator_sha256 = es.generator_sha256
+    enc.crop = list(es.crop) if es.crop is not None else None
     return enc
 
 
@@ -276,13 +282,15 @@ def save_encoder(
     generator_sha256: str | None = None,
     provenance: Mapping[str, Any] | None = None,
     dtype: torch.dtype = torch.float32,
+    crop: list[int] | None = None,
 ) -> Path:
     """Write ``encoder`` in lsap's format (weights-only loadable), atomically, with its current
     progressive stage (:func:`load_encoder` restores it).
 
     ``dtype=torch.float16`` stores the floating-point weights in half precision (shipped assets:
     half the file); ``latent_avg`` stays float32 (the codes' offset, where rounding would shift
-    every code) and loading returns a float32 encoder either way.
+    every code) and loading returns a float32 encoder either way. ``crop``: the training
+    generator's valid region (``G.crop.box``), recorded so a mismatch can be reported.
     """
     from lsap.core.version import __version__
 
@@ -301,6 +309,7 @@ def save_encoder(
         "state_dict": state,
         "generator_sha256": generator_sha256,
         "progressive_stage": int(encoder.progressive_stage),  # what load_encoder activates
+        "crop": list(crop) if crop is not None else None,
         "provenance": {"lsap_version": __version__, **dict(provenance or {})},
     }
     return atomic_torch_save(path, obj)

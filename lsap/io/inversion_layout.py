@@ -8,6 +8,13 @@
     <output_dir>/results.csv                one row per image (RESULT_COLUMNS first)
     <output_dir>/skipped.csv                unreadable inputs of the last run: image_path,reason
 
+With face alignment (``data.align=true``) and ``paste_back.enabled`` also::
+
+    <output_dir>/pasted/<name>.png          the photo with the reconstruction blended back in
+                                            (lsap.data.paste; the photo's own size)
+    codes/<name>.pt                         + 'photo_crop' {path, size, quad}: the alignment
+    <output_dir>/refined_pasted/<name>.png  with refinement: the refined image pasted back
+
 With result refinement (``refinement=pti``) also::
 
     <output_dir>/refined/<name>.png         the image after pivotal tuning (its tuned generator)
@@ -30,7 +37,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lsap.io.inversions import CODES_DIR, RECONSTRUCTIONS_DIR, REFINED_DIR
+from lsap.io.inversions import (
+    CODES_DIR,
+    PASTED_DIR,
+    RECONSTRUCTIONS_DIR,
+    REFINED_DIR,
+    REFINED_PASTED_DIR,
+)
 
 RESULTS_FILE = "results.csv"
 SKIPPED_FILE = "skipped.csv"
@@ -50,6 +63,12 @@ def reconstruction_path(output_dir: str | Path, name: str) -> Path:
 
 def refined_path(output_dir: str | Path, name: str) -> Path:
     return Path(output_dir) / REFINED_DIR / f"{name}.png"
+
+
+def pasted_path(output_dir: str | Path, name: str, *, refined: bool = False) -> Path:
+    """The photo with the (refined) reconstruction pasted back (aligned images only)."""
+    folder = REFINED_PASTED_DIR if refined else PASTED_DIR
+    return Path(output_dir) / folder / f"{name}.png"
 
 
 def finished_names(output_dir: str | Path) -> set[str]:

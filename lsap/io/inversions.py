@@ -7,6 +7,8 @@ The ``lsap-invert`` layout (shared by every job that writes or reads inversions)
     <dir>/reconstructions/<name>.png
     <dir>/results.csv
     <dir>/refined/<name>.png       after result refinement (PTI): the tuned generator's image
+    <dir>/pasted/<name>.png        data.align=true: the reconstruction pasted back into the photo
+    <dir>/refined_pasted/<name>.png  ... and, after refinement, the refined image
 
 ``<name>`` is the image's path relative to the input root without suffix, ``/`` replaced by ``__``.
 """
@@ -25,11 +27,14 @@ from torch import Tensor
 
 from lsap.core.atomic import atomic_torch_save
 from lsap.core.errors import LsapFileError
+from lsap.data.paste import PhotoCrop
 from lsap.io.codes import CODE_SUFFIXES, check_codes, read_codes
 
 CODES_DIR = "codes"
 RECONSTRUCTIONS_DIR = "reconstructions"
 REFINED_DIR = "refined"  # reconstructions after result refinement (PTI)
+PASTED_DIR = "pasted"  # aligned photos: the reconstruction blended back into the photo
+REFINED_PASTED_DIR = "refined_pasted"  # ... and the refined image (PTI)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -52,11 +57,16 @@ class CodeRecord:
         {'w_plus' [1, num_ws, w_dim], 'noise' list of [1, 1, R, R] or None, 'image_path', 'name',
          'metrics' {name: float}, 'provenance' {generator_sha256, ...},
          ['refinement' {name, steps_run, settings}], ['generator' tuned generator delta, relative
-         to the file's folder], [further entries of ``extra``]}
+         to the file's folder], ['photo_crop' {path, size [w, h], quad [[x, y] x 4]}],
+         [further entries of ``extra``]}
 
     After result refinement (pivotal tuning) ``generator`` names the image's tuned generator
     (``'../generators/<name>.pt'``, a delta against the run's generator); the code itself is the
     pivot, unchanged.
+
+    With ``data.align=true`` ``photo_crop`` records where the aligned image lies in its photo
+    (``lsap.data.paste.PhotoCrop``), which is what pasting results back into the photo needs;
+    files without it (not aligned, or written before it existed) read as None.
 
     Attributes:
         name: the image's ``<name>``.
@@ -69,6 +79,8 @@ class CodeRecord:
         refinement: after result refinement: ``{name, steps_run, settings}``, else None.
         generator: the tuned generator (a generator delta file, absolute path) the code is
             rendered with after refinement, or None (the run's generator).
+        photo_crop: the alignment of an aligned photo (:class:`lsap.data.paste.PhotoCrop`: the
+            photo's path and size, the crop's quad), or None.
         source: the file the record was read from ("" for a record not read from disk).
         extra: further entries of the file (an ``lsap-edit`` file's ``factors``, ``edit``, ...).
     """
@@ -81,6 +93,7 @@ class CodeRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
     refinement: dict[str, Any] | None = None
     generator: str | None = None
+    photo_crop: PhotoCrop | None = None
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -103,6 +116,8 @@ class CodeRecord:
             out["refinement"] = dict(self.refinement)
         if self.generator is not None:
             out["generator"] = os.path.relpath(self.generator, folder)
+        if self.photo_crop is not None:
+            out["photo_crop"] = self.photo_crop.to_dict()
         out.update(self.extra)
         return out
 
@@ -119,7 +134,8 @@ class CodeRecord:
         entries). ``obj['w_plus']`` must already be checked (``lsap.io.codes.check_codes``).
 
         Raises:
-            LsapFileError naming ``path``: malformed ``noise``, ``generator`` or ``metrics``.
+            LsapFileError naming ``path``: malformed ``noise``, ``generator``, ``metrics`` or
+                ``photo_crop``.
         """
         path = Path(path)
         w = obj["w_plus"] if row is None else obj["w_plus"][row : row + 1]
@@ -137,6 +153,14 @@ class CodeRecord:
         image_path = obj.get("image_path") if row is None else None
         prov = obj.get("provenance")
         refinement = obj.get("refinement") if row is None else None
+        crop = obj.get("photo_crop") if row is None else None
+        if crop is not None:
+            if not isinstance(crop, Mapping):
+                raise LsapFileError(path, "'photo_crop' must be a dict {path, size, quad}")
+            try:
+                crop = PhotoCrop.from_dict(crop)
+            except ValueError as e:
+                raise LsapFileError(path, f"'photo_crop': {e}") from None
         return cls(
             name=str(obj.get("name") or path.stem) if row is None else f"{path.stem}_{row:05d}",
             w_plus=w.contiguous(),
@@ -146,6 +170,7 @@ class CodeRecord:
             provenance=dict(prov) if isinstance(prov, Mapping) else {},
             refinement=dict(refinement) if isinstance(refinement, Mapping) else None,
             generator=str((path.parent / tuned).resolve()) if tuned else None,
+            photo_crop=crop,
             source=str(path),
             extra={k: obj[k] for k in obj if k not in _RECORD_KEYS} if row is None else {},
         )
@@ -173,6 +198,7 @@ _RECORD_KEYS = (
     "provenance",
     "refinement",
     "generator",
+    "photo_crop",
 )
 
 

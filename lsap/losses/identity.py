@@ -1,4 +1,5 @@
-"""Identity similarity with a face-recognition network (facenet-pytorch or ArcFace IR-SE50)."""
+"""The identity slot's similarity: a face-recognition network (facenet-pytorch, ArcFace IR-SE50)
+for faces, or a self-supervised ResNet-50's pooled features (MoCo v2, as e4e) for other domains."""
 
 from __future__ import annotations
 
@@ -18,18 +19,25 @@ RANDOM_CALIBRATION_GRID = 8  # the noise is bilinearly upsampled from a GRID x G
 
 
 class FaceEmbedder(nn.Module):
-    """Images [N, 3, H, W] in [-1, 1] (FFHQ-aligned) -> unit face embeddings [N, 512].
+    """Images [N, 3, H, W] in [-1, 1] -> unit embeddings [N, E] whose dot product is the ``id``
+    similarity (E = 512 for the face networks, 2048 for moco).
 
     Args:
-        backend: "facenet" (InceptionResnetV1, 160 px input) or "arcface" (IR-SE50, 112 px).
+        backend: "facenet" (InceptionResnetV1, 160 px input) or "arcface" (IR-SE50, 112 px) for
+            FFHQ-aligned faces; "moco" (torchvision ResNet-50 without its head, 224 px, images
+            fed in [-1, 1] as e4e's MoCo similarity does) for any other domain.
         weights: facenet: "vggface2"/"casia-webface" (downloaded by facenet-pytorch), a path to a
-            state dict, or "random"; arcface: a path to ``model_ir_se50.pth`` or "random".
+            state dict, or "random"; arcface: a path to ``model_ir_se50.pth`` or "random"; moco: a
+            path to ``moco_v2_800ep_pretrain.pth.tar`` / e4e's ``moco_v2_800ep_pretrain.pt``
+            (``lsap.io.moco``) or "random".
             "random" is a fixed random network (a stand-in for tests and offline runs, *not* a
-            face-recognition network) whose batch-norm statistics are measured on a fixed batch
-            of smooth noise: with the untrained statistics (mean 0, variance 1) a random
+            face-recognition or MoCo network) whose batch-norm statistics are measured on a fixed
+            batch of smooth noise: with the untrained statistics (mean 0, variance 1) a random
             InceptionResnetV1 maps every image to the same embedding, so it could not tell a
-            reconstruction from another face.
-        crop: take the FFHQ face crop (as pSp/e4e) before resizing; off for already-tight crops.
+            reconstruction from another face. The random ResNet-50 also starts its residual
+            branches at zero (``ResNet50Features(zero_init_residual=True)``), for the same reason.
+        crop: take the FFHQ face crop (as pSp/e4e) before resizing; off for already-tight crops
+            and for non-face domains.
     """
 
     def __init__(
@@ -73,8 +81,18 @@ class FaceEmbedder(nn.Module):
             if weights != "random":
                 net.load_state_dict(_state(weights), strict=True)
             self.size = 112
+        elif backend == "moco":
+            if weights == "random":
+                from lsap.nets.resnet_features import ResNet50Features
+
+                net = ResNet50Features(zero_init_residual=True)
+            else:
+                from lsap.io.moco import load_moco_resnet50
+
+                net = load_moco_resnet50(weights)
+            self.size = 224
         else:
-            raise ValueError(f"ID backend must be 'facenet' or 'arcface', got {backend!r}")
+            raise ValueError(f"ID backend must be 'facenet', 'arcface' or 'moco', got {backend!r}")
         return net
 
     def train(self, mode: bool = True) -> FaceEmbedder:

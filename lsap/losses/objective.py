@@ -3,17 +3,23 @@
 Weights come from the ``loss`` config group (``l2``, ``lpips``, ``id``, ``sncd``, ``noise_reg``,
 ``delta_norm``, ``w_norm``); a weight of 0 means the term is neither built nor computed. LSAP_O /
 LSAP_E are these objectives with ``sncd > 0``; the baselines are the same configs with ``sncd: 0``.
+
+A non-square generator (``generator.crop``) hands the objective its valid region: every image term
+(``l2``, ``lpips``, ``id``) then sees only that box of the images and targets, so pixels outside
+it never change the loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from torch import Tensor, nn
 
 from lsap.core.errors import WeightsUnavailableError
 from lsap.losses.base import LossInputs, LossTerm
+from lsap.nets.crop import ValidRegion, crop_valid
 
 TERM_NAMES = ("l2", "lpips", "id", "sncd", "noise_reg", "delta_norm", "w_norm")
 
@@ -24,10 +30,20 @@ class Objective(nn.Module):
     Args:
         terms: name -> :class:`LossTerm`; only terms with a non-zero weight are kept.
         weights: name -> weight.
+        crop: the generator's valid region (``lsap.nets.crop.ValidRegion``): ``images`` and
+            ``targets`` are square frames [N, 3, S, S] and the terms see their valid region
+            [N, 3, h, w] only; None = the whole images.
     """
 
-    def __init__(self, terms: Mapping[str, LossTerm], weights: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        terms: Mapping[str, LossTerm],
+        weights: Mapping[str, float],
+        *,
+        crop: ValidRegion | None = None,
+    ) -> None:
         super().__init__()
+        self.crop = crop
         active = {k: float(w) for k, w in weights.items() if float(w) != 0.0}
         missing = set(active) - set(terms)
         if missing:
@@ -37,6 +53,14 @@ class Objective(nn.Module):
 
     def forward(self, inputs: LossInputs) -> tuple[Tensor, dict[str, Tensor]]:
         """Returns ``(total [N], {name: term value [N]})`` (unweighted terms, for logging)."""
+        if self.crop is not None:
+            inputs = replace(
+                inputs,
+                images=crop_valid(inputs.images, self.crop) if inputs.images is not None else None,
+                targets=(
+                    crop_valid(inputs.targets, self.crop) if inputs.targets is not None else None
+                ),
+            )
         values: dict[str, Tensor] = {}
         total = None
         for name, term in self.terms.items():
@@ -64,7 +88,9 @@ def build_objective(
     Args:
         cfg: weights as top-level keys (``l2: 1.0``, ``sncd: 0.5``, ...) and term settings under
             ``options`` (``options.lpips.net``, ``options.id.backend``, ...).
-        generator: needed by ``sncd`` (its affine maps) and ``w_norm`` (``w_avg``).
+        generator: needed by ``sncd`` (its affine maps) and ``w_norm`` (``w_avg``); its valid
+            region (``generator.crop``, set by ``lsap.io.generator_from_config``) is what the
+            image terms compare.
         anchors: S^N anchors, needed by ``sncd``.
         cache_dir: the anchors' cache folder (``alignment.cache_dir``); the hinge ``sncd`` term
             caches its target (the generator samples' SNCD) there. None = no cache.
@@ -113,7 +139,7 @@ def _build_objective(
         if generator is None:
             raise ValueError("the w_norm term needs the generator (w_avg)")
         terms["w_norm"] = WNormLoss(generator.w_avg)
-    return Objective(terms, weights)
+    return Objective(terms, weights, crop=getattr(generator, "crop", None))
 
 
 def _sncd_term(generator, anchors, opts: dict[str, Any], cache_dir: str | None) -> LossTerm:

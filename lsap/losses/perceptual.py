@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import torch
@@ -11,8 +12,12 @@ from torch import Tensor
 
 from lsap.core.errors import LsapFileError, WeightsUnavailableError, one_line_reason
 from lsap.losses.base import LossInputs, LossTerm
+from lsap.nets.crop import fit_size
 
 RANDOM_BACKBONE_SEED = 0
+# Shorter side below which a net's strided layers leave no pixels: smaller inputs (the 32 x 24
+# valid region of a toy non-square generator) are upsampled (bilinear) to it first.
+MIN_SIDE = {"alex": 32, "vgg": 16}
 
 
 class LPIPSLoss(LossTerm):
@@ -24,8 +29,9 @@ class LPIPSLoss(LossTerm):
             torchvision, the real LPIPS), a path to a torchvision ``vgg16``/``alexnet`` state dict
             (offline clusters), or "random" (a fixed random network: a deterministic stand-in for
             tests and offline demos, *not* LPIPS). The learned linear heads ship with ``lpips``.
-        resize: area-downsample inputs larger than this before the network (256 as in the
-            StyleGAN2 projector and pSp/e4e); None keeps the size.
+        resize: area-downsample inputs larger than this (longer side, aspect kept) before the
+            network (256 as in the StyleGAN2 projector and pSp/e4e); None keeps the size. Inputs
+            with a shorter side below ``MIN_SIDE`` are upsampled to it (aspect kept).
     """
 
     needs = ("images", "targets")
@@ -68,10 +74,21 @@ class LPIPSLoss(LossTerm):
         return self.distance(inputs.images, inputs.targets)
 
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
-        """LPIPS(a, b) per image, a and b [N, 3, H, W] in [-1, 1] -> [N]."""
-        if self.resize is not None and a.shape[-1] > self.resize:
-            a = F.adaptive_avg_pool2d(a, self.resize)
-            b = F.adaptive_avg_pool2d(b, self.resize)
+        """LPIPS(a, b) per image, a and b [N, 3, H, W] in [-1, 1] -> [N].
+
+        Larger images are area-pooled so their longer side is ``resize`` (aspect kept: the valid
+        region of a non-square generator is not squashed)."""
+        h, w = a.shape[-2:]
+        if self.resize is not None and max(h, w) > self.resize:
+            size = fit_size(h, w, self.resize)
+            a = F.adaptive_avg_pool2d(a, size)
+            b = F.adaptive_avg_pool2d(b, size)
+        small = MIN_SIDE[self.net_name]
+        if min(a.shape[-2:]) < small:  # the net's pooling would run out of pixels (32 x 24 toys)
+            scale = small / min(a.shape[-2:])
+            size = (math.ceil(a.shape[-2] * scale), math.ceil(a.shape[-1] * scale))
+            a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
+            b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
         return self.model(a, b).flatten()
 
 

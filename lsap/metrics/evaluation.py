@@ -31,6 +31,7 @@ from lsap.io.checkpoints import load_tuned_generators
 from lsap.io.inversions import CodeSet, find_images, generator_shas, has_codes, image_name
 from lsap.metrics.scorer import Scorer
 from lsap.metrics.streaming import MethodMetrics
+from lsap.nets.crop import ValidRegion, crop_valid, fit_size
 from lsap.nets.stylegan2 import Generator
 from lsap.nets.synthesis import stack_noise, synthesize_each
 
@@ -121,22 +122,30 @@ def match_originals(
 
 
 class _Items(Dataset):
-    def __init__(self, pairs: Sequence[tuple[str, str]], method: Method, size: int) -> None:
-        self.pairs, self.method, self.size = list(pairs), method, size
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        method: Method,
+        size: int,
+        crop: ValidRegion | None = None,
+    ) -> None:
+        self.pairs, self.method, self.size, self.crop = list(pairs), method, size, crop
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         name, orig_path = self.pairs[i]
-        item: dict[str, Any] = {"name": name, "original": load_image(orig_path, self.size)}
+        # photos (and image results, PNGs of the valid region) fill the valid region of a frame
+        box = self.crop.box_at(self.size) if self.crop is not None else None
+        item: dict[str, Any] = {"name": name, "original": load_image(orig_path, self.size, box=box)}
         m = self.method
         if m.codes is not None:
             rec = m.codes[m._index[name]]
             item["w_plus"], item["noise"] = rec.w_plus, rec.noise
             item["generator"] = rec.generator if m.tuned else None
         else:
-            item["reconstruction"] = load_image(m.images[name], self.size)
+            item["reconstruction"] = load_image(m.images[name], self.size, box=box)
         return item
 
 
@@ -163,9 +172,14 @@ class MethodResult:
     grid: list[dict[str, Any]]
 
 
-def _small(images: Tensor, size: int) -> Tensor:
-    if images.shape[-1] > size:
-        images = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="area")
+def _small(images: Tensor, size: int, crop: ValidRegion | None = None) -> Tensor:
+    """A grid cell: the valid region (``crop``) of [3, S, S], longer side at most ``size``."""
+    images = crop_valid(images, crop)
+    h, w = images.shape[-2:]
+    if max(h, w) > size:
+        images = torch.nn.functional.interpolate(
+            images[None].float(), size=fit_size(h, w, size), mode="area"
+        )[0]
     return tensor_to_uint8(images).cpu()
 
 
@@ -226,7 +240,7 @@ def evaluate_method(
     ).to(device)
     shard = list(pairs)[rank::world_size]
     loader = DataLoader(
-        _Items(shard, method, size),
+        _Items(shard, method, size, G.crop),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
@@ -266,8 +280,8 @@ def evaluate_method(
         cells = [
             {
                 "name": n,
-                "original": _small(originals[i], grid_size),
-                "reconstruction": _small(recon[i], grid_size),
+                "original": _small(originals[i], grid_size, G.crop),
+                "reconstruction": _small(recon[i], grid_size, G.crop),
             }
             for i, n in enumerate(batch["name"][:keep])
         ]
@@ -285,7 +299,7 @@ def evaluate_method(
                         r[f"edit/{spec.name}/{factor_key(f)}/{k}"] = x
                 for i, c in enumerate(cells):
                     c.setdefault("edits", {}).setdefault(spec.name, []).append(
-                        _small(images[i], grid_size)
+                        _small(images[i], grid_size, G.crop)
                     )
         rows.extend(batch_rows)
         grid.extend(cells)

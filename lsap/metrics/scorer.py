@@ -1,7 +1,9 @@
 """Per-image scores of an inversion and of its edits, from the networks the metrics need.
 
 Images are compared as they would be saved: quantised to uint8 levels first (so a reconstruction
-scores like its PNG), then MSE/PSNR/SSIM on [0, 1], LPIPS and ID on [-1, 1].
+scores like its PNG), then MSE/PSNR/SSIM on [0, 1], LPIPS and ID on [-1, 1]. For a non-square
+generator (``generator.crop``) the scorer is given its valid region and every score (and the
+face and FID features) is of that box of the square frames only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import Tensor, nn
 
 from lsap.core.errors import WeightsUnavailableError
 from lsap.metrics.image import mse, psnr, ssim, to_unit
+from lsap.nets.crop import ValidRegion, crop_valid
 
 FIDELITY_METRICS = ("mse", "psnr", "ssim", "lpips", "id")
 
@@ -29,8 +32,12 @@ class Scorer(nn.Module):
     Args:
         metrics: fidelity metrics to compute, among ``FIDELITY_METRICS``.
         lpips: an ``LPIPSLoss`` (needed for ``lpips`` and the editing LPIPS), or None.
-        face: a ``FaceEmbedder`` (needed for ``id`` and the editing ID), or None.
+        face: a ``FaceEmbedder`` (needed for ``id`` and the editing ID: a face network, or the
+            MoCo ResNet-50 for non-face domains), or None.
         features: FID feature extractor (``lsap.metrics.features``), or None (no FID).
+        crop: the generator's valid region (``lsap.nets.crop.ValidRegion``; ``G.crop``): images
+            given are square frames [N, 3, S, S] and only their valid region is scored; None =
+            the whole images.
     """
 
     def __init__(
@@ -40,8 +47,10 @@ class Scorer(nn.Module):
         lpips: nn.Module | None = None,
         face: nn.Module | None = None,
         features: nn.Module | None = None,
+        crop: ValidRegion | None = None,
     ) -> None:
         super().__init__()
+        self.crop = crop
         unknown = set(metrics) - set(FIDELITY_METRICS)
         if unknown:
             raise ValueError(
@@ -67,15 +76,25 @@ class Scorer(nn.Module):
             self.features.num_features = int(n)
         return int(n)
 
+    def valid(self, images: Tensor) -> Tensor:
+        """The part of images [N, 3, S, S] that is scored: the valid region [N, 3, h, w] (with a
+        ``crop``), else the images themselves."""
+        return crop_valid(images, self.crop)
+
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor | None:
-        """Unit face embeddings [N, E] of quantised images (None without a face network)."""
-        return None if self.face is None else self.face(quantize(images))
+        """Unit ``id`` embeddings [N, E] of quantised images (None without an ``id`` network)."""
+        return None if self.face is None else self._embed(self.valid(images))
+
+    def _embed(self, valid: Tensor) -> Tensor:
+        return self.face(quantize(valid))
 
     @torch.no_grad()
     def fid_features(self, images: Tensor) -> Tensor | None:
         """FID features [N, D] of images [N, 3, H, W] in [-1, 1] (None without an extractor)."""
-        return None if self.features is None else self.features(quantize(images)).float()
+        if self.features is None:
+            return None
+        return self.features(quantize(self.valid(images))).float()
 
     @torch.no_grad()
     def fidelity(
@@ -96,6 +115,7 @@ class Scorer(nn.Module):
                 f"originals {tuple(originals.shape)} and reconstructions "
                 f"{tuple(reconstructions.shape)} differ in shape"
             )
+        originals, reconstructions = self.valid(originals), self.valid(reconstructions)
         out: dict[str, Tensor] = {}
         if "mse" in self.metrics:
             out["mse"] = mse(originals, reconstructions)
@@ -106,8 +126,8 @@ class Scorer(nn.Module):
         if "lpips" in self.metrics:
             out["lpips"] = self.lpips.distance(quantize(originals), quantize(reconstructions))
         if "id" in self.metrics:
-            e0 = original_embeddings if original_embeddings is not None else self.embed(originals)
-            out["id"] = (e0 * self.embed(reconstructions)).sum(1)
+            e0 = original_embeddings if original_embeddings is not None else self._embed(originals)
+            out["id"] = (e0 * self._embed(reconstructions)).sum(1)
         return {k: v.float() for k, v in out.items()}
 
     @torch.no_grad()
@@ -131,26 +151,30 @@ class Scorer(nn.Module):
             face network and ``original_embeddings`` are given.
         """
         out: dict[str, Tensor] = {}
+        edited, unedited = self.valid(edited), self.valid(unedited)
         if self.lpips is not None:
             out["lpips"] = self.lpips.distance(quantize(edited), quantize(unedited)).float()
         if self.face is not None and original_embeddings is not None:
-            out["id"] = (original_embeddings * self.embed(edited)).sum(1).float()
+            out["id"] = (original_embeddings * self._embed(edited)).sum(1).float()
         return out
 
 
-def build_scorer(cfg: Mapping[str, Any], *, fid: bool = True) -> Scorer:
-    """A :class:`Scorer` from the ``metrics`` config group (networks built only when used).
+def build_scorer(
+    cfg: Mapping[str, Any], *, fid: bool = True, crop: ValidRegion | None = None
+) -> Scorer:
+    """A :class:`Scorer` from the ``metrics`` config group (networks built only when used);
+    ``crop``: the generator's valid region (``G.crop``), what is scored.
 
     Raises:
         WeightsUnavailableError: a download failed; it names the ``metrics.*`` setting to use.
     """
     try:
-        return _build_scorer(cfg, fid)
+        return _build_scorer(cfg, fid, crop)
     except WeightsUnavailableError as e:
         raise e.under("metrics") from e.__cause__
 
 
-def _build_scorer(cfg: Mapping[str, Any], fid: bool) -> Scorer:
+def _build_scorer(cfg: Mapping[str, Any], fid: bool, crop: ValidRegion | None) -> Scorer:
     from lsap.metrics.features import build_feature_extractor
 
     metrics = list(cfg.get("fidelity", FIDELITY_METRICS))
@@ -166,7 +190,7 @@ def _build_scorer(cfg: Mapping[str, Any], fid: bool) -> Scorer:
         face = FaceEmbedder(**dict(cfg.get("id") or {}))
     if fid and (cfg.get("fid") or {}).get("enabled", True):
         feats = build_feature_extractor(dict((cfg.get("fid") or {}).get("features") or {}))
-    return Scorer(metrics, lpips=lp, face=face, features=feats)
+    return Scorer(metrics, lpips=lp, face=face, features=feats, crop=crop)
 
 
 def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
@@ -179,8 +203,19 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
             "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
             "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
         )
-    if "id" in fidelity and str((metrics.get("id") or {}).get("weights")) == "random":
-        notes.append("ID uses a random face network: NOT identity similarity.")
+    id_cfg = metrics.get("id") or {}
+    moco = id_cfg.get("backend") == "moco"
+    if "id" in fidelity and str(id_cfg.get("weights")) == "random":
+        notes.append(
+            "ID uses a random ResNet-50 (backend moco): NOT MoCo v2 similarity."
+            if moco
+            else "ID uses a random face network: NOT identity similarity."
+        )
+    elif "id" in fidelity and moco:
+        notes.append(
+            "ID is the cosine of MoCo v2 ResNet-50 features (e4e's similarity for non-face "
+            "domains), not a face-recognition score."
+        )
     if "id" not in fidelity:
         notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
     fid = metrics.get("fid") or {}

@@ -162,11 +162,16 @@ class PyramidEncoder(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
     def _check_input(self, images: Tensor) -> None:
-        expected = (self.input_nc, self.input_size, self.input_size)
-        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        """Square ``input_size`` images, or the valid region of a non-square generator with its
+        longer side ``input_size`` (e4e's 192 x 256 cars: the heads still reach 1 x 1)."""
+        s = self.input_size
+        ok = images.ndim == 4 and images.shape[1] == self.input_nc
+        h, w = (int(images.shape[-2]), int(images.shape[-1])) if images.ndim == 4 else (0, 0)
+        if not (ok and max(h, w) == s):
             raise ValueError(
-                f"{type(self).__name__} expects images [N, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}] in [-1, 1], got {tuple(images.shape)}"
+                f"{type(self).__name__} expects images [N, {self.input_nc}, {s}, {s}] (or a "
+                f"non-square valid region with longer side {s}) in [-1, 1], got "
+                f"{tuple(images.shape)}"
             )
 
     def features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -336,7 +336,12 @@ class StyleGeneratorAPI:
 
     A subclass is an ``nn.Module`` with ``config`` (resolution, num_ws, w_dim, z_dim), ``mapping``
     (holding ``w_avg``) and ``style_layers``: the num_ws modules whose ``affine`` defines S.
+
+    ``crop``: the valid region (``lsap.nets.crop.ValidRegion``) of a non-square domain, set from
+    ``generator.crop`` by ``lsap.io.generator_from_config``; None = the full square.
     """
+
+    crop = None
 
     @property
     def resolution(self) -> int:

@@ -222,11 +222,14 @@ def pivotal_tuning(
     if terms is None:
         terms = build_pti_terms(weights, loc, loss_options)
     terms = {k: t.to(device) for k, t in terms.items()}
-    objective = _objective(terms, weights, "PTI loss")
+    # the generator's valid region (generator.crop) is what is compared, in the loss and locality
+    objective = _objective(terms, weights, "PTI loss", generator.crop)
     if early_stop_lpips is not None and "lpips" not in objective.terms:
         raise ValueError("early_stop_lpips needs the lpips term (weights['lpips'] > 0)")
     loc_objective = (
-        _objective(terms, {"l2": loc.l2, "lpips": loc.lpips}, "locality") if loc else None
+        _objective(terms, {"l2": loc.l2, "lpips": loc.lpips}, "locality", generator.crop)
+        if loc
+        else None
     )
 
     groups = [[i] for i in range(N)] if mode == "per_image" else [list(range(N))]
@@ -271,14 +274,16 @@ def pivotal_tuning(
     return result
 
 
-def _objective(terms: Mapping[str, LossTerm], weights: Mapping[str, float], what: str) -> Objective:
+def _objective(
+    terms: Mapping[str, LossTerm], weights: Mapping[str, float], what: str, crop=None
+) -> Objective:
     active = {k: float(w) for k, w in weights.items() if float(w)}
     missing = set(active) - set(terms)
     if missing:
         raise ValueError(f"{what} needs terms {sorted(missing)} that were not built")
     if not active:
         raise ValueError(f"{what} has no non-zero l2 or lpips weight")
-    return Objective({k: terms[k] for k in active}, active)
+    return Objective({k: terms[k] for k in active}, active, crop=crop)
 
 
 def _check_noise(G: Generator, noise: Sequence[Tensor], N: int, device) -> list[Tensor]:

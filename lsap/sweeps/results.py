@@ -184,7 +184,7 @@ def read_train_job(
     metrics = ReconstructionMetrics(G, anchors).to(device)
     for s in range(0, heldout_images.shape[0], batch_size):
         x = heldout_images[s : s + batch_size].to(device)
-        w = encode_images(encoder, x, num_ws=G.num_ws, w_dim=G.w_dim)
+        w = encode_images(encoder, x, num_ws=G.num_ws, w_dim=G.w_dim, crop=G.crop)
         recon = synthesize(G, w, batch_size=batch_size)
         for k, v in metrics(recon, x, w).items():
             parts.setdefault(k, []).append(v.double().cpu())

@@ -11,20 +11,22 @@ from torch import Tensor
 
 from lsap.core.atomic import atomic_write
 from lsap.data import tensor_to_uint8
+from lsap.nets.crop import crop_valid
 
 
 def input_reconstruction_grid(
     inputs: Tensor, reconstructions: Tensor, max_images: int = 8
 ) -> Tensor:
-    """uint8 grid [3, n*S, 2*S]: one row per image, input left, reconstruction right.
+    """uint8 grid [3, n*H, 2*W]: one row per image, input left, reconstruction right.
 
     Args:
-        inputs, reconstructions: [N, 3, S, S] in [-1, 1].
+        inputs, reconstructions: [N, 3, H, W] in [-1, 1] (a non-square generator's valid
+            regions, ``lsap.nets.crop.crop_valid``, or square frames).
     """
     if inputs.shape != reconstructions.shape or inputs.ndim != 4:
         raise ValueError(
             f"inputs {tuple(inputs.shape)} and reconstructions {tuple(reconstructions.shape)} "
-            "must be equal [N, 3, S, S] batches"
+            "must be equal [N, 3, H, W] batches"
         )
     n = min(max_images, inputs.shape[0])
     rows = torch.cat([inputs[:n], reconstructions[:n]], dim=3)  # [n, 3, S, 2S]
@@ -60,22 +62,25 @@ class ImageGridCallback(pl.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if batch_idx == 0 and not trainer.sanity_checking:
-            self._log(trainer, outputs, batch, "val")
+            self._log(trainer, pl_module, outputs, batch, "val")
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         n = self.every_n_train_steps
         if n > 0 and (trainer.global_step - 1) % n == 0:
-            self._log(trainer, outputs, batch, "train")
+            self._log(trainer, pl_module, outputs, batch, "train")
 
-    def _log(self, trainer: pl.Trainer, outputs: Any, batch: Any, stage: str) -> None:
+    def _log(self, trainer: pl.Trainer, pl_module, outputs: Any, batch: Any, stage: str) -> None:
         if not trainer.is_global_zero or not isinstance(outputs, dict):
             return
         recon = outputs.get("reconstructions")
         if recon is None or batch.get("images") is None:
             return
-        grid = input_reconstruction_grid(batch["images"].detach(), recon, self.max_images).cpu()
+        crop = getattr(getattr(pl_module, "G", None), "crop", None)  # show the valid region
+        grid = input_reconstruction_grid(
+            crop_valid(batch["images"].detach(), crop), crop_valid(recon, crop), self.max_images
+        ).cpu()
         step = trainer.global_step
         path = self.dirpath / stage / f"step_{step:07d}.png"
 

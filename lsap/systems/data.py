@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from lsap.core.errors import LsapFileError
 from lsap.data.images import ImageFileDataset, ImageItem, collate_images
+from lsap.nets.crop import ValidRegion
 from lsap.systems.sharding import InversionPlan, ShardSampler, plan_inversion
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class InversionDataModule(pl.LightningDataModule):
         code_source: this run's code source name, checked against ``output_dir``.
         settings: everything else that changes a result (``result_settings``), checked against
             ``output_dir``.
+        crop: the generator's valid region (``G.crop``): each photo is fitted to it and placed
+            in the square frame (``lsap.data.load_image``); None = the full square.
     """
 
     def __init__(
@@ -63,10 +66,12 @@ class InversionDataModule(pl.LightningDataModule):
         refinement: str | None = None,
         code_source: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        crop: ValidRegion | None = None,
     ) -> None:
         from lsap.inversion.memory import resolve_batch_size
 
         super().__init__()
+        self.crop = crop
         batch_size = resolve_batch_size(batch_size, memory, device)
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -121,7 +126,8 @@ class InversionDataModule(pl.LightningDataModule):
             from lsap.data.align import FaceAligner
 
             align = FaceAligner(self.size)
-        dataset = ImageFileDataset(files, self.size, align=align)
+        box = self.crop.box_at(self.size) if self.crop is not None else None
+        dataset = ImageFileDataset(files, self.size, align=align, box=box)
         sampler = ShardSampler(len(files), self.trainer.global_rank, self.trainer.world_size)
         return DataLoader(
             dataset,

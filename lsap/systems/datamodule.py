@@ -13,6 +13,10 @@ Training augmentation (pSp-style; validation is never augmented):
 - ``crop_scale``: ``[min, max]`` area fraction of a random square crop resized back to ``size``
   (``[1, 1]`` = off, the reference setting).
 
+A non-square generator (``generator.crop``, passed by lsap-train as ``crop``): each photo is
+fitted to the valid region and placed in the square frame (``lsap.data.load_image``), and the
+augmentation flips and crops the valid region only, never moving the padding into it.
+
 Order and augmentation are seeded: the train sampler shuffles with ``(seed, epoch)`` and shards
 across DDP ranks (every rank sees different images), and the augmentation of image ``i`` in epoch
 ``e`` is drawn from a generator seeded with ``(seed, e, i)``, whatever the worker count. The
@@ -33,6 +37,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lsap.data import ImageFileDataset, ImageItem, collate_images, list_images, tensor_to_uint8
+from lsap.nets.crop import ValidRegion
 
 
 class EpochSeededSampler(DistributedSampler):
@@ -84,27 +89,35 @@ def _seeded(seed: int, epoch: int, index: int) -> torch.Generator:
 
 
 def random_square_crop(image: Tensor, scale: Sequence[float], g: torch.Generator) -> Tensor:
-    """A random square crop covering an area fraction in ``scale`` of [3, S, S], resized to S."""
-    S = image.shape[-1]
+    """A random crop covering an area fraction in ``scale`` of [3, H, W] (square for a square
+    image; the image's aspect otherwise), resized back to H x W."""
+    H, W = image.shape[-2:]
     lo, hi = float(scale[0]), float(scale[1])
     area = lo + (hi - lo) * float(torch.rand((), generator=g))
-    side = max(1, min(S, round(S * area**0.5)))
-    if side == S:
+    h, w = max(1, min(H, round(H * area**0.5))), max(1, min(W, round(W * area**0.5)))
+    if (h, w) == (H, W):
         return image
-    top = int(torch.randint(0, S - side + 1, (), generator=g))
-    left = int(torch.randint(0, S - side + 1, (), generator=g))
-    crop = image[None, :, top : top + side, left : left + side]
-    return F.interpolate(crop, size=(S, S), mode="bilinear", align_corners=False, antialias=True)[0]
+    top = int(torch.randint(0, H - h + 1, (), generator=g))
+    left = int(torch.randint(0, W - w + 1, (), generator=g))
+    crop = image[None, :, top : top + h, left : left + w]
+    return F.interpolate(crop, size=(H, W), mode="bilinear", align_corners=False, antialias=True)[0]
 
 
 class AugmentedImages(Dataset):
     """Wraps a dataset of :class:`ImageItem`; indices ``i + epoch * N`` (from
-    :class:`EpochSeededSampler`) give item ``i`` augmented with a ``(seed, epoch, i)`` generator."""
+    :class:`EpochSeededSampler`) give item ``i`` augmented with a ``(seed, epoch, i)`` generator.
+    With ``crop`` (the generator's valid region) only the valid region is augmented."""
 
     def __init__(
-        self, base: Dataset, *, seed: int, hflip: float = 0.0, crop_scale: Sequence[float] = (1, 1)
+        self,
+        base: Dataset,
+        *,
+        seed: int,
+        hflip: float = 0.0,
+        crop_scale: Sequence[float] = (1, 1),
+        crop: ValidRegion | None = None,
     ) -> None:
-        self.base, self.seed, self.hflip = base, int(seed), float(hflip)
+        self.base, self.seed, self.hflip, self.crop = base, int(seed), float(hflip), crop
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability, got {hflip}")
@@ -121,11 +134,13 @@ class AugmentedImages(Dataset):
         if item.image is None or (self.hflip == 0.0 and self.crop_scale == (1.0, 1.0)):
             return item
         g = _seeded(self.seed, epoch, index)
-        image = item.image
+        image = item.image if self.crop is None else self.crop.crop(item.image)
         if self.crop_scale != (1.0, 1.0):
             image = random_square_crop(image, self.crop_scale, g)
         if float(torch.rand((), generator=g)) < self.hflip:
             image = image.flip(-1)
+        if self.crop is not None:  # back into the frame
+            image = self.crop.place(image, item.image.shape[-1])
         return ImageItem(item.index, item.path, image.contiguous())
 
 
@@ -142,8 +157,10 @@ class _ImageDataModule(pl.LightningDataModule):
         seed: int,
         hflip: float = 0.0,
         crop_scale: Sequence[float] = (1.0, 1.0),
+        crop: ValidRegion | None = None,
     ) -> None:
         super().__init__()
+        self.crop = crop
         self.batch_size, self.val_batch_size = int(batch_size), int(val_batch_size)
         self.num_workers, self.seed = int(num_workers), int(seed)
         self.hflip, self.crop_scale = float(hflip), tuple(crop_scale)
@@ -166,7 +183,11 @@ class _ImageDataModule(pl.LightningDataModule):
         assert self.train_set is not None, "call setup('fit') first"
         world, rank = self._world()
         data = AugmentedImages(
-            self.train_set, seed=self.seed, hflip=self.hflip, crop_scale=self.crop_scale
+            self.train_set,
+            seed=self.seed,
+            hflip=self.hflip,
+            crop_scale=self.crop_scale,
+            crop=self.crop,
         )
         if len(data) < self.batch_size * world:
             raise ValueError(
@@ -214,6 +235,7 @@ class ImageFolderDataModule(_ImageDataModule):
         hflip: probability of a horizontal flip in training.
         crop_scale: area range of the random square crop in training ([1, 1] = off).
         max_val_images: use only the first N validation images (sorted by path); None = all.
+        crop: the generator's valid region (lsap-train passes ``G.crop``); None = square photos.
     """
 
     def __init__(
@@ -229,6 +251,7 @@ class ImageFolderDataModule(_ImageDataModule):
         hflip: float = 0.5,
         crop_scale: Sequence[float] = (1.0, 1.0),
         max_val_images: int | None = None,
+        crop: ValidRegion | None = None,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -237,18 +260,25 @@ class ImageFolderDataModule(_ImageDataModule):
             seed=seed,
             hflip=hflip,
             crop_scale=crop_scale,
+            crop=crop,
         )
         self.train_path, self.val_path, self.size = str(train_path), str(val_path), int(size)
         self.max_val_images = max_val_images
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = ImageFileDataset(list_images(self.train_path), self.size)
+            self.train_set = ImageFileDataset(
+                list_images(self.train_path), self.size, box=self._box()
+            )
         if stage in (None, "fit", "validate") and self.val_set is None:
             files = list_images(self.val_path)
             if self.max_val_images is not None:
                 files = files[: int(self.max_val_images)]
-            self.val_set = ImageFileDataset(files, self.size)
+            self.val_set = ImageFileDataset(files, self.size, box=self._box())
+
+    def _box(self) -> tuple[int, int, int, int] | None:
+        """The valid region in this module's ``size`` px frames (None: square photos)."""
+        return self.crop.box_at(self.size) if self.crop is not None else None
 
 
 class TensorImages(Dataset):
@@ -301,6 +331,8 @@ class GeneratedImagesDataModule(_ImageDataModule):
         num_train / num_val: number of images of each split.
         size: side of the images (None = the generator's resolution).
         truncation_psi: truncation of the sampled codes (1 = none).
+        crop: the generator's valid region; the rendered frames are used as they are (the
+            consumers compare the valid region only), augmentation stays inside it.
         (others as :class:`ImageFolderDataModule`)
     """
 
@@ -318,6 +350,7 @@ class GeneratedImagesDataModule(_ImageDataModule):
         seed: int = 0,
         hflip: float = 0.0,
         crop_scale: Sequence[float] = (1.0, 1.0),
+        crop: ValidRegion | None = None,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -326,6 +359,7 @@ class GeneratedImagesDataModule(_ImageDataModule):
             seed=seed,
             hflip=hflip,
             crop_scale=crop_scale,
+            crop=crop,
         )
         self.generator_cfg = dict(generator)
         self.num_train, self.num_val = int(num_train), int(num_val)

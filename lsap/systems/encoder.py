@@ -118,6 +118,7 @@ class EncoderSystem(pl.LightningModule):
             else ("mse", "lpips"),  # id: cosine, higher = better
             lpips=lpips.eval(),
             face=face,
+            crop=G.crop,  # the generator's valid region is what is scored
         )
         self._frozen = {"G": G, "objective": objective.eval(), "scorer": scorer}
         self._anchors = [t.clone() for t in anchors]
@@ -227,6 +228,7 @@ class EncoderSystem(pl.LightningModule):
             images,
             noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
             layers=self.loss_layers,
+            crop=self.G.crop,
         )
         if self._wd is not None:  # e4e's adversarial term, D frozen here
             adv = self._wd.adversarial_loss(w_plus, self.loss_layers)
@@ -312,6 +314,7 @@ class EncoderSystem(pl.LightningModule):
             "format_version": FORMAT_VERSION,
             "config": self.encoder.config(),
             "generator_sha256": self.G.sha256,
+            "crop": self.G.crop.box if self.G.crop is not None else None,  # its valid region
             "progressive_stage": self.encoder.progressive_stage,
             "lsap_version": __version__,
         }

@@ -51,7 +51,8 @@ class InversionSystem(pl.LightningModule):
             optimisation from w_avg.
         refinement: the ``refinement`` config (``name: none`` or ``pti`` with its settings).
 
-    ``predict_step`` returns, on the CPU: ``name``, ``path``, ``skipped`` (from the batch),
+    ``predict_step`` returns, on the CPU: ``name``, ``path``, ``skipped``, ``photo_crop`` (per
+    image its :class:`lsap.data.paste.PhotoCrop` when face-aligned, else None; from the batch),
     ``seed`` [N] image seeds, ``w_plus`` [N, num_ws, w_dim], ``images`` and ``targets``
     [N, 3, R, R] in [-1, 1], ``noise`` (list of [N, 1, R, R] or None), ``metrics`` {name: [N]},
     ``history`` {term: [steps, N]} (no steps without optimisation), ``code_files`` (per image,
@@ -175,6 +176,8 @@ class InversionSystem(pl.LightningModule):
             "path": list(batch["path"]),
             "skipped": list(batch["skipped"]),
         }
+        # aligned photos: where each image lies in its photo (paste-back); None = not aligned
+        out["photo_crop"] = list(batch.get("photo_crop") or [None] * len(out["name"]))
         targets = batch["images"]
         if targets is None:  # every image of the batch was unreadable
             return out

@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import Callback, ProgressBar
 from lsap.core.atomic import atomic_write
 from lsap.data.images import tensor_to_uint8
 from lsap.io.inversion_layout import METRIC_NAMES, REFINED_METRIC_NAMES
+from lsap.nets.crop import crop_valid
 from lsap.systems.callbacks import input_reconstruction_grid
 
 GRID_FILE = "grid.png"
@@ -137,7 +138,8 @@ class InversionLogging(Callback):
                 cells = (outputs["targets"][i], outputs["images"][i])
                 if "refined" in outputs:
                     cells += (outputs["refined"]["images"][i],)
-                self._pairs.append(cells)
+                crop = getattr(getattr(pl_module, "generator", None), "crop", None)  # valid region
+                self._pairs.append(tuple(crop_valid(c, crop) for c in cells))
             self._log_grid(trainer)
         for logger in trainer.loggers:
             logger.save()
@@ -219,7 +221,8 @@ def _log_metrics(trainer, metrics: dict[str, float], step: int) -> None:
 
 
 def _save_grid(pairs, path: Path) -> None:
-    """Rows of ``target | reconstruction`` (``| refined``) ([3, R, R] in [-1, 1] each) as one PNG."""
+    """Rows of ``target | reconstruction`` (``| refined``) ([3, h, w] in [-1, 1] each: the
+    valid region of R x R frames) as one PNG."""
     columns = [torch.stack([p[k] for p in pairs]) for k in range(len(pairs[0]))]
     if len(columns) == 2:
         grid = input_reconstruction_grid(*columns, len(pairs))  # uint8 [3, n R, 2R]

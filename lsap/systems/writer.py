@@ -1,7 +1,8 @@
 """Write each inverted image in the lsap-invert layout (``lsap.io.inversion_layout``), atomically.
 
 Per image, in this order: the reconstruction PNG, with refinement the refined PNG (and, when asked
-for, the tuned generator's delta; a set's delta before any of its code files), then the code file
+for, the tuned generator's delta; a set's delta before any of its code files), for a face-aligned
+photo the photo with the result pasted back (``lsap.data.paste``), then the code file
 (its presence marks the image finished, so a killed run resumes after the last complete image and
 never refines a finished image again), then a row appended to this process's part of the results
 table. At the end (the ``teardown`` hook) rank 0 merges the parts (and any earlier
@@ -26,7 +27,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from lsap.core.atomic import atomic_write, atomic_write_text
 from lsap.core.errors import LsapFileError
-from lsap.data.images import tensor_to_uint8
+from lsap.data.images import load_crop_photo, save_photo, tensor_to_uint8
+from lsap.data.paste import PasteMask, PhotoCrop, paste_back
 from lsap.io.generator_delta import check_disk_budget, estimate_delta_nbytes
 from lsap.io.inversion_layout import (
     METRIC_NAMES,
@@ -36,12 +38,14 @@ from lsap.io.inversion_layout import (
     SKIPPED_FILE,
     code_path,
     finished_names,
+    pasted_path,
     read_rows,
     reconstruction_path,
     refined_path,
     write_csv_text,
 )
 from lsap.io.inversions import read_code_file
+from lsap.nets.crop import crop_valid
 from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
 from lsap.systems.sharding import ShardSampler
 
@@ -67,6 +71,9 @@ class InversionWriter(BasePredictionWriter):
         save_generators: store the tuned generators as deltas (``refinement.save``: ``deltas``,
             ``dtype``, ``max_total_gb``), or None; ``base_path`` is the generator file recorded
             in the deltas as a hint.
+        paste: the mask under which results of face-aligned photos are pasted back into the
+            photo (``pasted/<name>.png``; ``lsap.data.paste.PasteMask.from_config``), or None
+            for no pasting. The alignment is recorded in the code file either way.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class InversionWriter(BasePredictionWriter):
         refinement: str = "none",
         save_generators: Mapping[str, Any] | None = None,
         base_path: str | Path | None = None,
+        paste: PasteMask | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
@@ -91,6 +99,7 @@ class InversionWriter(BasePredictionWriter):
         gb = save.get("max_total_gb")
         self.max_total_bytes = None if gb is None else int(float(gb) * 1e9)
         self.base_path = str(Path(base_path).resolve()) if base_path else None
+        self.paste = paste
         self.num_written = 0
         self.num_skipped = 0
         self.summary: dict[str, Any] = {}
@@ -140,7 +149,10 @@ class InversionWriter(BasePredictionWriter):
         tuned = [None] * len(names)
         if refined is not None:
             for i, name in enumerate(names):
-                _save_png(refined["images"][i], refined_path(self.output_dir, name))
+                _save_png(
+                    crop_valid(refined["images"][i], pl_module.generator.crop),
+                    refined_path(self.output_dir, name),
+                )
             if self.save_deltas and refined.get("result") is not None:
                 tuned = save_tuned_generators(
                     refined["result"],
@@ -156,7 +168,16 @@ class InversionWriter(BasePredictionWriter):
         for i, name in enumerate(names):
             record = prediction["records"][i]
             metrics = dict(record.metrics)
-            _save_png(prediction["images"][i], reconstruction_path(self.output_dir, name))
+            _save_png(  # the generator's valid region only (generator.crop): non-square PNGs
+                crop_valid(prediction["images"][i], pl_module.generator.crop),
+                reconstruction_path(self.output_dir, name),
+            )
+            record.photo_crop = (prediction.get("photo_crop") or [None] * len(names))[i]
+            if self.paste is not None and record.photo_crop is not None:
+                shown = [(prediction["images"][i], False)]
+                if refined is not None:
+                    shown.append((refined["images"][i], True))
+                self._paste(record.photo_crop, shown, name)
             if not self.save_noise:
                 record.noise = None
             prov = {**self.provenance, **record.provenance}  # + image_seed, steps
@@ -187,6 +208,18 @@ class InversionWriter(BasePredictionWriter):
             rows.append(row)
         _append_rows(self._part("results", rank), self.columns, rows)
         self.num_written += len(rows)
+
+    def _paste(self, crop: PhotoCrop, images: list[tuple[torch.Tensor, bool]], name: str) -> None:
+        """Write ``images`` [3, R, R] pasted back into the photo (a photo gone or changed since it
+        was read: a warning, the inversion itself is fine)."""
+        try:
+            photo = load_crop_photo(crop)
+        except LsapFileError as e:
+            log.warning("no pasted image for %s: %s", name, e)
+            return
+        for image, refined in images:
+            pasted = paste_back(photo, image, crop, self.paste)
+            save_photo(pasted, pasted_path(self.output_dir, name, refined=refined))
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         # teardown (not on_predict_end) runs on every process, also on one whose shard was empty
