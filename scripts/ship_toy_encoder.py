@@ -39,9 +39,11 @@ from lsap.core.atomic import atomic_write_json
 from lsap.core.hashing import file_sha256
 from lsap.core.provenance import git_commit
 from lsap.data.toy import toy_dataset
+from lsap.inversion.encode import encode_images
 from lsap.io import generator_from_config
 from lsap.io.encoders import load_encoder, save_encoder
 from lsap.metrics.image import mse
+from lsap.nets.crop import crop_valid
 
 HELDOUT_SEED = 2  # toy images seen by no toy model (GAN and encoders: seed 0, val: 1)
 DOMAIN_MODULE = {"faces": "lsap.data.toy", "cars": "lsap.data.toy_cars"}
@@ -100,33 +102,28 @@ def pick_checkpoint(run: Path, which: str) -> Path:
     return Path(which)
 
 
-def valid_region(images, crop):
-    """images [N, C, R, R] -> the valid region [N, C, h, w] of ``crop = [top, left, h, w]``
-    (pixels at R; None = the whole frame)."""
-    if crop is None:
-        return images
-    top, left, h, w = (int(v) for v in crop)
-    return images[:, :, top : top + h, left : left + w]
-
-
 @torch.no_grad()
 def heldout_check(
-    G, anchors, encoders: dict, num: int, domain: str = "faces", crop=None
+    G, anchors, encoders: dict, num: int, domain: str = "faces"
 ) -> dict[str, dict[str, float]]:
-    """Reconstruction MSE (over the valid region ``crop``) and SNCD of the codes on ``num``
-    held-out toy images of ``domain``, per encoder (and ``w_avg``: the generator's mean image, the
-    floor an encoder has to beat)."""
+    """Reconstruction MSE (over the generator's valid region ``G.crop``) and SNCD of the codes
+    on ``num`` held-out toy images of ``domain``, per encoder (which sees the valid region only,
+    as ``lsap-invert`` and the demo feed it), and ``w_avg`` (the generator's mean image, the floor
+    an encoder has to beat)."""
     faces = toy_dataset(domain)(num, seed=HELDOUT_SEED, resolution=G.resolution)
     images = faces.images.float() / 127.5 - 1  # [num, 3, R, R] in [-1, 1]
     out = {}
-    codes = {name: enc(images) for name, enc in encoders.items()}  # [num, num_ws, w_dim]
+    codes = {
+        name: encode_images(enc, images, num_ws=G.num_ws, w_dim=G.w_dim, crop=G.crop)
+        for name, enc in encoders.items()
+    }  # [num, num_ws, w_dim]
     codes["w_avg"] = G.w_avg.expand(num, G.num_ws, -1)
     for name, w_plus in codes.items():
         recon = G.synthesis(w_plus, noise_mode="const")
         total, per_layer = sncd(G, w_plus, anchors)
         out[name] = {
             "mse": round(
-                float(mse(valid_region(recon, crop), valid_region(images, crop)).mean()), 6
+                float(mse(crop_valid(recon, G.crop), crop_valid(images, G.crop)).mean()), 6
             ),
             "sncd": round(float(total.mean()), 6),
             "sncd_layer_mean": round(float(per_layer.mean()), 6),
@@ -189,10 +186,8 @@ def main() -> None:
         cache_dir=str(Path(str(a.cache_dir))),
     )
     domain = str(cfg.data.get("domain", "faces"))  # runs before data.domain existed: faces
-    crop = cfg.generator.get("crop")
-    heldout = heldout_check(
-        G, anchors, {"fp16": enc16, "fp32": enc32}, args.num_heldout, domain, crop
-    )
+    crop = G.crop.box if G.crop is not None else None
+    heldout = heldout_check(G, anchors, {"fp16": enc16, "fp32": enc32}, args.num_heldout, domain)
 
     manifest_path = dst_root / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

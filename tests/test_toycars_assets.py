@@ -45,7 +45,8 @@ def manifest() -> dict:
 
 @pytest.fixture(scope="module")
 def cars_G():
-    return lsap.load_generator("asset:toycars32/generator.pt")
+    """The generator as ``generator=toycars32`` builds it (with its valid region, ``G.crop``)."""
+    return generator_from_config(OmegaConf.load(ROOT_CONF / "generator" / "toycars32.yaml"))
 
 
 def test_shipped_files_match_the_manifest_and_stay_small(manifest):
@@ -128,8 +129,10 @@ def test_shipped_encoders_beat_the_mean_image_and_lsap_e_is_better_aligned(manif
     """64 held-out cars of seed 2: both encoders reconstruct the valid region far better than
     the generator's mean image, and LSAP_E's codes have a lower SNCD than its e4e twin's."""
     from lsap.alignment import compute_anchors, sncd
+    from lsap.inversion.encode import encode_images
 
     G = cars_G
+    assert G.crop is not None and G.crop.box == list(VALID_CROP)  # generator.crop is set
     x = ToyCars(64, seed=2).images.float() / 127.5 - 1  # [64, 3, 32, 32]
     floor = float(valid_mse(G.synthesis(G.w_avg.expand(len(x), G.num_ws, -1)), x).mean())
     anchors = compute_anchors(G, 10_000, 0)
@@ -141,7 +144,7 @@ def test_shipped_encoders_beat_the_mean_image_and_lsap_e_is_better_aligned(manif
         entry = manifest["files"][f"encoder_{arch}.pt"]
         enc = lsap.load_encoder(asset_path(f"toycars32/encoder_{arch}.pt"))
         assert enc.sha256 == entry["sha256"] and enc.generator_sha256 == G.sha256
-        w_plus = lsap.encode_images(enc, x, crop=G.crop) if hasattr(G, "crop") else enc(x)
+        w_plus = encode_images(enc, x, num_ws=G.num_ws, w_dim=G.w_dim, crop=G.crop)
         err = float(valid_mse(G.synthesis(w_plus), x).mean())
         measured[arch] = (err, float(sncd(G, w_plus, anchors)[0].mean()))
         assert err < 0.5 * floor, (arch, err, floor)
