@@ -37,7 +37,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lsap.data.toy import Attribute, ToyDataset, _mix, _palette
+from lsap.data.toy_base import Attribute, ToyDataset, mix, palette
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("sunroof", "binary", "raised tinted-glass panel on the roof"),
@@ -107,12 +107,12 @@ def render_car(labels: np.ndarray, resolution: int = 32) -> np.ndarray:
     top, _, h, w = valid_crop(resolution)
     W, H = w * SUPERSAMPLE, h * SUPERSAMPLE
 
-    sky_top = _palette(_SKY, lab["sky"])
-    sky_low = _mix(sky_top, (235, 235, 225), 0.3)
+    sky_top = palette(_SKY, lab["sky"])
+    sky_low = mix(sky_top, (235, 235, 225), 0.3)
     horizon = 0.7  # the road starts at 70 % of the picture height
     rows = np.linspace(0.0, 1.0, H)[:, None, None]
     canvas = np.asarray(sky_top) * (1 - rows / horizon) + np.asarray(sky_low) * (rows / horizon)
-    road = _palette(_ROAD, lab["road"])
+    road = palette(_ROAD, lab["road"])
     canvas = np.where(rows < horizon, canvas, np.asarray(road, dtype=np.float64))
     img = Image.fromarray(np.broadcast_to(canvas.astype(np.uint8), (H, W, 3)).copy(), "RGB")
     d = ImageDraw.Draw(img)
@@ -121,7 +121,7 @@ def render_car(labels: np.ndarray, resolution: int = 32) -> np.ndarray:
         return (x * W, y * H)
 
     # lane marking: a lighter dashed line near the bottom
-    mark = _mix(road, (240, 240, 230), 0.55)
+    mark = mix(road, (240, 240, 230), 0.55)
     for x0 in np.arange(-0.05, 1.0, 0.22):
         d.rectangle((*px(x0, 0.9), *px(x0 + 0.11, 0.925)), fill=mark)
 
@@ -130,7 +130,7 @@ def render_car(labels: np.ndarray, resolution: int = 32) -> np.ndarray:
     roof = color
     if lab["two_tone"] > 0.5:
         roof = (25, 25, 28) if light else (240, 240, 236)
-    dark = _mix(color, (0, 0, 0), 0.35)
+    dark = mix(color, (0, 0, 0), 0.35)
 
     scale = 0.8 + 0.45 * lab["height"]
     length = 0.58 + 0.26 * lab["length"]
@@ -145,7 +145,7 @@ def render_car(labels: np.ndarray, resolution: int = 32) -> np.ndarray:
 
     # headlight cone on the road, under everything else
     if lab["headlights_on"] > 0.5:
-        beam = _mix(road, _LAMP_ON, 0.45)
+        beam = mix(road, _LAMP_ON, 0.45)
         lamp_y = body_top + 0.3 * (body_bottom - body_top)
         d.polygon(
             [px(x1, lamp_y), px(x1 + 0.35, ground + 0.02), px(x1 + 0.06, ground + 0.04)], fill=beam
@@ -153,7 +153,7 @@ def render_car(labels: np.ndarray, resolution: int = 32) -> np.ndarray:
     # shadow under the car
     d.ellipse(
         (*px(x0 + 0.02, ground - 0.03), *px(x1 - 0.02, ground + 0.03)),
-        fill=_mix(road, (0, 0, 0), 0.5),
+        fill=mix(road, (0, 0, 0), 0.5),
     )
     # lower body: a rounded slab
     d.rounded_rectangle(
@@ -199,7 +199,7 @@ def render_car(labels: np.ndarray, resolution: int = 32) -> np.ndarray:
     if lab["headlights_on"] > 0.5:  # a glow ring makes the lit lamp visible at 32 px
         d.ellipse(
             (*px(x1 - 0.035, lamp_y0 - 0.05), *px(x1 + 0.055, lamp_y1 + 0.05)),
-            outline=_mix(_LAMP_ON, sky_low, 0.3),
+            outline=mix(_LAMP_ON, sky_low, 0.3),
             width=max(1, round(0.015 * W)),
         )
     d.rectangle((*px(x0, lamp_y0), *px(x0 + 0.025, lamp_y1)), fill=(170, 20, 25))
