@@ -103,8 +103,15 @@ def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats
 
     def step(sncd_on=True):
         enc.train()
-        with autocast:
-            loss, *_ = encoder_objective(enc, G, objective[sncd_on], images, noise_mode="random")
+        # the training option itself (system.autocast): codes and loss float32
+        loss, *_ = encoder_objective(
+            enc,
+            G,
+            objective[sncd_on],
+            images,
+            noise_mode="random",
+            autocast="bf16" if amp else None,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -189,7 +196,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--inference-only", action="store_true", help="plain vs fused inference")
     ap.add_argument("--infer-batches", default="1,4", help="batches of --inference-only")
-    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    ap.add_argument(
+        "--amp", action="store_true", help="bfloat16 autocast (training: system.autocast=bf16)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = ap.parse_args()
     if args.threads:

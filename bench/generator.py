@@ -7,6 +7,7 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
     python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch   # + reference, ratio
     python bench/generator.py --device cuda --resolution 1024 --batch 8
     python bench/generator.py --baseline-tree /tmp/lsap-old   # + lsap from another source tree
+    python bench/generator.py --device cuda --resolution 1024 --batch 8 --compile inductor
 
 On CPU the ratios use process CPU seconds (``OMP_NUM_THREADS=1``: one thread, so CPU seconds are
 the compute time and barely move when other jobs share the machine); wall seconds are printed too.
@@ -82,6 +83,9 @@ def worker(impl: str, args) -> dict:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             return synth_fp32(w).float()
 
+    if args.compile:  # compiled in each timing's untimed warm-up call
+        synth = torch.compile(synth, backend=args.compile, dynamic=False)
+
     G = G.to(device)
     w = torch.randn(args.batch, num_ws, 512, device=device)
     rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -145,6 +149,9 @@ def main() -> None:
     )
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convolutions (CUDA)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument(
+        "--compile", default=None, help="torch.compile backend of the synthesis (e.g. inductor)"
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -180,6 +187,7 @@ def main() -> None:
             ]
             cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
             cmd += ["--tf32"] * args.tf32 + ["--amp"] * args.amp
+            cmd += ["--compile", args.compile] if args.compile else []
             if args.rosinality_repo:
                 cmd += ["--rosinality-repo", args.rosinality_repo]
             if args.stylegan3_repo:

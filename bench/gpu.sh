@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # One shot for whoever has a CUDA GPU for a few minutes: every CUDA benchmark at the README targets'
-# sizes (1024 px, config-f), in under 8 minutes on one H100, into ONE markdown table.
+# sizes (1024 px, config-f) and every speed option as its own row, into ONE markdown table.
 #
 #   bench/gpu.sh OUT_DIR            # needs CUDA; fails at once (exit 2) without it
 #   bench/gpu.sh --dry-run OUT_DIR  # the same rows on CPU at tiny sizes: checks the script itself
+#   ROWS='LSAP_O|PTI' bench/gpu.sh OUT_DIR   # only the rows whose name matches this regex
 #
-# Rows: generator (fwd, fwd+bwd; fp32, TF32, bf16 autocast), encoder inference (plain vs fused,
-# e4e/pSp IR-SE50 256 px), LSAP_O steps (1024 px, batches 1/4/8), PTI (1024 px), eval (memory).
-# Each benchmark runs under its own time limit; a failed or timed-out row says so in the table and
-# the rest still run. Raw outputs stay in OUT_DIR/raw/.
+# Rows: generator (fwd, fwd+bwd; fp32, TF32, bf16 autocast, torch.compile), encoder inference (plain
+# vs fused, e4e/pSp IR-SE50 256 px), encoder training (fp32, bf16 autocast = system.autocast),
+# LSAP_O steps (1024 px; fp32 at batches 1/4/8, then batch 8 with inversion.tf32, .autocast=bf16,
+# .cuda_graphs, all three, .compile=inductor), PTI (1024 px; fp32, refinement.autocast=bf16 + tf32),
+# eval (memory). Each benchmark runs under its own time limit (compile rows longer: the compiler
+# runs in them); a failed or timed-out row says so in the table and the rest still run. Raw
+# outputs stay in OUT_DIR/raw/. All rows take about 8-12 minutes on one H100 (compile rows most).
 set -uo pipefail
 
 DRY=0
@@ -30,18 +34,24 @@ if [[ $DRY == 1 ]]; then
   DEV=cpu
   GEN=(--device cpu --resolution 32 --channel-multiplier 1 --batch 2 --repeats 1)
   ENC=(--device cpu --inference-only --infer-batches 1 --repeats 1)
+  ENC_TRAIN=(--device cpu --preset tiny --batch 2 --infer-batch 2 --repeats 1)
   INV=(--device cpu --sizes 32 --batches 1 --steps 2 --anchor-samples 200)
+  INV8=(--device cpu --sizes 32 --batches 2 --steps 2 --anchor-samples 200)
   PTI=(--device cpu --resolutions 32 --timed-steps 1)
   EVAL=(--images 4 --batch 4)
-  LIMIT=600
+  COMPILER=aot_eager   # the real compiler takes minutes on a CPU; the dry run checks the wiring
+  LIMIT=600; LIMIT_COMPILE=900
 else
   DEV=cuda
   GEN=(--device cuda --resolution 1024 --batch 8 --repeats 5)
   ENC=(--device cuda --inference-only --infer-batches 1,64,256 --repeats 5)
+  ENC_TRAIN=(--device cuda --preset ffhq1024 --batch 8 --infer-batch 64 --repeats 5)
   INV=(--device cuda --sizes 1024 --batches 1,4,8 --steps 20)
+  INV8=(--device cuda --sizes 1024 --batches 8 --steps 20)
   PTI=(--device cuda --resolutions 1024 --timed-steps 10)
   EVAL=(--images 100 --batch 32)
-  LIMIT=65   # 7 rows x 65 s < 8 minutes, the whole run
+  COMPILER=inductor
+  LIMIT=60; LIMIT_COMPILE=180
 fi
 
 {
@@ -53,27 +63,41 @@ fi
   echo "|---|---|---|---|"
 } > "$TABLE"
 
-row() {  # row NAME SETTING -- command...
+row() {  # row NAME SETTING -- command...   (LIMIT: seconds for this row)
   local name="$1" setting="$2"; shift 3
+  if [[ -n "${ROWS:-}" ]] && ! [[ "$name" =~ $ROWS ]]; then return; fi
   local raw="$OUT/raw/${name// /_}.txt" t0 status
   t0=$(date +%s)
-  timeout "$LIMIT" "$@" > "$raw" 2>&1
+  timeout "$ROW_LIMIT" "$@" > "$raw" 2>&1
   local rc=$?
   if [[ $rc == 0 ]]; then status="ok, $(( $(date +%s) - t0 )) s";
-  elif [[ $rc == 124 ]]; then status="TIMED OUT after $LIMIT s";
+  elif [[ $rc == 124 ]]; then status="TIMED OUT after $ROW_LIMIT s";
   else status="FAILED (exit $rc)"; fi
   local result
-  result=$(grep -v '^\s*$' "$raw" | tail -n 4 | sed 's/|/\\|/g' | tr -s ' ' | paste -sd '~' | sed 's/~/<br>/g')
+  result=$(grep -v '^\s*$' "$raw" | grep -v -i 'warn' | tail -n 4 | sed 's/|/\\|/g' | tr -s ' ' | paste -sd '~' | sed 's/~/<br>/g')
   echo "| $name | $setting | $result | $status |" >> "$TABLE"
   echo "bench/gpu.sh: $name: $status"
 }
 
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-row "generator fp32" "${GEN[*]}" -- "$PY" "$HERE/generator.py" "${GEN[@]}"
-row "generator tf32" "${GEN[*]} --tf32" -- "$PY" "$HERE/generator.py" "${GEN[@]}" --tf32
-row "generator bf16 autocast" "${GEN[*]} --amp" -- "$PY" "$HERE/generator.py" "${GEN[@]}" --amp
-row "encoder inference" "${ENC[*]}" -- "$PY" "$HERE/encoder.py" "${ENC[@]}"
-row "LSAP_O" "${INV[*]}" -- "$PY" "$HERE/inversion.py" "${INV[@]}"
-row "PTI" "${PTI[*]}" -- "$PY" "$HERE/refinement.py" "${PTI[@]}"
+G="$HERE/generator.py"; E="$HERE/encoder.py"; I="$HERE/inversion.py"; P="$HERE/refinement.py"
+ROW_LIMIT=$LIMIT
+row "generator fp32" "${GEN[*]}" -- "$PY" "$G" "${GEN[@]}"
+row "generator tf32" "${GEN[*]} --tf32" -- "$PY" "$G" "${GEN[@]}" --tf32
+row "generator bf16 autocast" "${GEN[*]} --amp" -- "$PY" "$G" "${GEN[@]}" --amp
+row "encoder inference" "${ENC[*]}" -- "$PY" "$E" "${ENC[@]}"
+row "encoder training fp32" "${ENC_TRAIN[*]}" -- "$PY" "$E" "${ENC_TRAIN[@]}"
+row "encoder training bf16" "${ENC_TRAIN[*]} --amp" -- "$PY" "$E" "${ENC_TRAIN[@]}" --amp
+row "LSAP_O fp32" "${INV[*]}" -- "$PY" "$I" "${INV[@]}"
+row "LSAP_O tf32" "${INV8[*]} --tf32" -- "$PY" "$I" "${INV8[@]}" --tf32
+row "LSAP_O bf16" "${INV8[*]} --autocast bf16" -- "$PY" "$I" "${INV8[@]}" --autocast bf16
+row "LSAP_O cuda graphs" "${INV8[*]} --cuda-graphs" -- "$PY" "$I" "${INV8[@]}" --cuda-graphs
+row "LSAP_O graphs+bf16+tf32" "${INV8[*]} --cuda-graphs --autocast bf16 --tf32" -- \
+  "$PY" "$I" "${INV8[@]}" --cuda-graphs --autocast bf16 --tf32
+row "PTI fp32" "${PTI[*]}" -- "$PY" "$P" "${PTI[@]}"
+row "PTI bf16+tf32" "${PTI[*]} --autocast bf16 --tf32" -- "$PY" "$P" "${PTI[@]}" --autocast bf16 --tf32
 row "eval memory" "${EVAL[*]}" -- "$PY" "$HERE/eval_memory.py" "${EVAL[@]}"
+ROW_LIMIT=$LIMIT_COMPILE   # last: the compiler's minutes do not hold up the other rows
+row "generator compile" "${GEN[*]} --compile $COMPILER" -- "$PY" "$G" "${GEN[@]}" --compile "$COMPILER"
+row "LSAP_O compile" "${INV8[*]} --compile $COMPILER" -- "$PY" "$I" "${INV8[@]}" --compile "$COMPILER"
 echo "bench/gpu.sh: table written to $TABLE"

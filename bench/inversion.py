@@ -9,6 +9,14 @@ download. The generators have random weights (timing does not depend on them).
     python bench/inversion.py                                   # CPU: 32 px tiny and 1024 px config-f
     python bench/inversion.py --device cuda --sizes 1024 --batches 1,4,8 --steps 30
     python bench/inversion.py --device all                      # CPU, and CUDA when present
+    python bench/inversion.py --sizes 32,256 --batches 1 --baseline-tree /tmp/lsap-main   # + before
+    python bench/inversion.py --device cuda --sizes 1024 --batches 8 --cuda-graphs --autocast bf16
+
+Speed options (``inversion.*`` keys, off by default) are passed with ``--autocast bf16``,
+``--tf32``, ``--compile inductor`` and ``--cuda-graphs``. ``--baseline-tree`` times the same
+setting with another lsap source tree (e.g. ``git archive`` of main) in a subprocess of the same
+invocation, with the options off there (an older tree may not know them), and prints the ratio of
+step times (CPU: process CPU seconds per step, stable under load; CUDA: wall time).
 
 The SNCD share is measured two ways: the SNCD term's own forward+backward timed alone, divided by
 the full step time (direct); and the step time with sncd 0.5 minus the step time with sncd 0
@@ -21,11 +29,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from _timing import sync
@@ -74,20 +84,35 @@ def worker(args) -> dict:
     def step_times(sncd_weight: float) -> list[float]:
         cfg = {"lpips": 1.0, "sncd": sncd_weight, "noise_reg": 1e5, "options": {"lpips": lpips}}
         objective = build_objective(cfg, generator=G, anchors=anchors).to(device)
-        stamps = []
+        stamps, cpu_stamps = [], []
 
         def tick(step, values):
             sync(device)
             stamps.append(time.perf_counter())
+            cpu_stamps.append(time.process_time())
 
         sync(device)
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
         optimize_latents(
-            G, targets, objective, space="w_plus", steps=args.steps, w_std=1.0, callback=tick
-        )
+            G, targets, objective, space="w_plus", steps=args.steps, w_std=1.0, callback=tick,
+            **options,
+        )  # fmt: skip
         times = [b - a for a, b in itertools.pairwise(stamps)]
+        cpu = [b - a for a, b in itertools.pairwise(cpu_stamps)]
+        cpu_steps.append(statistics.median(cpu[args.warmup :] or cpu[-1:]))
         return times[args.warmup :] or times[-1:]
 
+    options = {}  # only the options asked for: a baseline tree may not know them
+    if args.autocast:
+        options["autocast"] = args.autocast
+    if args.tf32:
+        options["tf32"] = True
+    if args.compile:
+        options["compile"] = args.compile
+    if args.cuda_graphs:
+        options["cuda_graphs"] = True
+    cpu_steps: list[float] = []
     with_sncd = step_times(0.5)
     peak = _peak_mb(device, rss_before)
     without = step_times(0.0)
@@ -113,6 +138,8 @@ def worker(args) -> dict:
         "batch": args.batch,
         "steps_timed": len(with_sncd),
         "step_s": step,
+        "step_cpu_s": cpu_steps[0],
+        "options": options,
         "step_no_sncd_s": step0,
         "sncd_term_s": sncd_alone,
         "steps_per_s": 1 / step,
@@ -137,6 +164,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="first steps not timed")
     p.add_argument("--steps-per-inversion", type=int, default=1000)
     p.add_argument("--anchor-samples", type=int, default=2000, help="anchors only shape the cost")
+    p.add_argument("--autocast", default=None, help="inversion.autocast, e.g. bf16")
+    p.add_argument("--tf32", action="store_true", help="inversion.tf32")
+    p.add_argument("--compile", default=None, help="inversion.compile backend, e.g. inductor")
+    p.add_argument("--cuda-graphs", action="store_true", help="inversion.cuda_graphs")
+    p.add_argument("--baseline-tree", default=None, help="an lsap source tree timed as 'baseline'")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--size", default=None, help=argparse.SUPPRESS)
@@ -161,28 +193,54 @@ def main() -> None:
             batches = args.batches or ("1,2" if big and device == "cpu" else "1,4,8")
             steps = args.steps or (3 if big and device == "cpu" else 20)
             for batch in (int(b) for b in batches.split(",")):
-                cmd = [sys.executable, __file__, "--worker", "--device", device, "--size", size]
-                cmd += ["--batch", str(batch), "--steps", str(steps), "--warmup", str(args.warmup)]
-                cmd += ["--steps-per-inversion", str(args.steps_per_inversion)]
-                cmd += ["--anchor-samples", str(args.anchor_samples)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    print(f"  {device} {size} px batch {batch}: failed\n{proc.stderr[-2000:]}")
-                    continue
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                results.append(r)
-                print(
-                    f"  {device:<4} {size:>4} px  batch {batch:>2}: step {r['step_s'] * 1e3:9.1f} ms "
-                    f"({r['steps_timed']} timed)  {r['steps_per_s']:7.2f} steps/s  "
-                    f"{r['images_per_s']:8.4f} img/s = {r['s_per_image']:8.1f} s/image "
-                    f"per {args.steps_per_inversion} steps  "
-                    f"SNCD share {100 * r['sncd_share_direct']:5.2f} % direct "
-                    f"({100 * r['sncd_share_difference']:+6.2f} % by difference)  "
-                    f"peak {r['peak_mem_mb']:8.0f} MB"
-                )
+                pair = {}
+                for tree in ["lsap"] + (["baseline"] if args.baseline_tree else []):
+                    cmd = [sys.executable, __file__, "--worker", "--device", device, "--size", size]
+                    cmd += ["--batch", str(batch), "--steps", str(steps)]
+                    cmd += ["--warmup", str(args.warmup)]
+                    cmd += ["--steps-per-inversion", str(args.steps_per_inversion)]
+                    cmd += ["--anchor-samples", str(args.anchor_samples)]
+                    env = dict(os.environ)
+                    if tree == "lsap":
+                        cmd += ["--autocast", args.autocast] if args.autocast else []
+                        cmd += ["--compile", args.compile] if args.compile else []
+                        cmd += ["--tf32"] * args.tf32 + ["--cuda-graphs"] * args.cuda_graphs
+                    else:
+                        env["PYTHONPATH"] = str(Path(args.baseline_tree).resolve())
+                    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                    if proc.returncode != 0:
+                        print(f"  {tree} {device} {size} px batch {batch}: failed")
+                        print(proc.stderr[-2000:])
+                        continue
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    r["tree"] = tree
+                    results.append(r)
+                    pair[tree] = r
+                    _print_row(r, args)
+                if len(pair) == 2:
+                    key = "step_s" if device == "cuda" else "step_cpu_s"
+                    ratio = pair["baseline"][key] / pair["lsap"][key]
+                    what = "wall" if device == "cuda" else "CPU"
+                    print(
+                        f"  speed-up lsap {pair['lsap']['options'] or '(defaults)'} vs baseline "
+                        f"tree, {size} px batch {batch}: x{ratio:.2f} ({what} seconds per step)"
+                    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def _print_row(r: dict, args) -> None:
+    print(
+        f"  {r['tree']:<8} {r['device']:<4} {r['size']:>4} px  batch {r['batch']:>2}: "
+        f"step {r['step_s'] * 1e3:9.1f} ms ({r['steps_timed']} timed)  "
+        f"{r['steps_per_s']:7.2f} steps/s  {r['images_per_s']:8.4f} img/s = "
+        f"{r['s_per_image']:8.1f} s/image per {args.steps_per_inversion} steps  "
+        f"SNCD share {100 * r['sncd_share_direct']:5.2f} % direct "
+        f"({100 * r['sncd_share_difference']:+6.2f} % by difference)  "
+        f"peak {r['peak_mem_mb']:8.0f} MB  CPU {r['step_cpu_s'] * 1e3:9.1f} ms/step",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

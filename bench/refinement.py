@@ -8,6 +8,7 @@ the per-call overhead (copying the generator, Adam's state, the final render, th
 
     python bench/refinement.py                                  # CPU, 256 and 1024 px, config-f
     python bench/refinement.py --device all --resolutions 1024  # CPU and, if present, CUDA
+    python bench/refinement.py --device cuda --resolutions 1024 --autocast bf16 --tf32
 
 The generator has random weights and LPIPS a random AlexNet backbone (``backbone: random``): the
 arithmetic of real weights is the same, and nothing is downloaded. The CPU columns give process
@@ -55,6 +56,12 @@ def worker(args) -> dict:
     out["threads"] = torch.get_num_threads()
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
+    options = {}  # refinement.autocast / refinement.tf32, only when asked for
+    if args.autocast:
+        options["autocast"] = args.autocast
+    if args.tf32:
+        options["tf32"] = True
+    out["options"] = options
     for name, locality in (("off", None), ("on_every_step", loc)):
         stamps: list[float] = []
         cpu_stamps: list[float] = []  # process CPU time: robust on a shared machine
@@ -75,6 +82,7 @@ def worker(args) -> dict:
             terms=terms,
             locality=locality,
             on_step=on_step,
+            **options,
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -112,6 +120,8 @@ def main() -> None:
     p.add_argument("--pti-steps", type=int, default=350, help="steps of the run extrapolated to")
     p.add_argument("--interval", type=int, default=50, help="regulariser interval extrapolated to")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument("--autocast", default=None, help="refinement.autocast, e.g. bf16")
+    p.add_argument("--tf32", action="store_true", help="refinement.tf32")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -128,6 +138,8 @@ def main() -> None:
             cmd += ["--resolutions", str(res), "--timed-steps", str(args.timed_steps)]
             cmd += ["--pti-steps", str(args.pti_steps), "--interval", str(args.interval)]
             cmd += ["--threads", str(args.threads)]
+            cmd += ["--autocast", args.autocast] if args.autocast else []
+            cmd += ["--tf32"] * args.tf32
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 print(f"{device} {res}px failed:\n{proc.stderr[-2000:]}")
@@ -136,7 +148,8 @@ def main() -> None:
             rows.append(row)
     print(
         f"PTI, {args.pti_steps} steps, batch 1, regulariser every {args.interval} steps when on; "
-        f"torch {torch.__version__}, {rows[0]['threads'] if rows else '?'} CPU threads"
+        f"torch {torch.__version__}, {rows[0]['threads'] if rows else '?'} CPU threads, "
+        f"options {rows[0]['options'] if rows else '?'}"
     )
     head = (
         "device", "px", "step off", "step +reg", "steps/s off", "steps/s on",

@@ -315,3 +315,57 @@ def test_lsap_o_result_ignores_pixels_outside_the_valid_region(tmp_path):
     moved = invert(inside)
     assert not torch.equal(base.w_plus, moved.w_plus)
     assert not torch.equal(base.metrics["mse"], moved.metrics["mse"])
+
+
+def test_training_folders_fit_photos_and_augment_inside_the_valid_region(tmp_path):
+    from lsap.systems.datamodule import ImageFolderDataModule
+
+    tiny = ValidRegion.from_config(
+        [6, 0, 20, 28], 32
+    )  # off-centre: a flip of the frame would move it
+    for i in range(2):
+        _stripes(64 + 16 * i, 40, 0).save(tmp_path / f"p{i}.png")
+    kw = {"size": 32, "batch_size": 2, "val_batch_size": 2, "num_workers": 0}
+    dm = ImageFolderDataModule(
+        str(tmp_path), str(tmp_path), hflip=1.0, crop_scale=(0.5, 0.5), crop=tiny, **kw
+    )
+    dm.setup("fit")
+    val = next(iter(dm.val_dataloader()))["images"]
+    assert val.shape == (2, 3, 32, 32)
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[6:26, 0:28] = False
+    assert (val[:, :, outside] == FILL).all()
+    train = next(iter(dm.train_dataloader()))["images"]
+    assert (train[:, :, outside] == FILL).all()  # augmentation never moves padding in
+    assert not torch.equal(train.sort(0).values, val.sort(0).values)  # it did augment
+
+
+def test_the_demo_shows_and_writes_the_valid_region(tmp_path):
+    from lsap.cli.demo import run
+    from lsap.config import compose as compose_config
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _stripes(40, 40, 5).save(folder / "square.png")
+    cfg = compose_config(
+        "demo",
+        [
+            "generator=tiny_wide",
+            f"data.path={folder}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "alignment.num_samples=2000",
+            "inversion.steps=3",
+            "editing.sefa.components=[0]",
+        ],
+    )
+    cfg.paths.output_dir = str(tmp_path / "out")
+    run(cfg)
+    out = tmp_path / "out"
+    pngs = [out / "originals" / "square.png", *(out / "methods").glob("*/reconstructions/*.png")]
+    assert len(pngs) == 3  # the original, projector and lsap_o
+    assert all(Image.open(p).size == (32, 24) for p in pngs)
+    original = pil_to_tensor(Image.open(out / "originals" / "square.png").convert("RGB"))
+    assert original[0].max() < 0.5  # the photo's red bands were cut off, not squashed in
+    grid = Image.open(out / "grids" / "reconstructions.png")
+    assert grid.size == (3 * (96 + 2) + 2, 72 + 2 + 2)  # one row of three 96 x 72 cells
+    assert 'height="72"' in (out / "report.html").read_text()  # 96 px wide 4:3 cells

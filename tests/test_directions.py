@@ -239,6 +239,50 @@ def test_codes_of_an_inversion_run_give_the_encoders_directions_and_per_layer_on
     assert e.value.path == str(run_dir)
 
 
+def test_mean_difference_directions_of_image_codes_edit_generator_samples(
+    from_images, toy, tmp_path
+):
+    """Encoder codes of images do not vary like the generator's W (their covariance has much
+    smaller eigenvalues), so a boundary normal fitted in whitened codes separates held-out codes
+    yet hardly edits; the class-mean difference (fit.method=mean_difference) moves fresh generator
+    samples towards the attribute and away from it (the shipped classifier's mean probability)."""
+    first_run, overrides, _ = from_images
+    G, classifier = toy
+    md = run_directions(tmp_path, *overrides, "fit.method=mean_difference")["directions"]
+    assert md["beard"]["heldout_auc"] > 0.8 and md["skin_tone"]["heldout_pearson_r"] > 0.8, md
+    w = G.mapping(sample_z(200, G.z_dim, seed=11))
+    before = classify_codes(G, classifier, w, 200)
+    a = classifier.names.index("beard")
+    moved = {}
+    for method, folder in (("boundary", first_run), ("mean_difference", tmp_path)):
+        d = torch.load(folder / "directions" / "beard.pt", weights_only=True)
+        moved[method] = [
+            float(classify_codes(G, classifier, w + f * d, 200)[:, a].mean() - before[:, a].mean())
+            for f in (-6.0, 6.0)
+        ]
+    assert moved["mean_difference"][1] > 0.3 and moved["mean_difference"][0] < -0.05, moved
+    assert moved["mean_difference"][1] > 2 * moved["boundary"][1], moved
+
+
+def test_mean_difference_direction_is_the_class_mean_difference_and_the_regression_slope():
+    from lsap.editing.fitting import mean_difference_direction
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4, generator=g)
+    y = (torch.arange(50) % 3 == 0).float()
+    d = mean_difference_direction(x, y, kind="binary")
+    expected = x[y == 1].mean(0) - x[y == 0].mean(0)
+    torch.testing.assert_close(d, expected / expected.norm())
+    t = torch.rand(50, generator=g)
+    codes = t[:, None] * torch.tensor([3.0, 0, -4, 0]) + 0.01 * torch.randn(50, 4, generator=g)
+    d = mean_difference_direction(codes, t, kind="scalar")
+    torch.testing.assert_close(d, torch.tensor([0.6, 0, -0.8, 0]), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="one class"):
+        mean_difference_direction(x, torch.ones(50), kind="binary")
+    with pytest.raises(ValueError, match="constant"):
+        mean_difference_direction(x, torch.ones(50), kind="scalar")
+
+
 # -- bad labels files ----------------------------------------------------------------------------
 def write_faces(folder, n=6):
     write_toy_images(folder, n, seed=9)
@@ -298,6 +342,14 @@ def test_labels_naming_missing_images_fail_in_one_line_from_the_command(tmp_path
     assert not (tmp_path / "run" / "directions.json").exists()
 
 
+def test_one_attribute_may_be_given_without_a_list():
+    from lsap.cli.directions import attribute_list
+
+    assert attribute_list("smile") == ["smile"] and attribute_list(None) is None
+    assert attribute_list([]) is None
+    assert attribute_list(["smile", "beard"]) == ["smile", "beard"]
+
+
 def test_labels_csv_names_and_kinds(tmp_path):
     """Names as lsap-invert names images (sub/a.png -> sub__a; with or without suffix); binary
     columns are inferred from 0/1 values and can be forced scalar; one class cannot be fitted."""
@@ -322,3 +374,53 @@ def test_roc_auc_counts_ties_half_and_orders_by_score():
     assert roc_auc(torch.ones(6), labels) == 0.5
     # positives 3, 2, 9 against negatives 1, 2, 0: 3 + (2 + one tie) + 3 = 8.5 of 9 pairs
     assert roc_auc(torch.tensor([1, 2, 3, 2, 0, 9.0]), labels) == pytest.approx(8.5 / 9)
+
+
+def test_a_non_square_generator_shows_classifier_and_encoder_its_valid_region(tmp_path):
+    """generator.crop: the classifier reads generated frames as image files are read into the
+    frame (the valid region, FILL outside), and labelled images are fitted to the valid region."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from lsap.editing.labelled_images import encode_files
+    from lsap.nets.crop import FILL
+    from lsap.nets.stylegan2 import broadcast_w
+
+    G = generator_from_config(compose("directions", ["generator=tiny_wide"]).generator)
+    top, left, h, w = G.crop.box_at(G.resolution)
+    assert (h, w) != (G.resolution, G.resolution)
+    seen = []
+
+    class Spy:
+        names, sha256 = ["a"], "spy"
+        config = SimpleNamespace(resolution=G.resolution, kinds=["scalar"])
+
+        def predict(self, images):
+            seen.append(images)
+            return images.mean((1, 2, 3))[:, None]
+
+    codes = G.mapping(sample_z(3, G.z_dim, seed=0))
+    classify_codes(G, Spy(), codes, 3)
+    frames = seen[0]
+    expected = G.synthesis(broadcast_w(codes, G.num_ws, G.w_dim), noise_mode="const")
+    inside = frames[..., top : top + h, left : left + w]
+    torch.testing.assert_close(inside, expected[..., top : top + h, left : left + w])
+    outside = frames.clone()
+    outside[..., top : top + h, left : left + w] = FILL
+    assert (outside == FILL).all() and not (expected == FILL).all()
+
+    Image.new("RGB", (48, 36), (200, 30, 30)).save(tmp_path / "car.png")
+    got = []
+    encode_files(
+        [tmp_path / "car.png"],
+        ["car"],
+        lambda names, images: got.append(images) or torch.zeros(1, G.num_ws, G.w_dim),
+        resolution=G.resolution,
+        batch_size=1,
+        box=(top, left, h, w),
+    )
+    frame = got[0][0]
+    assert (frame[:, top : top + h, left : left + w] > 0.5).any()  # the red photo fills the box
+    frame[:, top : top + h, left : left + w] = FILL
+    assert (frame == FILL).all()

@@ -60,9 +60,11 @@ def test_generator_entry_is_the_published_network(domain):
         r: c for r, c in CONFIG_F_CHANNELS.items() if r <= resolution
     }
     assert g.get("crop") == crop
-    if crop is not None:  # inside the square, whole rows and columns
-        top, left, h, w = crop
-        assert top >= 0 and left >= 0 and top + h <= resolution and left + w <= resolution
+    if crop is not None:  # the box the valid-region code accepts, at the encoders' 256 px too
+        from lsap.nets.crop import ValidRegion
+
+        region = ValidRegion.from_config(crop, resolution)
+        assert region.box_at(256) == tuple(v * 256 // resolution for v in crop)  # e4e: 32:224
     # NVlabs stylegan2-ada pickles clamp activations at 256; the TF conversions do not
     assert arch.conv_clamp == (256 if file.endswith(".pkl") else None)
 
@@ -197,8 +199,9 @@ def test_cars_named_ganspace_edits_are_e4es(tmp_path):
 
 @pytest.mark.slow
 def test_invert_with_the_moco_term_lowers_it_and_reports_moco_id(tmp_path):
-    """lsap-invert with a domain's MoCo id term (the stand-in, on the tiny generator): the term
-    falls over the steps, and the per-image id column is MoCo's cosine (shared with the loss)."""
+    """lsap-invert with a domain's MoCo id term (the stand-in, on the tiny generator with a
+    non-square valid region): the term falls over the steps, and the per-image id column is
+    MoCo's cosine (shared with the loss)."""
     import csv
 
     from invert_helpers import FAST, make_images
@@ -209,6 +212,7 @@ def test_invert_with_the_moco_term_lowers_it_and_reports_moco_id(tmp_path):
     make_images(tmp_path / "in", 2, nested=0, bad=False)
     cfg = compose_invert(
         *FAST,
+        "generator=tiny_wide",  # a 32 x 24 valid region, as cars: the term sees only that
         "similarity@loss.options.id=moco",  # what generator=<non-face domain> picks by itself
         "loss.options.id.weights=random",
         "loss.id=1.0",  # the id term alone: no pixel, alignment or latent-noise pull

@@ -42,10 +42,18 @@ log = logging.getLogger(__name__)
 LABEL_SOURCES = ("samples", "images")
 
 
+def attribute_list(value: Any) -> list[str] | None:
+    """``labels.attributes`` as a list (one name given as ``labels.attributes=smile`` too); None
+    (every attribute) for null or an empty list."""
+    if value is None:
+        return None
+    return [str(value)] if isinstance(value, str) else [str(a) for a in value] or None
+
+
 def from_samples(labels: Any, G: Any, device: torch.device):
     """Codes [N, w_dim], labels [N, A], attributes, kinds and a description of the source."""
     classifier = load_toy_classifier(labels.classifier, device)
-    wanted = list(labels.attributes or classifier.names)
+    wanted = attribute_list(labels.attributes) or list(classifier.names)
     unknown = [a for a in wanted if a not in classifier.names]
     if unknown:
         raise ValueError(
@@ -79,7 +87,7 @@ def from_samples(labels: Any, G: Any, device: torch.device):
 def from_images(labels: Any, code_source: Any, G: Any, device: torch.device):
     """Codes [N, num_ws, w_dim], labels [N, A], attributes, kinds and a description of the source."""
     csv = Path(labels.csv) if labels.csv else Path(labels.images) / "labels.csv"
-    attributes = list(labels.attributes) if labels.attributes else None
+    attributes = attribute_list(labels.attributes)
     table = read_labels_csv(csv, attributes, dict(labels.kinds or {}))
     files = image_files(table, labels.images)  # every row names an image of the folder
     info: dict[str, Any] = {"source": "images", "labels_csv": str(csv), "images": labels.images}
@@ -107,6 +115,7 @@ def from_images(labels: Any, code_source: Any, G: Any, device: torch.device):
             resolution=G.resolution,
             batch_size=int(labels.batch_size),
             device=device,
+            box=G.crop.box_at(G.resolution) if G.crop is not None else None,
         )
         info["code_source"] = source.describe()
     return w_plus, table.values, table.attributes, table.kinds, info

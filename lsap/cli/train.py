@@ -69,6 +69,8 @@ def build_system(cfg: DictConfig):
         optimizer=plain(cfg.optimizer),
         noise_mode=cfg.system.noise_mode,
         val_noise_mode=cfg.system.val_noise_mode,
+        autocast=cfg.system.autocast,
+        tf32=bool(cfg.system.tf32),
     )
 
 

@@ -238,6 +238,7 @@ def load_image_and_crop(
     Args:
         align: optional face alignment; one with an ``align(img) -> (crop, quad [4, 2])`` method
             (``lsap.data.align.FaceAligner``) also gives the crop's place in the photo.
+        box: a non-square generator's valid region in the frame (:func:`fit_to_frame`).
 
     Returns:
         ``(image [3, size, size] in [-1, 1], crop)``: ``crop`` is the :class:`PhotoCrop` (the

@@ -27,6 +27,7 @@ from lsap.editing.interfacegan import FIT_KINDS, fit_direction
 log = logging.getLogger(__name__)
 
 FIT_LAYERS = ("mean", "per_layer")
+FIT_METHODS = ("boundary", "mean_difference")
 DIRECTIONS_DIR = "directions"
 SUMMARY_FILE = "directions.json"
 
@@ -36,14 +37,19 @@ class FitSettings:
     """The ``fit`` and ``split`` settings of ``conf/directions.yaml``, typed once.
 
     Attributes:
+        method: "boundary" (InterFaceGAN: the normal of a linear boundary fitted in whitened
+            codes, :func:`lsap.editing.fit_direction`) or "mean_difference" (the codes' mean
+            difference between the classes, or their regression on a scalar label,
+            :func:`mean_difference_direction`).
         layers: W+ codes -> fitting codes: "mean" (the mean over the w+ layers; one [w_dim]
             direction) or "per_layer" (one boundary per layer; a [num_ws, w_dim] direction with
             unit rows). W codes [N, w_dim] are fitted as they are either way.
-        l2, balanced, max_iter: :func:`lsap.editing.fit_direction`'s settings.
+        l2, balanced, max_iter: :func:`lsap.editing.fit_direction`'s settings (boundary only).
         heldout: share of the codes held out for scoring, in (0, 1).
         split_seed: seed of the random held-out split (one split for every attribute).
     """
 
+    method: str
     layers: str
     l2: float
     balanced: bool
@@ -52,6 +58,8 @@ class FitSettings:
     split_seed: int
 
     def __post_init__(self) -> None:
+        if self.method not in FIT_METHODS:
+            raise ValueError(f"fit.method must be one of {FIT_METHODS}, got {self.method!r}")
         if self.layers not in FIT_LAYERS:
             raise ValueError(f"fit.layers must be one of {FIT_LAYERS}, got {self.layers!r}")
         if not 0 < self.heldout < 1:
@@ -64,6 +72,7 @@ class FitSettings:
     @classmethod
     def from_config(cls, fit: Mapping[str, Any], split: Mapping[str, Any]) -> FitSettings:
         return cls(
+            method=str(fit["method"]),
             layers=str(fit["layers"]),
             l2=float(fit["l2"]),
             balanced=bool(fit["balanced"]),
@@ -189,6 +198,50 @@ def projections(codes: Tensor, mean: Tensor, direction: Tensor) -> Tensor:
     return (x * direction).sum((1, 2))
 
 
+def mean_difference_direction(codes: Tensor, labels: Tensor, *, kind: str) -> Tensor:
+    """The direction along which the codes' mean moves with the label, unit length.
+
+    Binary labels: ``mean(codes | 1) - mean(codes | 0)``; scalar labels: the least-squares slope
+    of the codes on the label, ``sum_i (x_i - mean x)(y_i - mean y) / sum_i (y_i - mean y)^2``.
+    Unlike a boundary normal (``Sigma^-1`` times this), it stays in the directions along which the
+    codes vary, which is what moves the image when the codes' covariance is not the generator's
+    (codes of an encoder; see docs/commands/lsap-directions.md).
+
+    Args:
+        codes: [N, w_dim]; labels: [N] (binary: 0/1).
+
+    Returns:
+        float32 [w_dim] on ``codes``' device, pointing towards label 1 / larger values.
+
+    Raises:
+        ValueError: a binary label of one class, a constant scalar label, non-finite values.
+    """
+    if codes.ndim != 2 or labels.shape != (codes.shape[0],):
+        raise ValueError(
+            f"expected codes [N, w_dim] and labels [N], got {tuple(codes.shape)}, {tuple(labels.shape)}"
+        )
+    x, y = codes.detach().double().cpu(), labels.detach().double().cpu()
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("codes and labels must be finite")
+    if kind == "binary":
+        if not ((y == 0) | (y == 1)).all():
+            raise ValueError("binary labels must be 0 or 1 (threshold probabilities first)")
+        if y.min() == y.max():
+            raise ValueError("binary labels hold only one class: no direction to fit")
+        d = x[y == 1].mean(0) - x[y == 0].mean(0)
+    elif kind == "scalar":
+        yc = y - y.mean()
+        if float(yc.square().sum()) == 0:
+            raise ValueError("scalar labels are constant: no direction to fit")
+        d = (x - x.mean(0)).T @ yc / yc.square().sum()
+    else:
+        raise ValueError(f"kind must be one of {FIT_KINDS}, got {kind!r}")
+    norm = d.norm()
+    if not torch.isfinite(norm) or norm == 0:
+        raise ValueError("the codes do not move with the label (zero mean difference)")
+    return (d / norm).to(codes.device, torch.float32)
+
+
 def fit_attribute(
     attribute: str,
     kind: str,
@@ -210,17 +263,21 @@ def fit_attribute(
     """
     if kind not in FIT_KINDS:
         raise ValueError(f"attribute {attribute!r}: kind must be one of {FIT_KINDS}, got {kind!r}")
-    fit = dict(kind=kind, l2=settings.l2, balanced=settings.balanced, max_iter=settings.max_iter)
+    if settings.method == "boundary":
+        opts = dict(l2=settings.l2, balanced=settings.balanced, max_iter=settings.max_iter)
+
+        def fit(x: Tensor) -> Tensor:
+            return fit_direction(x, train_labels, kind=kind, **opts)
+    else:
+
+        def fit(x: Tensor) -> Tensor:
+            return mean_difference_direction(x, train_labels, kind=kind)
+
     try:
         if train_codes.ndim == 2:
-            direction = fit_direction(train_codes, train_labels, **fit)  # [w_dim]
-        else:
-            direction = torch.stack(
-                [
-                    fit_direction(train_codes[:, k], train_labels, **fit)
-                    for k in range(train_codes.shape[1])
-                ]
-            )  # [num_ws, w_dim], unit rows
+            direction = fit(train_codes)  # [w_dim]
+        else:  # [num_ws, w_dim], unit rows
+            direction = torch.stack([fit(train_codes[:, k]) for k in range(train_codes.shape[1])])
     except ValueError as e:
         raise ValueError(f"attribute {attribute!r}: {e}") from None
     direction = direction.cpu()

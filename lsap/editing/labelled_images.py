@@ -72,9 +72,11 @@ def encode_files(
     resolution: int,
     batch_size: int,
     device: torch.device | str = "cpu",
+    box: tuple[int, int, int, int] | None = None,
 ) -> Tensor:
-    """w_plus [N, num_ws, w_dim] (CPU) of image files, read at ``resolution``
-    (``lsap.data.images.load_image``) and coded by ``encode`` in batches.
+    """w_plus [N, num_ws, w_dim] (CPU) of image files, read into ``resolution`` px frames
+    (``lsap.data.images.load_image``; ``box``: a non-square generator's valid region in that
+    frame, ``G.crop.box_at(resolution)``) and coded by ``encode`` in batches.
 
     Raises:
         LsapFileError naming an unreadable image.
@@ -84,6 +86,6 @@ def encode_files(
     out = []
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
-        images = torch.stack([load_image(f, resolution) for f in batch]).to(device)
+        images = torch.stack([load_image(f, resolution, box=box) for f in batch]).to(device)
         out.append(encode(names[start : start + batch_size], images).float().cpu())
     return torch.cat(out)

@@ -69,12 +69,18 @@ class LabelledSamples:
 @torch.no_grad()
 def classify_codes(G: Any, classifier: AttributeClassifier, w: Tensor, batch_size: int) -> Tensor:
     """The classifier's predictions [N, A] (CPU) of the images of W codes [N, w_dim] (all layers,
-    constant noise); images are resized (area) to the classifier's input size when it differs."""
+    constant noise); images are resized (area) to the classifier's input size when it differs.
+
+    A non-square generator's frames (``G.crop``, ``lsap.nets.crop.ValidRegion``) are shown as
+    image files are read into its frame: the valid region, ``FILL`` (black) outside it."""
     device = G.w_avg.device
     size = int(classifier.config.resolution)
+    crop = getattr(G, "crop", None)
     out = []
     for chunk in w.split(batch_size):
         images = G.synthesis(broadcast_w(chunk.to(device), G.num_ws, G.w_dim), noise_mode="const")
+        if crop is not None:
+            images = crop.place(crop.crop(images), images.shape[-1])
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="area")
         out.append(classifier.predict(images).float().cpu())

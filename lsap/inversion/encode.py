@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lsap.core.precision import precision
 from lsap.losses.base import LossInputs
 from lsap.nets.crop import ValidRegion, crop_valid, fit_size, resize_valid
 from lsap.nets.stylegan2 import Generator
@@ -92,6 +93,8 @@ def encoder_objective(
     noise_mode: str = "random",
     layers: list[int] | None = None,
     crop: ValidRegion | None = None,
+    autocast: str | None = None,
+    tf32: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
     """One evaluation of the encoder-training objective (LSAP_E; e4e/pSp when sncd is 0).
 
@@ -105,6 +108,11 @@ def encoder_objective(
         crop: the generator's valid region (``G.crop``): the encoder sees the valid region of
             ``images`` (:func:`encoder_input` at its ``input_size``) and the objective, built
             with the same region, compares only it; None = square images as they are.
+        autocast: None (float32) or "bf16" / "fp16": encoder, generator and loss under
+            ``torch.autocast`` (``lsap.core.precision``); the codes are cast back to float32
+            before the generator and the latent terms see them, the loss is returned float32, the
+            weights (and the optimiser's state) stay float32. GPU option.
+        tf32: allow TF32 matmuls/convolutions (CUDA Ampere+). GPU option.
 
     Returns:
         ``(loss, values, w_plus, reconstructions)``: the batch-mean weighted loss (scalar), each
@@ -112,9 +120,17 @@ def encoder_objective(
         images resized to S, [N, 3, S, S].
     """
     size = int(getattr(encoder, "input_size", images.shape[-1]))
-    w_plus = encoder(images if crop is None else encoder_input(images, size, crop))
-    # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
-    recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
-    inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
-    total, values = objective(inputs)
+    with precision(images.device, autocast, tf32):
+        # float32 codes whatever the autocast
+        w_plus = encoder(images if crop is None else encoder_input(images, size, crop)).float()
+        # generator output resized to the input: area pooling down (pSp's face pool), bilinear up
+        recon = encoder_input(G.synthesis(w_plus, noise_mode=noise_mode), images.shape[-1])
+        inputs = LossInputs(images=recon, targets=images, w_plus=w_plus, layers=layers)
+        total, values = objective(inputs)
+    if autocast is not None:
+        total, values, recon = (
+            total.float(),
+            {k: v.float() for k, v in values.items()},
+            recon.float(),
+        )
     return total.mean(), values, w_plus, recon

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lsap.inversion.precision import precision
+from lsap.core.compile import compiled
+from lsap.core.precision import precision
 from lsap.inversion.schedules import Schedule
+from lsap.inversion.static import StaticAdam, capture
 from lsap.losses import LossInputs, Objective
 from lsap.losses.latent import normalize_noise_
 from lsap.nets.sampling import iter_w
@@ -73,6 +75,8 @@ def optimize_latents(
     callback: StepCallback | None = None,
     autocast: str | None = None,
     tf32: bool = False,
+    compile: str | None = None,
+    cuda_graphs: bool = False,
 ) -> InversionResult:
     """Invert a batch of images by Adam on their latent codes (StyleGAN2 projector / LSAP_O).
 
@@ -97,8 +101,15 @@ def optimize_latents(
         callback: called as ``callback(step, {"loss": [N], <term>: [N]})`` after every step with
             device tensors (no host sync is forced).
         autocast: None (float32) or "bf16" / "fp16": generator and loss under ``torch.autocast``;
-            codes, noise maps, Adam and the summed loss stay float32 (``lsap.inversion.precision``).
+            codes, noise maps, Adam and the summed loss stay float32 (``lsap.core.precision``).
         tf32: allow TF32 matmuls/convolutions inside the loop (CUDA).
+        compile: None, or a ``torch.compile`` backend ("inductor", "aot_eager", ...;
+            ``lsap.core.compile``) for the step's forward (generator and loss) and, through
+            AOTAutograd, its backward.
+        cuda_graphs: run the static-shape loop (``lsap.inversion.static``): Adam with tensor
+            state, learning rate and latent noise written into buffers between steps, the step
+            captured as one CUDA graph and replayed on CUDA (run eagerly elsewhere). Same
+            results as the regular loop up to float rounding.
 
     Returns:
         :class:`InversionResult` with codes, final images, noise maps and per-step loss terms.
@@ -129,13 +140,45 @@ def optimize_latents(
     start = _start_codes(G, init, N, device, dtype)  # [N, num_ws, w_dim]
     code = (start.mean(1) if space == "w" else start).clone().requires_grad_(True)
     noise = _initial_noise(G, rngs, device, dtype) if optimize_noise else None
-    params = [code, *(noise or [])]
-    optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
     if w_std is None:
         w_std = latent_std(G) if schedule.noise_factor > 0 else 0.0
 
+    def loss(w: Tensor, noise: list[Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """codes [N, w_dim] or [N, num_ws, w_dim] -> (total [N], {term: [N]}), float32."""
+        w_plus = broadcast_w(w, num_ws, w_dim)  # [N, num_ws, w_dim]
+        with precision(device, autocast, tf32):
+            images = G.synthesis(w_plus, noise_mode="const", noise=noise)  # [N, 3, R, R]
+            total, terms = objective(
+                LossInputs(images=images, targets=targets, w_plus=w_plus, noise=noise)
+            )
+        return total.to(dtype), {k: v.to(dtype) for k, v in terms.items()}
+
+    loss = compiled(loss, compile)
     names = ["loss", *objective.terms.keys()]
     history = {k: torch.zeros(steps, N, device=device, dtype=dtype) for k in names}
+    run = _static_loop if cuda_graphs else _regular_loop
+    run(code, noise, loss, history, rngs, lr, betas, schedule, w_std, steps, callback)
+
+    with torch.no_grad():
+        w_plus = broadcast_w(code.detach(), num_ws, w_dim).contiguous()
+        images = G.synthesis(w_plus, noise_mode="const", noise=noise)
+    return InversionResult(
+        w_plus=w_plus.clone(),
+        images=images,
+        noise=[n.detach().clone() for n in noise] if noise is not None else None,
+        history={k: v.cpu() for k, v in history.items()},
+    )
+
+
+def _latent_noise(rngs: list[torch.Generator], shape, device, dtype) -> Tensor:
+    """One standard-normal code perturbation per image [N, *shape], from each image's generator."""
+    return torch.stack([torch.randn(shape, generator=g) for g in rngs]).to(device, dtype)
+
+
+def _regular_loop(code, noise, loss, history, rngs, lr, betas, schedule, w_std, steps, callback):
+    """torch.optim.Adam, one step at a time (the reference loop)."""
+    params = [code, *(noise or [])]
+    optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
     for step in range(steps):
         t = step / steps
         for group in optimizer.param_groups:
@@ -143,15 +186,8 @@ def optimize_latents(
         w = code
         strength = w_std * schedule.noise_scale(t)
         if strength > 0:
-            eps = torch.stack([torch.randn(code.shape[1:], generator=g) for g in rngs])
-            w = code + strength * eps.to(device, dtype)
-        w_plus = broadcast_w(w, num_ws, w_dim)  # [N, num_ws, w_dim]
-        with precision(device, autocast, tf32):
-            images = G.synthesis(w_plus, noise_mode="const", noise=noise)  # [N, 3, R, R]
-            total, terms = objective(
-                LossInputs(images=images, targets=targets, w_plus=w_plus, noise=noise)
-            )
-        total, terms = total.to(dtype), {k: v.to(dtype) for k, v in terms.items()}
+            w = code + strength * _latent_noise(rngs, code.shape[1:], code.device, code.dtype)
+        total, terms = loss(w, noise)
         # Summed per-sample losses keep the images independent; autograd.grad (not backward)
         # leaves the generator's parameters and their .grad untouched.
         grads = torch.autograd.grad(total.sum(), params, allow_unused=True)
@@ -166,15 +202,48 @@ def optimize_latents(
         if callback is not None:
             callback(step, values)
 
-    with torch.no_grad():
-        w_plus = broadcast_w(code.detach(), num_ws, w_dim).contiguous()
-        images = G.synthesis(w_plus, noise_mode="const", noise=noise)
-    return InversionResult(
-        w_plus=w_plus.clone(),
-        images=images,
-        noise=[n.detach().clone() for n in noise] if noise is not None else None,
-        history={k: v.cpu() for k, v in history.items()},
-    )
+
+def _static_loop(code, noise, loss, history, rngs, lr, betas, schedule, w_std, steps, callback):
+    """The regular loop's steps on static tensors, captured as one CUDA graph on CUDA.
+
+    Between steps only buffers are written (learning rate, noise strength, latent noise); the step
+    itself reads and writes the same tensors every time and never waits for the host.
+    """
+    params = [code, *(noise or [])]
+    adam = StaticAdam(params, lr, betas)
+    strength = torch.zeros((), device=code.device, dtype=code.dtype)
+    eps = torch.zeros_like(code)  # the step's latent noise [N, ...], times strength (0 = none)
+
+    def step() -> dict[str, Tensor]:
+        total, terms = loss(code + strength * eps, noise)
+        grads = torch.autograd.grad(total.sum(), params, allow_unused=True)
+        adam.step(
+            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+        )
+        if noise is not None:
+            normalize_noise_(noise)
+        return {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def prepare(step_index: int) -> None:
+        t = step_index / steps
+        adam.set_lr(lr * schedule.lr_scale(t))
+        s = w_std * schedule.noise_scale(t)
+        strength.fill_(s)
+        if s > 0:  # the same draws, in the same order, as the regular loop
+            eps.copy_(_latent_noise(rngs, code.shape[1:], code.device, code.dtype))
+
+    if steps == 0:
+        return
+    prepare(0)
+    run = capture(step, adam.state())
+    for i in range(steps):
+        if i > 0:
+            prepare(i)
+        values = run()
+        for k, v in values.items():
+            history[k][i].copy_(v)
+        if callback is not None:
+            callback(i, {k: h[i] for k, h in history.items()})
 
 
 def _start_codes(

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lsap.core.compile import check_backend
 from lsap.core.plain import plain
+from lsap.core.precision import autocast_dtype
 from lsap.inversion.optimize import latent_std
-from lsap.inversion.precision import autocast_dtype
 from lsap.inversion.schedules import Schedule
 from lsap.nets.stylegan2 import Generator
 
@@ -49,6 +50,8 @@ class InversionSettings:
     w_std_seed: int
     autocast: str | None = None  # optional key: GPU option, "bf16" | "fp16" | null
     tf32: bool = False  # optional key: GPU option
+    compile: str | None = None  # optional key: torch.compile backend of the step, null = off
+    cuda_graphs: bool = False  # optional key: static-shape loop captured as a CUDA graph
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -66,7 +69,8 @@ class InversionSettings:
         """
         cfg = plain(cfg)
         names = [f.name for f in dataclasses.fields(cls)]
-        optional = ("autocast", "tf32")  # precision options: configs without them run float32
+        # speed options: configs without them run the plain float32 loop
+        optional = ("autocast", "tf32", "compile", "cuda_graphs")
         missing = [k for k in names if k not in cfg and k not in optional]
         unknown = sorted(set(cfg) - set(names))
         if missing or unknown:
@@ -84,6 +88,8 @@ class InversionSettings:
             w_std_seed=int(cfg["w_std_seed"]),
             autocast=autocast_dtype(cfg.get("autocast")) and str(cfg["autocast"]),
             tf32=bool(cfg.get("tf32", False)),
+            compile=check_backend(cfg.get("compile")),
+            cuda_graphs=bool(cfg.get("cuda_graphs", False)),
         )
 
     def w_std(self, G: Generator) -> float:
@@ -104,6 +110,8 @@ class InversionSettings:
             "w_std": self.w_std(G) if w_std is None else float(w_std),
             "autocast": self.autocast,
             "tf32": self.tf32,
+            "compile": self.compile,
+            "cuda_graphs": self.cuda_graphs,
         }
 
 

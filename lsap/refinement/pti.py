@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lsap.core.hashing import tensors_sha256
+from lsap.core.precision import autocast_dtype, precision
 from lsap.losses import LossInputs, LossTerm, Objective, build_objective
 from lsap.nets.stylegan2 import Generator
 from lsap.refinement.locality import Locality, locality_codes, locality_loss
@@ -156,6 +157,8 @@ def pivotal_tuning(
     pivot_sha256: str | None = None,
     seed: int = 0,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    autocast: str | None = None,
+    tf32: bool = False,
 ) -> PTIResult:
     """Fine-tune copies of ``generator``'s synthesis network so the pivots reproduce the targets.
 
@@ -188,6 +191,10 @@ def pivotal_tuning(
             a mismatch with ``generator.sha256`` is an error.
         seed: seed of the regulariser's samples (the same seed gives the same samples).
         on_step: called as ``on_step(generator_index, step, values)`` after each step (logging).
+        autocast: None (float32) or "bf16" / "fp16": the tuned generator, the original one (the
+            regulariser) and the loss run under ``torch.autocast``; the tuned weights, Adam's state
+            and the summed loss stay float32 (``lsap.core.precision``). GPU option.
+        tf32: allow TF32 matmuls/convolutions while tuning (CUDA Ampere+). GPU option.
 
     Returns:
         :class:`PTIResult` with the tuned generators, their per-step losses and reconstructions.
@@ -209,6 +216,7 @@ def pivotal_tuning(
     unknown = set(weights) - set(PTI_TERMS)
     if unknown:
         raise ValueError(f"PTI weights are {PTI_TERMS}; unknown {sorted(unknown)}")
+    autocast_dtype(autocast)  # a bad name fails before any work
     loc = Locality.from_any(locality)
     if loc is not None and not loc.enabled:
         loc = None
@@ -253,6 +261,8 @@ def pivotal_tuning(
             # depend on which other images share its call (batches, shards, resumed runs)
             rng=torch.Generator().manual_seed(seed),
             on_step=(lambda s, v, g=g: on_step(g, s, v)) if on_step is not None else None,
+            autocast=autocast,
+            tf32=tf32,
         )
         with torch.no_grad():
             images.append(_render(tuned, pivots[idx], noise, idx, N, noise_mode))
@@ -269,6 +279,8 @@ def pivotal_tuning(
         "locality": None if loc is None else loc.__dict__.copy(),
         "early_stop_lpips": early_stop_lpips,
         "seed": seed,
+        "autocast": autocast,
+        "tf32": tf32,
         "base_sha256": generator.sha256,
     }
     return result
@@ -321,6 +333,8 @@ def _tune_one(
     batch_size: int | None,
     rng: torch.Generator,
     on_step: Callable[[int, dict[str, float]], None] | None,
+    autocast: str | None = None,
+    tf32: bool = False,
 ) -> tuple[Generator, dict[str, Tensor], int]:
     tuned = copy.deepcopy(base)
     tuned.requires_grad_(False)
@@ -339,8 +353,10 @@ def _tune_one(
         for step in range(steps):
             sel = _batch(step, bs, B, targets.device)
             n = [m[sel] if m.shape[0] == B else m for m in noise] if noise is not None else None
-            img = tuned.synthesis(pivots[sel], noise_mode=noise_mode, noise=n)
-            total, values = objective(LossInputs(images=img, targets=targets[sel]))
+            with precision(targets.device, autocast, tf32):
+                img = tuned.synthesis(pivots[sel], noise_mode=noise_mode, noise=n)
+                total, values = objective(LossInputs(images=img, targets=targets[sel]))
+            total, values = total.float(), {k: v.float() for k, v in values.items()}
             if early_stop_lpips is not None and bool(
                 (values["lpips"].detach() < early_stop_lpips).all()
             ):
@@ -357,8 +373,9 @@ def _tune_one(
                     truncation=loc.truncation,
                     rng=rng,
                 )
-                reg, _ = locality_loss(tuned, base, codes, loc_objective, noise_mode=noise_mode)
-                loss = loss + loc.weight * reg
+                with precision(targets.device, autocast, tf32):
+                    reg, _ = locality_loss(tuned, base, codes, loc_objective, noise_mode=noise_mode)
+                loss = loss + loc.weight * reg.float()
                 loc_value = float(reg.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lsap.alignment import sncd
 from lsap.alignment.anchors import anchors_from_config
 from lsap.core.errors import CheckpointError
+from lsap.core.precision import autocast_dtype
 from lsap.core.rng import rng_states, set_rng_states
 from lsap.inversion.encode import encoder_objective
 from lsap.io import generator_from_config
@@ -64,6 +65,9 @@ class EncoderSystem(pl.LightningModule):
         optimizer: a ``_partial_`` optimiser config, called with the encoder's parameters.
         noise_mode: generator noise in training ("random" as pSp/e4e/LSAP, or "const").
         val_noise_mode: generator noise in validation ("const": reproducible).
+        autocast: GPU option, None (float32) or "bf16": the training and validation steps under
+            bf16 autocast with float32 weights, codes and loss (``encoder_objective``).
+        tf32: GPU option: TF32 matmuls/convolutions in the steps (CUDA Ampere+).
     """
 
     def __init__(
@@ -76,6 +80,8 @@ class EncoderSystem(pl.LightningModule):
         optimizer: Mapping[str, Any],
         noise_mode: str = "random",
         val_noise_mode: str = "const",
+        autocast: str | None = None,
+        tf32: bool = False,
     ) -> None:
         super().__init__()
         from hydra.utils import instantiate
@@ -123,6 +129,8 @@ class EncoderSystem(pl.LightningModule):
         self._frozen = {"G": G, "objective": objective.eval(), "scorer": scorer}
         self._anchors = [t.clone() for t in anchors]
         self.noise_mode, self.val_noise_mode = noise_mode, val_noise_mode
+        autocast_dtype(autocast)  # a bad name fails at construction
+        self.autocast, self.tf32 = autocast, bool(tf32)
 
         from torchmetrics import MeanMetric
 
@@ -229,6 +237,8 @@ class EncoderSystem(pl.LightningModule):
             noise_mode=self.noise_mode if stage == "train" else self.val_noise_mode,
             layers=self.loss_layers,
             crop=self.G.crop,
+            autocast=self.autocast,
+            tf32=self.tf32,
         )
         if self._wd is not None:  # e4e's adversarial term, D frozen here
             adv = self._wd.adversarial_loss(w_plus, self.loss_layers)
