@@ -172,6 +172,7 @@ def main() -> None:
         paired_comparison,
         pairs_table,
     )
+    from lsap.demo.settings import DemoSettings
 
     overrides = [
         f"data.toy.num_images={args.num_images}",
@@ -184,15 +185,16 @@ def main() -> None:
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("demo", overrides=overrides)
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    setup = build_setup(cfg, device)
-    inputs = build_data(cfg.data, resolution=setup.G.resolution)
+    settings = DemoSettings.from_config(cfg)
+    device = resolve_device(settings.device)
+    setup = build_setup(settings, device)
+    inputs = build_data(settings.data, resolution=setup.G.resolution)
     toy = [inputs.names[i] for i in inputs.indices(TOY)]
     c = compare_methods(
         setup,
         inputs,
-        seed=int(cfg.seed),
-        batch_size=int(cfg.batch_size),
+        seed=settings.seed,
+        batch_size=settings.batch_size,
         cache_dir=Path(args.out).parent / "inversions",
         cache_extra=OmegaConf.to_yaml(cfg.loss) + OmegaConf.to_yaml(cfg.inversion),
     )

@@ -222,8 +222,18 @@ def test_edits_fall_back_to_sefa_without_directions(tmp_path):
     G = _tiny_G()
     dirs = save_directions(random_directions(G.w_dim, ["smile"], seed=3), tmp_path)
     editing = {
-        "interfacegan": {"directions": {"smile": dirs["smile"]}, "factors": [-1.0, 1.0]},
-        "sefa": {"components": [0, 1], "factors": [2.0]},
+        "interfacegan": {
+            "directions": {"smile": dirs["smile"]},
+            "layers": "all",
+            "factors": [-1.0, 1.0],
+        },
+        "sefa": {
+            "layers": "all",
+            "components": [0, 1],
+            "edit_layers": None,
+            "channel_normalized": False,
+            "factors": [2.0],
+        },
     }
     assert [e.name for e in build_demo_edits(editing, G)] == ["interfacegan/smile"]
     editing["interfacegan"]["directions"] = {"smile": "asset:toy32/directions/no_such.pt"}

@@ -21,6 +21,8 @@ from lsap.data.toy_cars import (
     valid_crop,
 )
 
+SETTINGS = {"seed": 0, "val_seed": 1, "resolution": 32, "batch_size": 4, "num_workers": 0}
+
 
 def base_labels(**changes: float) -> np.ndarray:
     lab = {a.name: (0.0 if a.kind == "binary" else 0.5) for a in ATTRIBUTES}
@@ -126,7 +128,7 @@ def test_dataset_datamodule_and_writer(tmp_path):
     assert toy_dataset("cars") is ToyCars and toy_attributes("cars") == ATTRIBUTES
     with pytest.raises(ValueError, match="unknown toy domain"):
         toy_dataset("boats")
-    data = ToyFacesDataModule(8, 4, batch_size=4, domain="cars")
+    data = ToyFacesDataModule(8, 4, **SETTINGS, domain="cars")
     data.setup()
     batch = next(iter(data.train_dataloader()))
     assert batch["images"].shape == (4, 3, 32, 32) and batch["labels"].shape == (4, 11)
@@ -149,10 +151,10 @@ def test_datamodule_checks_the_generator_crop():
     from lsap.systems.toy_data import ToyFacesDataModule
 
     region = SimpleNamespace(box=[4, 0, 24, 32], resolution=32)  # ValidRegion's fields used
-    ToyFacesDataModule(4, domain="cars", crop=region)
+    ToyFacesDataModule(4, 0, **SETTINGS, domain="cars", crop=region)
     with pytest.raises(ValueError, match="not the toy faces' picture"):
-        ToyFacesDataModule(4, domain="faces", crop=region)
+        ToyFacesDataModule(4, 0, **SETTINGS, domain="faces", crop=region)
     with pytest.raises(ValueError, match="not the toy cars' picture"):
         ToyFacesDataModule(
-            4, domain="cars", crop=SimpleNamespace(box=[0, 0, 24, 32], resolution=32)
+            4, 0, **SETTINGS, domain="cars", crop=SimpleNamespace(box=[0, 0, 24, 32], resolution=32)
         )

@@ -17,6 +17,7 @@ from torch import Tensor
 from lsap.alignment.style import normalize_styles
 from lsap.core.atomic import atomic_torch_save
 from lsap.core.cache import read_cache
+from lsap.core.plain import settings_dict
 from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator
 
@@ -98,10 +99,16 @@ def _read_cache(path: Path, G: Generator, num_samples: int, seed: int) -> list[T
 def anchors_from_config(G: Generator, cfg: Mapping[str, Any]) -> list[Tensor]:
     """:func:`compute_anchors` with the ``alignment`` config group (``conf/alignment/default.yaml``:
     ``num_samples``, ``seed``, ``batch_size``, ``cache_dir``); the one place the group is read."""
+    cfg = settings_dict(
+        cfg,
+        ("num_samples", "seed", "batch_size", "cache_dir"),
+        what="the alignment config",
+        see="conf/alignment/default.yaml",
+    )
     return compute_anchors(
         G,
         int(cfg["num_samples"]),
         int(cfg["seed"]),
         batch_size=int(cfg["batch_size"]),
-        cache_dir=cfg.get("cache_dir"),
+        cache_dir=cfg["cache_dir"],
     )

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +29,39 @@ from lsap.core.errors import LsapFileError
 log = logging.getLogger(__name__)
 
 
-def prepare_images(cfg: DictConfig, folder: Path) -> Path:
+def prepare_images(c: Mapping[str, Any], folder: Path) -> Path:
     """The first ``num_images`` of ``images`` (or held-out toy faces) copied into ``folder``."""
-    n = int(cfg.num_images)
+    n = int(c["num_images"])
     folder.mkdir(parents=True, exist_ok=True)
-    if cfg.images:
+    if c["images"]:
         from lsap.data import list_images
 
-        for f in list_images(cfg.images)[:n]:
+        for f in list_images(c["images"])[:n]:
             shutil.copy(f, folder / f.name)
     else:
         from lsap.data.toy import write_toy_images
 
-        t = cfg.heldout.toy
-        write_toy_images(folder, n, seed=int(t.seed), start=int(t.start))
+        t = c["heldout"]["toy"]
+        write_toy_images(folder, n, seed=int(t["seed"]), start=int(t["start"]))
         (folder / "labels.csv").unlink(missing_ok=True)
     return folder
 
 
-def run_short_sweep(cfg: DictConfig, out: Path) -> Path:
+def run_short_sweep(c: Mapping[str, Any], out: Path) -> Path:
     """``lsap-invert -m <invert_overrides> loss.sncd=<weights>`` into ``out/sweep``."""
-    images = prepare_images(cfg, out / "images")
+    images = prepare_images(c, out / "images")
     sweep_dir = out / "sweep"
-    weights = ",".join(f"{float(w):g}" for w in cfg.weights)
-    if not any(float(w) == 0.0 for w in cfg.weights):
+    weights = ",".join(f"{float(w):g}" for w in c["weights"])
+    if not any(float(w) == 0.0 for w in c["weights"]):
         raise ValueError("calibration weights must include 0 (the no-SNCD baseline)")
     cmd = [
         sys.executable,
         "-m",
         "lsap.cli.invert",
         "-m",
-        *[str(o) for o in cfg.invert_overrides],
+        *[str(o) for o in c["invert_overrides"]],
         f"data.path={images}",
-        f"paths.cache_dir={cfg.paths.cache_dir}",
+        f"paths.cache_dir={c['paths']['cache_dir']}",
         f"paths.log_dir={out / 'logs'}",
         f"hydra.sweep.dir={sweep_dir}",
         f"loss.sncd={weights}",
@@ -81,23 +82,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from lsap.sweeps.plots import write_plots
     from lsap.sweeps.report import markdown, sweep_report, write_report
 
-    out = Path(cfg.paths.output_dir)
-    sweep_dir = Path(cfg.sweep_dir) if cfg.sweep_dir else run_short_sweep(cfg, out)
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    c = OmegaConf.to_container(
+        cfg, resolve=True, throw_on_missing=True
+    )  # the one reading of the config
+    out = Path(c["paths"]["output_dir"])
+    sweep_dir = Path(c["sweep_dir"]) if c["sweep_dir"] else run_short_sweep(c, out)
     report = sweep_report(
         sweep_dir,
-        editability=plain["editability"],
-        heldout=plain["heldout"],
-        samples=plain["samples"],
-        device=resolve_device(str(cfg.device)),
-        batch_size=int(cfg.batch_size),
+        editability=c["editability"],
+        heldout=c["heldout"],
+        samples=c["samples"],
+        device=resolve_device(str(c["device"])),
+        batch_size=int(c["batch_size"]),
     )
     if report.baseline() is None:
         raise LsapFileError(sweep_dir, "no loss.sncd=0 job: calibration needs the baseline")
-    choices = calibrate_report(report, plain["calibration"])
+    choices = calibrate_report(report, c["calibration"])
     if not choices:
         raise LsapFileError(sweep_dir, "no curve with a baseline and another weight to calibrate")
-    prov = provenance(config=cfg, generator_sha256=report.reference.get("generator_sha256"))
+    prov = provenance(config=c, generator_sha256=report.reference.get("generator_sha256"))
     write_report(report, out, provenance=prov)
     write_plots(report, out)
     result = {

@@ -25,27 +25,29 @@ def run(cfg: DictConfig) -> dict:
     from lsap.data.paste import PasteMask
     from lsap.demo.build import build_setup, load_generator_for_demo
     from lsap.demo.pipeline import run_demo
+    from lsap.demo.settings import DemoSettings
 
-    device = resolve_device(cfg.device)
-    G = load_generator_for_demo(cfg, device)
+    settings = DemoSettings.from_config(cfg)  # the one reading of the config
+    device = resolve_device(settings.device)
+    G = load_generator_for_demo(settings.generator, device)
     # photos fill a non-square generator's valid region (generator.crop)
     crop = {"crop": G.crop} if G.crop is not None else {}
-    inputs = build_data(cfg.data, resolution=G.resolution, **crop)  # bad data.path fails early
-    setup = build_setup(cfg, device, G)
+    inputs = build_data(settings.data, resolution=G.resolution, **crop)  # bad data.path fails early
+    setup = build_setup(settings, device, G)
     results = run_demo(
         setup,
         inputs,
-        cfg.paths.output_dir,
-        seed=int(cfg.seed),
-        batch_size=int(cfg.batch_size),
-        edit_images=int(cfg.report.edit_images),
-        cell_size=int(cfg.report.cell_size),
-        provenance=provenance(config=cfg, generator=setup.G, seed=cfg.seed),
+        settings.output_dir,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        edit_images=settings.edit_images,
+        cell_size=settings.cell_size,
+        provenance=provenance(config=settings.config, generator=setup.G, seed=settings.seed),
         started=started,
-        paste=PasteMask.from_config(cfg.get("paste_back")),
+        paste=PasteMask.from_config(settings.paste_back),
     )
     print(results["summary"])
-    print(f"report: {cfg.paths.output_dir}/report.html")
+    print(f"report: {settings.output_dir}/report.html")
     return results
 
 

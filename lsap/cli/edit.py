@@ -25,6 +25,7 @@ from lsap.cli._common import check_config_dir, config_dir, one_line_errors, reso
 from lsap.cli._runtime import build_loggers, finish_loggers, log_to
 from lsap.cli._threads import set_num_threads
 from lsap.core.errors import LsapFileError
+from lsap.core.plain import plain
 from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import load_crop_photo, save_image, save_photo, tensor_to_uint8
@@ -67,21 +68,27 @@ def generator_for_codes(generator: Any, codes: str, device: torch.device) -> Any
 
 def run(cfg: DictConfig) -> dict:
     """Edit ``cfg.codes`` with every edit of ``cfg.editing``; return the summary written to edit.json."""
-    device = resolve_device(cfg.device)
-    G = generator_for_codes(cfg.generator, cfg.codes, device)
-    specs = build_edits(cfg.editing, G)
+    c = plain(
+        cfg, throw_on_missing=True
+    )  # the one reading of the config: plain values from here on
+    device = resolve_device(c["device"])
+    G = generator_for_codes(c["generator"], c["codes"], device)
+    specs = build_edits(c["editing"], G)
     if not specs:
         raise ValueError(
             "no edits configured: choose editing=sefa|ganspace|interfacegan and give directions, "
             "e.g. +editing.interfacegan.directions.age=/path/age.pt"
         )
-    codes = CodeSet(cfg.codes, G.num_ws, G.w_dim, sha256=generator_shas(G), strict=cfg.strict)
-    paste = PasteMask.from_config(cfg.get("paste_back"))
-    out = Path(cfg.paths.output_dir)
-    prov = provenance(config=cfg, generator=G)
+    codes = CodeSet(
+        c["codes"], G.num_ws, G.w_dim, sha256=generator_shas(G), strict=bool(c["strict"])
+    )
+    paste = PasteMask.from_config(c["paste_back"])
+    out = Path(c["paths"]["output_dir"])
+    prov = provenance(config=c, generator=G)
+    grid_max = int(c["grid"]["max_images"])
     grid_rows: dict[str, list[list[torch.Tensor]]] = {s.name: [] for s in specs}
     written = skipped = tuned_count = pasted = 0
-    bs = int(cfg.batch_size)
+    bs = int(c["batch_size"])
     for start in range(0, len(codes), bs):
         idx = list(range(start, min(start + bs, len(codes))))
         recs = [codes[i] for i in idx]
@@ -90,7 +97,7 @@ def run(cfg: DictConfig) -> dict:
         for spec in specs:
             folder = out / "edits" / spec.name
             todo = [j for j, r in enumerate(recs) if not (folder / f"{r.name}.pt").is_file()]
-            in_grid = [j for j, i in enumerate(idx) if i < cfg.grid.max_images]
+            in_grid = [j for j, i in enumerate(idx) if i < grid_max]
             sel = sorted(set(todo) | set(in_grid))
             skipped += len(recs) - len(todo)
             if not sel:
@@ -104,7 +111,7 @@ def run(cfg: DictConfig) -> dict:
                 spec.edit,
                 spec.factors,
                 noise,
-                batch_size=int(cfg.synthesis_batch_size),
+                batch_size=int(c["synthesis_batch_size"]),
             )
             for k, j in enumerate(sel):
                 rec = recs[j]
@@ -150,7 +157,7 @@ def run(cfg: DictConfig) -> dict:
             save_grid(grid, path)
             grids[spec.name] = grid
     summary = {
-        "codes": str(cfg.codes),
+        "codes": str(c["codes"]),
         "num_codes": len(codes),
         "written": written,
         "skipped_existing": skipped,
@@ -168,7 +175,7 @@ def run(cfg: DictConfig) -> dict:
         "provenance": prov,
     }
     atomic_write_json(out / "edit.json", summary)
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(c["logger"])
     try:
         images = {
             f"edit/{name}": tensor_to_uint8(g).permute(1, 2, 0).numpy() for name, g in grids.items()

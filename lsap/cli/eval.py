@@ -21,9 +21,10 @@ import logging
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lsap.alignment.anchors import anchors_from_config
 from lsap.cli._common import check_config_dir, config_dir, die_with_launcher, one_line_errors
@@ -35,6 +36,7 @@ from lsap.cli._runtime import (
     log_to,
 )
 from lsap.cli._threads import set_num_threads
+from lsap.core.plain import plain
 from lsap.core.provenance import provenance
 from lsap.data.grid import image_grid, save_grid
 from lsap.data.images import tensor_to_uint8
@@ -69,25 +71,28 @@ DEFINITIONS = {
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate every method of ``cfg.methods``; return the results (as written to eval.json)."""
-    rank, world, device, created = init_distributed(cfg.device)
+    c = plain(
+        cfg, throw_on_missing=True
+    )  # the one reading of the config: plain values from here on
+    rank, world, device, created = init_distributed(c["device"])
     try:
-        return _run(cfg, rank, world, device)
+        return _run(c, rank, world, device)
     finally:
         close_distributed(created)
 
 
-def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
-    if not cfg.methods:
+def _run(c: dict[str, Any], rank: int, world: int, device) -> dict:
+    if not c["methods"]:
         raise ValueError("no methods given: methods='{e4e: dirA, lsap_e: dirB}'")
-    G = generator_from_config(cfg.generator, device)
+    G = generator_from_config(c["generator"], device)
     methods, two_stage, refined = [], [], set()
-    for n, p in cfg.methods.items():
-        m = open_method(str(n), p, G, strict=cfg.strict)
+    for n, p in c["methods"].items():
+        m = open_method(str(n), p, G, strict=c["strict"])
         images_after = Path(p) / REFINED_DIR
-        if cfg.two_stage and m.tuned:  # refined by PTI: score the first stage alone, then both
+        if c["two_stage"] and m.tuned:  # refined by PTI: score the first stage alone, then both
             methods += [replace(m, tuned=False), replace(m, name=f"{n}+pti")]
             two_stage.append({"method": str(n), "none": str(n), "pti": f"{n}+pti"})
-        elif cfg.two_stage and m.codes is not None and images_after.is_dir():
+        elif c["two_stage"] and m.codes is not None and images_after.is_dir():
             # refined without saved tuned generators: the refined images are the PTI result
             methods += [m, open_method(f"{n}+pti", images_after, G)]
             refined.add(f"{n}+pti")
@@ -96,15 +101,15 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             methods.append(m)
             refinement = "pti" if m.tuned else "none"
             two_stage.append({"method": str(n), "none": None, "pti": None, refinement: str(n)})
-    pairs = match_originals(cfg.originals, methods, on_missing=cfg.on_missing)
-    mcfg = cfg.metrics
+    pairs = match_originals(c["originals"], methods, on_missing=c["on_missing"])
+    mcfg = c["metrics"]
     anchors = None
-    if mcfg.sncd and any(m.codes is not None for m in methods):
-        anchors = anchors_from_config(G, cfg.alignment)
-    edits = build_edits(cfg.get("editing"), G)
-    scorer = build_scorer(OmegaConf.to_container(mcfg, resolve=True), crop=G.crop).to(device)
-    out = Path(cfg.paths.output_dir)
-    originals = str(cfg.originals) if cfg.originals else "image_path recorded in the codes"
+    if mcfg["sncd"] and any(m.codes is not None for m in methods):
+        anchors = anchors_from_config(G, c["alignment"])
+    edits = build_edits(c.get("editing"), G)  # an optional group (editing: null by default)
+    scorer = build_scorer(mcfg, crop=G.crop).to(device)
+    out = Path(c["paths"]["output_dir"])
+    originals = str(c["originals"]) if c["originals"] else "image_path recorded in the codes"
     results: dict = {"methods": {}, "originals": originals, "num_originals": len(pairs)}
     cells = {}
     for m in methods:
@@ -116,14 +121,14 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
             scorer=scorer,
             anchors=anchors,
             edits=edits,
-            edit_metrics=list(mcfg.editing),
-            image_size=cfg.image_size,
-            batch_size=int(cfg.batch_size),
-            num_workers=int(cfg.num_workers),
+            edit_metrics=list(mcfg["editing"]),
+            image_size=c["image_size"],
+            batch_size=int(c["batch_size"]),
+            num_workers=int(c["num_workers"]),
             rank=rank,
             world_size=world,
-            grid_images=int(cfg.grid.max_images),
-            grid_size=int(cfg.grid.size),
+            grid_images=int(c["grid"]["max_images"]),
+            grid_size=int(c["grid"]["size"]),
         )
         results["methods"][m.name] = {
             "path": str(m.path),
@@ -137,12 +142,12 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
         cells[m.name] = r.grid
         if rank == 0:
             _write_rows(out / "per_image" / f"{m.name}.csv", rows)
-    if cfg.two_stage:
+    if c["two_stage"]:
         results["two_stage"] = two_stage
     results["edits"] = describe_edits(edits)
     results["definitions"] = DEFINITIONS
-    results["notes"] = metric_notes(OmegaConf.to_container(mcfg, resolve=True))
-    results["provenance"] = provenance(config=cfg, generator=G, world_size=world)
+    results["notes"] = metric_notes(mcfg)
+    results["provenance"] = provenance(config=c, generator=G, world_size=world)
     results = _json_safe(results)
     if rank != 0:
         return results
@@ -155,7 +160,7 @@ def _run(cfg: DictConfig, rank: int, world: int, device) -> dict:
     for key, g in grids.items():
         save_grid(g, out / "grids" / f"{key.replace('/', '__')}.png")
     print(md)
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(c["logger"])
     try:
         log_to(
             loggers,

@@ -10,7 +10,9 @@ run left.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -33,79 +35,89 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> Path:
     """Invert ``cfg.data.path`` into ``cfg.paths.output_dir``; return that folder."""
     from lsap.config import build_data
+    from lsap.core.plain import plain
     from lsap.core.provenance import provenance
     from lsap.data import list_images
     from lsap.data.paste import PasteMask
-    from lsap.inversion.settings import result_settings
+    from lsap.inversion.settings import InversionSettings, result_settings
     from lsap.inversion.sources import build_code_source
     from lsap.io import generator_from_config
+    from lsap.refinement.settings import RefinementSettings
     from lsap.systems.instantiate import build_trainer
     from lsap.systems.inversion import InversionSystem
     from lsap.systems.inversion_callbacks import InversionLogging, InversionProgressBar
     from lsap.systems.writer import InversionWriter
 
-    output_dir = Path(cfg.paths.output_dir)
-    list_images(cfg.data.path)  # fail fast on a missing or empty input, before loading networks
-    G = generator_from_config(cfg.generator, "cpu")  # the trainer moves it to its device
-    source = build_code_source(cfg.code_source, G)
-    refinement = str(cfg.refinement.name)
+    c = plain(
+        cfg, throw_on_missing=True
+    )  # the one reading of the config: plain values and typed settings from here on
+    inversion = InversionSettings.from_config(c["inversion"])
+    refinement = RefinementSettings.from_config(c["refinement"])  # bad PTI settings: before work
+    output_dir = Path(c["paths"]["output_dir"])
+    list_images(c["data"]["path"])  # fail fast on a missing or empty input, before the networks
+    G = generator_from_config(c["generator"], "cpu")  # the trainer moves it to its device
+    source = build_code_source(c["code_source"], G)
     system = InversionSystem(
         G,
-        loss=cfg.loss,
-        inversion=cfg.inversion,
-        alignment=cfg.alignment,
-        metrics=cfg.metrics,
-        seed=cfg.seed,
+        loss=c["loss"],
+        inversion=inversion,
+        alignment=c["alignment"],
+        metrics=c["metrics"],
+        seed=int(c["seed"]),
         code_source=source,
-        refinement=cfg.refinement,
+        refinement=refinement,
     )
     data = build_data(  # the data=images entry: lsap.systems.data.InversionDataModule
-        cfg.data,
+        c["data"],
         output_dir=output_dir,
         size=G.resolution,
-        device=_device(cfg),
+        device=_device(c["trainer"]),
         generator_sha256=G.sha256,
-        refinement=refinement,
+        refinement=refinement.name,
         code_source=source.name,
-        settings=result_settings(cfg, source.describe()),  # a resume must not mix settings
+        settings=result_settings(c, source.describe()),  # a resume must not mix settings
         crop=G.crop,  # photos fill the generator's valid region (generator.crop)
     )
     record = provenance(
-        config=cfg,
+        config=c,
         generator=G,
-        seed=cfg.seed,
+        seed=int(c["seed"]),
         code_source=source.describe(),
-        refinement=refinement,
+        refinement=refinement.name,
     )
     writer = InversionWriter(
         output_dir,
         record,
-        cfg.save_noise,
+        bool(c["save_noise"]),
         refinement=refinement,
-        save_generators=cfg.refinement.get("save"),
-        base_path=cfg.generator.get("path"),
-        paste=PasteMask.from_config(cfg.get("paste_back")),
+        base_path=c["generator"]["path"],
+        paste=PasteMask.from_config(c["paste_back"]),
     )
-    callbacks = [writer, InversionLogging(output_dir, curves=cfg.log.curves, grid=cfg.log.grid)]
-    if cfg.trainer.get("enable_progress_bar", True):
+    log_cfg = c["log"]
+    callbacks = [
+        writer,
+        InversionLogging(output_dir, curves=log_cfg["curves"], grid=log_cfg["grid"]),
+    ]
+    if c["trainer"].get("enable_progress_bar", True):  # Lightning's own default
         callbacks.append(InversionProgressBar())
     # Shards come from our own sampler: Lightning's DistributedSampler would pad with duplicates.
     trainer = build_trainer(
-        cfg.trainer, logger=cfg.logger, callbacks=callbacks, use_distributed_sampler=False
+        c["trainer"], logger=c["logger"], callbacks=callbacks, use_distributed_sampler=False
     )
     try:
         trainer.predict(system, datamodule=data, return_predictions=False)
     finally:
         finish_wandb()
-    _check_some_image_read(cfg.data.path, writer.summary)
+    _check_some_image_read(c["data"]["path"], writer.summary)
     return output_dir
 
 
-def _device(cfg: DictConfig) -> str:
-    """The device the trainer will run on: "cuda" when it may pick a GPU and one is present."""
+def _device(trainer: Mapping[str, Any]) -> str:
+    """The device the ``trainer`` config will run on: "cuda" when it may pick a GPU and one is
+    present."""
     import torch
 
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    accelerator = str(trainer.get("accelerator", "auto"))  # Lightning's own default
     return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 

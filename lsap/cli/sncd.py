@@ -14,6 +14,7 @@ from lsap.alignment import sncd_batched
 from lsap.alignment.anchors import anchors_from_config
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
 from lsap.cli._threads import set_num_threads
+from lsap.core.plain import plain
 from lsap.core.provenance import provenance
 from lsap.io import atomic_write_json, generator_from_config, load_codes
 from lsap.nets import iter_w
@@ -23,16 +24,21 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     """Score codes with SNCD; print a table, write ``cfg.output`` (JSON), return the results."""
-    device = resolve_device(cfg.device)
-    G = generator_from_config(cfg.generator, device)
-    anchors = anchors_from_config(G, cfg.alignment)
-    if cfg.codes:
-        codes = load_codes(cfg.codes, G.num_ws, G.w_dim)
-        source = str(cfg.codes)
+    c = plain(
+        cfg, throw_on_missing=True
+    )  # the one reading of the config: plain values from here on
+    seed, batch_size = int(c["seed"]), int(c["batch_size"])
+    device = resolve_device(c["device"])
+    G = generator_from_config(c["generator"], device)
+    anchors = anchors_from_config(G, c["alignment"])
+    if c["codes"]:
+        codes = load_codes(c["codes"], G.num_ws, G.w_dim)
+        source = str(c["codes"])
     else:
-        codes = torch.cat(list(iter_w(G, cfg.num_codes, seed=cfg.seed, batch_size=cfg.batch_size)))
-        source = f"{cfg.num_codes} samples of the generator (seed {cfg.seed})"
-    total, per_layer = sncd_batched(G, codes, anchors, batch_size=cfg.batch_size)
+        num = int(c["num_codes"])
+        codes = torch.cat(list(iter_w(G, num, seed=seed, batch_size=batch_size)))
+        source = f"{num} samples of the generator (seed {seed})"
+    total, per_layer = sncd_batched(G, codes, anchors, batch_size=batch_size)
     expected = [1.0 - float(x.norm()) for x in anchors]
     results = {
         "codes": source,
@@ -43,11 +49,11 @@ def run(cfg: DictConfig) -> dict:
         "per_layer": [float(x) for x in per_layer.mean(0)],
         "sampled_expectation_per_layer": expected,
         "definition": "SNCD = sum over w+ layers of 1 - cos(n_i, a_i); sncd_layer_mean = SNCD / num_ws",
-        "provenance": provenance(config=cfg, generator=G, seed=cfg.seed),
+        "provenance": provenance(config=c, generator=G, seed=seed),
     }
     _print_table(results)
-    atomic_write_json(cfg.output, results)
-    log.info("wrote %s", cfg.output)
+    atomic_write_json(c["output"], results)
+    log.info("wrote %s", c["output"])
     return results
 
 

@@ -50,30 +50,32 @@ def run(cfg: DictConfig):
     from lsap.sweeps.plots import write_plots
     from lsap.sweeps.report import markdown, sweep_report, write_report
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    c = OmegaConf.to_container(
+        cfg, resolve=True, throw_on_missing=True
+    )  # the one reading of the config
     report = sweep_report(
-        cfg.dir,
-        editability=plain["editability"],
-        heldout=plain["heldout"],
-        samples=plain["samples"],
-        device=resolve_device(str(cfg.device)),
-        batch_size=int(cfg.batch_size),
+        c["dir"],
+        editability=c["editability"],
+        heldout=c["heldout"],
+        samples=c["samples"],
+        device=resolve_device(str(c["device"])),
+        batch_size=int(c["batch_size"]),
     )
-    calibrate_report(report, plain.get("calibration"))
-    out = Path(cfg.paths.output_dir)
-    files = write_report(report, out, provenance=provenance(config=cfg))
+    calibrate_report(report, c.get("calibration"))  # the calibration group is optional here
+    out = Path(c["paths"]["output_dir"])
+    files = write_report(report, out, provenance=provenance(config=c))
     plots = write_plots(report, out)
     md = markdown(report)
     print(md)
     log.info("sweep report of %d jobs in %s", len(report.rows), out)
-    _log(cfg, report, md, plots)
+    _log(c["logger"], report, md, plots)
     return report, [*files, *plots.values()]
 
 
-def _log(cfg: DictConfig, report, md: str, plots: dict[str, Path]) -> None:
+def _log(logger: Any, report, md: str, plots: dict[str, Path]) -> None:
     from lsap.cli._runtime import build_loggers, finish_loggers, log_to
 
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(logger)
     if not loggers:
         return
     import math

@@ -11,12 +11,13 @@ Everything is in ``conf/train.yaml`` and its groups; outputs go to the run folde
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lsap.cli._common import (
     check_config_dir,
@@ -57,26 +58,17 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     return str(ckpt_path)
 
 
-def build_system(cfg: DictConfig):
+def build_system(cfg: Mapping[str, Any]):
     """The :class:`~lsap.systems.encoder.EncoderSystem` a ``train`` config describes."""
     from lsap.systems.encoder import EncoderSystem
+    from lsap.systems.encoder_settings import EncoderTrainingSettings
 
-    return EncoderSystem(
-        encoder=plain(cfg.encoder),
-        generator=plain(cfg.generator),
-        loss=plain(cfg.loss),
-        alignment=plain(cfg.alignment),
-        optimizer=plain(cfg.optimizer),
-        noise_mode=cfg.system.noise_mode,
-        val_noise_mode=cfg.system.val_noise_mode,
-        autocast=cfg.system.autocast,
-        tf32=bool(cfg.system.tf32),
-    )
+    return EncoderSystem(EncoderTrainingSettings.from_config(cfg))
 
 
-def _trainer_overrides(cfg: DictConfig) -> dict[str, Any]:
+def _trainer_overrides(c: Mapping[str, Any]) -> dict[str, Any]:
     over: dict[str, Any] = {}
-    strategy = cfg.trainer.get("strategy")
+    strategy = c["trainer"].get("strategy")  # absent: Lightning's own default
     if isinstance(strategy, str) and strategy in _DDP_STRATEGIES:
         over["strategy"] = _DDP_STRATEGIES[strategy]
     from lightning_fabric.plugins.environments import SLURMEnvironment
@@ -86,8 +78,8 @@ def _trainer_overrides(cfg: DictConfig) -> dict[str, Any]:
 
         over["plugins"] = [
             SLURMEnvironment(
-                auto_requeue=bool(cfg.slurm.auto_requeue),
-                requeue_signal=getattr(signal, cfg.slurm.requeue_signal),
+                auto_requeue=bool(c["slurm"]["auto_requeue"]),
+                requeue_signal=getattr(signal, c["slurm"]["requeue_signal"]),
             )
         ]
     return over
@@ -115,22 +107,24 @@ def train(cfg: DictConfig) -> TrainResult:
     from lsap.io.encoders import save_encoder
     from lsap.systems.instantiate import build_trainer, instantiate_group
 
-    pl.seed_everything(int(cfg.seed), workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    system = build_system(cfg)
+    c = plain(cfg, throw_on_missing=True)  # the one reading of the config: plain values from here
+    seed = int(c["seed"])
+    pl.seed_everything(seed, workers=True)
+    output_dir = Path(c["paths"]["output_dir"])
+    system = build_system(c)
     # a non-square generator's valid region (generator.crop) shapes the photos and augmentation
     crop = system.G.crop
-    datamodule = build_data(cfg.data, **({"crop": crop} if crop is not None else {}))
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    if not cfg.get("logger"):  # Lightning refuses a LearningRateMonitor without a logger
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    datamodule = build_data(c["data"], **({"crop": crop} if crop is not None else {}))
+    callbacks = instantiate_group(c["callbacks"])
+    if not c["logger"]:  # Lightning refuses a LearningRateMonitor without a logger
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    trainer_cfg = dict(c["trainer"])
     ckpt_path = resolve_ckpt_path(trainer_cfg.pop("ckpt_path", None), output_dir)
     trainer = build_trainer(
-        trainer_cfg, logger=cfg.get("logger"), callbacks=callbacks, **_trainer_overrides(cfg)
+        trainer_cfg, logger=c["logger"], callbacks=callbacks, **_trainer_overrides(c)
     )
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(c)
     try:
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
@@ -144,9 +138,9 @@ def train(cfg: DictConfig) -> TrainResult:
                 generator_sha256=system.G.sha256,
                 crop=system.G.crop.box if system.G.crop is not None else None,
                 provenance=provenance(
-                    config=cfg,
+                    config=c,
                     generator=system.G,
-                    seed=int(cfg.seed),
+                    seed=seed,
                     global_step=trainer.global_step,
                 ),
             )

@@ -1,4 +1,4 @@
-"""The demo's pieces from its config (``conf/demo.yaml`` and ``conf/demo/<generator>.yaml``):
+"""The demo's pieces from its settings (``lsap.demo.settings.DemoSettings``):
 generator and anchors, encoders, one objective per optimisation method, edits, metric networks,
 and the toy classifier. Used by ``lsap-demo`` and ``bench/reproduce_toy.py``.
 """
@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from lsap.config import plain
+from lsap.demo.settings import DemoSettings
 from lsap.editing.build import EditSpec, build_edits
 from lsap.inversion.settings import InversionSettings
 from lsap.metrics.scorer import Scorer
@@ -153,35 +154,35 @@ def build_demo_edits(
     return []
 
 
-def load_generator_for_demo(cfg: Mapping[str, Any], device: torch.device) -> Generator:
+def load_generator_for_demo(generator: Mapping[str, Any], device: torch.device) -> Generator:
     """The ``generator`` config's generator, in eval mode without gradients."""
     from lsap.io import generator_from_config
 
-    return generator_from_config(cfg["generator"], device).eval().requires_grad_(False)
+    return generator_from_config(generator, device).eval().requires_grad_(False)
 
 
 def build_setup(
-    cfg: Mapping[str, Any], device: torch.device, G: Generator | None = None
+    settings: DemoSettings, device: torch.device, G: Generator | None = None
 ) -> DemoSetup:
-    """All pieces from the demo config (see ``conf/demo.yaml``); ``G``: the generator when
-    already loaded (:func:`load_generator_for_demo`)."""
+    """All pieces from the demo's settings (``conf/demo.yaml``, typed by
+    :meth:`DemoSettings.from_config`); ``G``: the generator when already loaded
+    (:func:`load_generator_for_demo`)."""
     from lsap.alignment.anchors import anchors_from_config
     from lsap.assets import resolve
     from lsap.metrics.scorer import build_scorer, metric_notes
 
-    G = load_generator_for_demo(cfg, device) if G is None else G
-    anchors = anchors_from_config(G, cfg["alignment"])
-    encoders, notes = load_encoders(cfg.get("encoders"), G, device)
-    objectives = build_objectives(cfg["loss"], cfg.get("optimisation"), G, anchors)
-    settings = InversionSettings.from_config(cfg["inversion"])
-    options = settings.optimize_kwargs(G) if objectives else {}
-    edits = build_demo_edits(cfg.get("editing"), G, notes)
-    scorer = build_scorer(plain(cfg["metrics"]), crop=G.crop).to(device)
+    G = load_generator_for_demo(settings.generator, device) if G is None else G
+    anchors = anchors_from_config(G, settings.alignment)
+    encoders, notes = load_encoders(settings.encoders, G, device)
+    objectives = build_objectives(settings.loss, settings.optimisation, G, anchors)
+    options = settings.inversion.optimize_kwargs(G) if objectives else {}
+    edits = build_demo_edits(settings.editing, G, notes)
+    scorer = build_scorer(settings.metrics, crop=G.crop).to(device)
     classifier = None
-    if cfg.get("classifier"):
+    if settings.classifier:
         from lsap.io.classifier import load_toy_classifier
 
-        classifier = load_toy_classifier(resolve(cfg["classifier"]), device)
+        classifier = load_toy_classifier(resolve(settings.classifier), device)
         if classifier.config.resolution != G.resolution:
             raise ValueError(
                 f"the classifier reads {classifier.config.resolution} px images, the generator "
@@ -189,7 +190,16 @@ def build_setup(
             )
     for obj in objectives.values():
         obj.to(device)
-    notes += metric_notes(plain(cfg["metrics"]))
+    notes += metric_notes(settings.metrics)
     return DemoSetup(
-        G, list(anchors), encoders, objectives, options, edits, scorer, classifier, notes, settings
+        G,
+        list(anchors),
+        encoders,
+        objectives,
+        options,
+        edits,
+        scorer,
+        classifier,
+        notes,
+        settings.inversion,
     )

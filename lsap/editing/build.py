@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lsap.core.plain import settings_dict
 from lsap.editing.edit import Edit
 from lsap.editing.ganspace import compute_pca, ganspace_edit, load_pca
 from lsap.editing.interfacegan import interfacegan_edit
@@ -43,12 +44,35 @@ def _factors(value: Any, where: str) -> tuple[float, ...]:
     return out
 
 
+# Keys each method's settings must hold (conf/editing/<method>.yaml holds their values).
+REQUIRED = {
+    "interfacegan": ("directions", "layers", "factors"),
+    "ganspace": (
+        "num_samples",
+        "seed",
+        "batch_size",
+        "cache_dir",
+        "pca_file",
+        "mode",
+        "components",
+        "layers",
+        "edits",
+        "factors",
+    ),
+    "sefa": ("layers", "components", "edit_layers", "channel_normalized", "factors"),
+}
+
+
 def build_edits(cfg: Mapping[str, Any] | None, G: Generator) -> list[EditSpec]:
     """All edits the ``editing`` config describes, in the order methods appear in it.
 
     Args:
-        cfg: ``{method: settings}`` for methods among ``interfacegan``, ``ganspace``, ``sefa``.
+        cfg: ``{method: settings}`` for methods among ``interfacegan``, ``ganspace``, ``sefa``;
+            each method's settings hold every key of ``conf/editing/<method>.yaml``.
         G: the generator (sizes, SeFa weights, GANSpace samples).
+
+    Raises:
+        ValueError: an unknown method, a missing key (named), bad factors, repeated names.
     """
     specs: list[EditSpec] = []
     for method, c in (cfg or {}).items():
@@ -58,19 +82,22 @@ def build_edits(cfg: Mapping[str, Any] | None, G: Generator) -> list[EditSpec]:
             raise ValueError(f"unknown editing method {method!r}; expected one of {METHODS}")
         where = f"editing.{method}"
         factors = _factors(c.get("factors"), where)
+        c = settings_dict(
+            c, REQUIRED[method], what=where, see=f"conf/editing/{method}.yaml", exact=False
+        )
         if method == "interfacegan":
-            for name, path in (c.get("directions") or {}).items():
+            for name, path in (c["directions"] or {}).items():
                 entry = path if isinstance(path, Mapping) else {"path": path}
                 edit = interfacegan_edit(
                     entry["path"],
                     G.num_ws,
                     G.w_dim,
-                    layers=entry.get("layers", c.get("layers")),
+                    layers=entry.get("layers", c["layers"]),  # per direction, else the group's
                     name=f"interfacegan/{name}",
                 )
                 specs.append(EditSpec(edit, _factors(entry.get("factors", factors), where)))
         elif method == "ganspace":
-            if c.get("pca_file"):
+            if c["pca_file"]:
                 pca = load_pca(c["pca_file"])
                 if pca.w_dim != G.w_dim:
                     raise ValueError(
@@ -79,34 +106,34 @@ def build_edits(cfg: Mapping[str, Any] | None, G: Generator) -> list[EditSpec]:
             else:
                 pca = compute_pca(
                     G,
-                    int(c.get("num_samples", 100_000)),
-                    int(c.get("seed", 0)),
-                    batch_size=int(c.get("batch_size", 10_000)),
-                    cache_dir=c.get("cache_dir"),
+                    int(c["num_samples"]),
+                    int(c["seed"]),
+                    batch_size=int(c["batch_size"]),
+                    cache_dir=c["cache_dir"],
                 )
-            mode = c.get("mode", "relative")
+            mode = c["mode"]
             entries = {
-                f"pc{int(k)}": {"component": int(k), "layers": c.get("layers")}
-                for k in c.get("components") or ()
+                f"pc{int(k)}": {"component": int(k), "layers": c["layers"]}
+                for k in c["components"] or ()
             }
-            entries.update(c.get("edits") or {})
+            entries.update(c["edits"] or {})
             for name, e in entries.items():
                 edit = ganspace_edit(
                     pca,
                     int(e["component"]),
                     G.num_ws,
                     layers=e.get("layers"),
-                    mode=e.get("mode", mode),
+                    mode=e.get("mode", mode),  # per named edit, else the group's
                     name=f"ganspace/{name}",
                 )
                 specs.append(EditSpec(edit, _factors(e.get("factors", factors), where)))
         else:
             edits = sefa_edits(
                 G,
-                c.get("components", (0, 1, 2, 3, 4)),
-                layers=c.get("layers", "all"),
-                edit_layers=c.get("edit_layers"),
-                channel_normalized=bool(c.get("channel_normalized", False)),
+                c["components"],
+                layers=c["layers"],
+                edit_layers=c["edit_layers"],
+                channel_normalized=bool(c["channel_normalized"]),
             )
             specs.extend(EditSpec(e, factors) for e in edits)
     names = [s.name for s in specs]

@@ -20,6 +20,11 @@ from typing import Any
 
 import torch
 
+from lsap.core.plain import settings_dict
+
+_SEE = "conf/data/images.yaml"
+_PLAN = ("per_image_mb", "fixed_mb", "headroom", "max_batch")  # the GPU plan's settings
+
 
 def plan_batch_size(
     total_mb: float,
@@ -70,11 +75,12 @@ def resolve_batch_size(
     """
     if batch_size != "auto":
         return int(batch_size)
-    memory = dict(memory or {})
+    memory = settings_dict(memory, ("cpu_batch",), what="data.memory", see=_SEE, exact=False)
     device = torch.device(device) if device is not None else None
     if device is None or device.type != "cuda" or not torch.cuda.is_available():
-        return int(memory.get("cpu_batch", 4))
-    if memory.get("per_image_mb") is None or memory.get("fixed_mb") is None:
+        return int(memory["cpu_batch"])
+    memory = settings_dict(memory, _PLAN, what="data.memory", see=_SEE, exact=False)
+    if memory["per_image_mb"] is None or memory["fixed_mb"] is None:
         raise ValueError(
             "data.batch_size=auto needs data.memory.per_image_mb and data.memory.fixed_mb: measure "
             "them with bench/inversion.py (peak of batches 1 and 2) on this kind of GPU"
@@ -84,6 +90,6 @@ def resolve_batch_size(
         total_mb,
         float(memory["per_image_mb"]),
         float(memory["fixed_mb"]),
-        headroom=float(memory.get("headroom", 0.1)),
-        max_batch=int(memory.get("max_batch", 64)),
+        headroom=float(memory["headroom"]),
+        max_batch=int(memory["max_batch"]),
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lsap.core.compile import check_backend
-from lsap.core.plain import plain
+from lsap.core.plain import plain, settings_dict
 from lsap.core.precision import autocast_dtype
 from lsap.inversion.optimize import latent_std
 from lsap.inversion.schedules import Schedule
@@ -67,17 +67,16 @@ class InversionSettings:
             ValueError: a key is missing or unknown (``inversion.<key>`` named), or a value is out
                 of range.
         """
-        cfg = plain(cfg)
-        names = [f.name for f in dataclasses.fields(cls)]
         # speed options: configs without them run the plain float32 loop
         optional = ("autocast", "tf32", "compile", "cuda_graphs")
-        missing = [k for k in names if k not in cfg and k not in optional]
-        unknown = sorted(set(cfg) - set(names))
-        if missing or unknown:
-            what = (
-                f"misses {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
-            )
-            raise ValueError(f"the inversion config {what} (see conf/inversion/w_plus.yaml)")
+        required = [f.name for f in dataclasses.fields(cls) if f.name not in optional]
+        cfg = settings_dict(
+            cfg,
+            required,
+            optional=optional,
+            what="the inversion config",
+            see="conf/inversion/w_plus.yaml",
+        )
         return cls(
             space=str(cfg["space"]),
             steps=int(cfg["steps"]),

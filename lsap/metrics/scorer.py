@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lsap.core.errors import WeightsUnavailableError
+from lsap.core.plain import settings_dict
 from lsap.metrics.image import mse, psnr, ssim, to_unit
 from lsap.nets.crop import ValidRegion, crop_valid
 
@@ -177,7 +178,10 @@ def build_scorer(
 def _build_scorer(cfg: Mapping[str, Any], fid: bool, crop: ValidRegion | None) -> Scorer:
     from lsap.metrics.features import build_feature_extractor
 
-    metrics = list(cfg.get("fidelity", FIDELITY_METRICS))
+    cfg = settings_dict(
+        cfg, ("fidelity",), what="metrics", see="conf/metrics/default.yaml", exact=False
+    )
+    metrics = list(cfg["fidelity"])
     editing = list(cfg.get("editing", ()))
     lp, face, feats = None, None, None
     if "lpips" in metrics or "lpips" in editing:

@@ -13,7 +13,7 @@ checkpoints map onto it one tensor per tensor (see ``lsap.io``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -130,20 +130,38 @@ class EqualizedLinear(nn.Module):
         return F.linear(x, w, self.bias * self.lr_mul)
 
 
+def mapping_layer(in_features: int, out_features: int, lr_mul: float) -> nn.Module:
+    """StyleGAN2's mapping layer: :class:`EqualizedLinear` with leaky ReLU (fused bias)."""
+    return EqualizedLinear(in_features, out_features, lr_mul=lr_mul, activation=True)
+
+
 class MappingNetwork(nn.Module):
-    """z [N, z_dim] -> w [N, w_dim]: 2nd-moment normalisation then ``n_mlp`` leaky-ReLU layers.
+    """z [N, z_dim] -> w [N, w_dim]: 2nd-moment normalisation then ``n_mlp`` leaky-ReLU layers
+    ``fc0 .. fc{n_mlp-1}`` (each with ``weight`` and ``bias``), the mapping of StyleGAN2 and 3.
 
     Holds ``w_avg [w_dim]``, the mean of w over the prior (a buffer, from the checkpoint).
+
+    Args:
+        z_dim, w_dim: latent and code sizes.
+        n_mlp: number of layers.
+        lr_mul: learning-rate multiplier of the layers (0.01 in the reference networks).
+        layer: ``(in_features, out_features, lr_mul) -> nn.Module`` building each layer:
+            :func:`mapping_layer` (StyleGAN2), or StyleGAN3's ``MappingLayer``, which keeps
+            NVlabs' operation order for bit-exact codes.
     """
 
-    def __init__(self, z_dim: int, w_dim: int, n_mlp: int, lr_mul: float) -> None:
+    def __init__(
+        self,
+        z_dim: int,
+        w_dim: int,
+        n_mlp: int,
+        lr_mul: float,
+        layer: Callable[[int, int, float], nn.Module] = mapping_layer,
+    ) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.n_mlp = z_dim, w_dim, n_mlp
         for i in range(n_mlp):
-            layer = EqualizedLinear(
-                z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mul, activation=True
-            )
-            self.add_module(f"fc{i}", layer)
+            self.add_module(f"fc{i}", layer(z_dim if i == 0 else w_dim, w_dim, lr_mul))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:

@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.nets.stylegan2 import NOISE_MODES, EqualizedLinear, StyleGeneratorAPI, broadcast_w
+from lsap.nets.stylegan2 import (
+    NOISE_MODES,
+    EqualizedLinear,
+    MappingNetwork,
+    StyleGeneratorAPI,
+    broadcast_w,
+)
 from lsap.nets.stylegan3_ops import design_lowpass_filter, filtered_lrelu, modulated_conv2d
 
 CONFIGS = ("T", "R")
@@ -143,7 +149,8 @@ class StyleGAN3Config:
 
 
 class MappingLayer(nn.Module):
-    """Equalised-lr fully connected layer + leaky ReLU, in NVlabs' operation order
+    """StyleGAN3's layer of the shared ``lsap.nets.stylegan2.MappingNetwork``: equalised-lr fully
+    connected layer + leaky ReLU, in NVlabs' operation order
     (``lrelu(x @ W.T * gain + b * lr_mul) * sqrt(2)``), so mapped codes match theirs bit for bit."""
 
     def __init__(self, in_features: int, out_features: int, lr_mul: float) -> None:
@@ -157,29 +164,6 @@ class MappingLayer(nn.Module):
         """x [N, in] -> [N, out]."""
         x = x.matmul((self.weight * self.weight_gain).t())
         return F.leaky_relu(x + self.bias * self.lr_mul, 0.2) * math.sqrt(2)
-
-
-class MappingNetwork(nn.Module):
-    """z [N, z_dim] -> w [N, w_dim]: 2nd-moment normalisation then ``n_mlp`` layers; holds
-    ``w_avg [w_dim]`` (a buffer, from the checkpoint)."""
-
-    def __init__(self, z_dim: int, w_dim: int, n_mlp: int, lr_mul: float) -> None:
-        super().__init__()
-        self.z_dim, self.w_dim, self.n_mlp = z_dim, w_dim, n_mlp
-        for i in range(n_mlp):
-            self.add_module(f"fc{i}", MappingLayer(z_dim if i == 0 else w_dim, w_dim, lr_mul))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-
-    def forward(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:
-        """z [N, z_dim] ~ N(0, I) -> w [N, w_dim]; ``truncation_psi`` < 1 pulls w to ``w_avg``."""
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"mapping expects z [N, {self.z_dim}], got {tuple(z.shape)}")
-        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
-        for i in range(self.n_mlp):
-            x = getattr(self, f"fc{i}")(x)
-        if truncation_psi != 1.0:
-            x = self.w_avg.to(x.dtype).lerp(x, truncation_psi)
-        return x
 
 
 def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> Tensor:
@@ -430,7 +414,9 @@ class StyleGAN3Generator(StyleGeneratorAPI, nn.Module):
         elif kwargs:
             raise TypeError("pass either a StyleGAN3Config or keyword arguments, not both")
         self.config = config
-        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.n_mlp, config.lr_mlp)
+        self.mapping = MappingNetwork(
+            config.z_dim, config.w_dim, config.n_mlp, config.lr_mlp, layer=MappingLayer
+        )
         self.synthesis = SynthesisNetwork(config)
         self.sha256: str | None = None
         self.source_format: str | None = None

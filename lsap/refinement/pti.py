@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lsap.core.hashing import tensors_sha256
+from lsap.core.plain import settings_dict
 from lsap.core.precision import autocast_dtype, precision
 from lsap.losses import LossInputs, LossTerm, Objective, build_objective
 from lsap.nets.stylegan2 import Generator
@@ -414,13 +415,19 @@ def pti_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
         ValueError: settings :func:`pivotal_tuning` would refuse (mode, steps, locality), so a job
             fails before any work.
     """
-    cfg = dict(cfg)
-    loss = dict(cfg.pop("loss", None) or {})
+    cfg = settings_dict(
+        cfg,
+        ("mode", "steps", "loss", "locality"),
+        what="the refinement config",
+        see="conf/refinement/pti.yaml",
+        exact=False,
+    )
+    loss = dict(cfg.pop("loss") or {})
     cfg.pop("name", None)
     cfg.pop("save", None)
     options = dict(loss.pop("options", None) or {})
-    locality = cfg.pop("locality", None)
-    mode, steps = cfg.get("mode", "per_image"), int(cfg.get("steps", 0))
+    locality = cfg.pop("locality")
+    mode, steps = cfg["mode"], int(cfg["steps"])
     if mode not in MODES or steps < 1:
         raise ValueError(
             f"refinement.mode must be one of {MODES} and refinement.steps >= 1, got "

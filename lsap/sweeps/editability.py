@@ -105,7 +105,14 @@ def build_probe(
 
     factors = [float(f) for f in cfg.get("factors") or (-3.0, 3.0) if float(f) != 0.0]
     edits = build_edits(
-        {"interfacegan": {"directions": dict(cfg["directions"]), "factors": factors}}, G
+        {
+            "interfacegan": {
+                "directions": dict(cfg["directions"]),
+                "layers": None,  # every w+ layer, as the demo's edits
+                "factors": factors,
+            }
+        },
+        G,
     )
     classifier = load_toy_classifier(resolve(cfg["classifier"]), G.w_avg.device).eval()
     names = list(classifier.names)

@@ -47,7 +47,7 @@ class ImageGridCallback(pl.Callback):
         every_n_train_steps: training grid period (0 = validation grids only).
     """
 
-    def __init__(self, dirpath: str, max_images: int = 8, every_n_train_steps: int = 0) -> None:
+    def __init__(self, dirpath: str, max_images: int, every_n_train_steps: int) -> None:
         super().__init__()
         self.dirpath = Path(dirpath)
         self.max_images, self.every_n_train_steps = int(max_images), int(every_n_train_steps)

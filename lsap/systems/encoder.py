@@ -43,6 +43,7 @@ from lsap.losses import build_objective
 from lsap.metrics.scorer import Scorer
 from lsap.nets.encoder import PyramidEncoder, progressive_stage
 from lsap.nets.latent_discriminator import LatentDiscriminator
+from lsap.systems.encoder_settings import EncoderTrainingSettings
 from lsap.training.latent_discriminator import LatentDiscriminatorTrainer, layer_codes
 
 log = logging.getLogger(__name__)
@@ -51,61 +52,46 @@ log = logging.getLogger(__name__)
 class EncoderSystem(pl.LightningModule):
     """Train an image encoder into a frozen generator's W+ (LSAP_E; e4e / pSp with ``sncd: 0``).
 
-    All arguments are plain config dicts (they are saved as hyper-parameters, so
-    ``EncoderSystem.load_from_checkpoint(path)`` rebuilds the system; the generator is rebuilt
-    from ``generator`` and checked against the sha256 in the checkpoint).
+    Its parts come from one typed object (``lsap.systems.encoder_settings``), whose plain form is
+    saved as the hyper-parameters, so ``EncoderSystem.load_from_checkpoint(path)`` rebuilds the
+    system; the generator is rebuilt from ``settings.generator`` and checked against the sha256
+    in the checkpoint.
 
     Args:
-        encoder: ``net`` (a ``_partial_`` config of an encoder class; num_ws and w_dim come from
-            the generator), ``backbone_weights`` (IR-SE50 ``model_ir_se50.pth`` or null),
-            ``progressive_start`` (null = no progressive training), ``progressive_step_every``.
-        generator: a ``generator`` config (``lsap.io.generator_from_config``).
-        loss: a ``loss`` config (weights and ``options``; ``lsap.losses.build_objective``).
-        alignment: ``num_samples``, ``seed``, ``batch_size``, ``cache_dir`` of the S^N anchors.
-        optimizer: a ``_partial_`` optimiser config, called with the encoder's parameters.
-        noise_mode: generator noise in training ("random" as pSp/e4e/LSAP, or "const").
-        val_noise_mode: generator noise in validation ("const": reproducible).
-        autocast: GPU option, None (float32) or "bf16": the training and validation steps under
-            bf16 autocast with float32 weights, codes and loss (``encoder_objective``).
-        tf32: GPU option: TF32 matmuls/convolutions in the steps (CUDA Ampere+).
+        settings: the encoder, generator, loss, alignment, optimiser and noise settings
+            (:class:`EncoderTrainingSettings`), or their plain form
+            (:meth:`EncoderTrainingSettings.to_dict`, as a checkpoint stores it).
     """
 
-    def __init__(
-        self,
-        *,
-        encoder: Mapping[str, Any],
-        generator: Mapping[str, Any],
-        loss: Mapping[str, Any],
-        alignment: Mapping[str, Any],
-        optimizer: Mapping[str, Any],
-        noise_mode: str = "random",
-        val_noise_mode: str = "const",
-        autocast: str | None = None,
-        tf32: bool = False,
-    ) -> None:
+    def __init__(self, settings: EncoderTrainingSettings | Mapping[str, Any]) -> None:
         super().__init__()
         from hydra.utils import instantiate
 
-        self.save_hyperparameters()
-        G = generator_from_config(generator, "cpu").eval().requires_grad_(False)
-        net = instantiate(encoder["net"])(num_ws=G.num_ws, w_dim=G.w_dim)
+        if not isinstance(settings, EncoderTrainingSettings):
+            settings = EncoderTrainingSettings.from_config(settings)
+        self.settings = settings
+        self.save_hyperparameters({"settings": settings.to_dict()})
+        enc = settings.encoder
+        G = generator_from_config(settings.generator, "cpu").eval().requires_grad_(False)
+        net = instantiate(enc.net)(num_ws=G.num_ws, w_dim=G.w_dim)
         if not isinstance(net, PyramidEncoder):
             raise TypeError(f"encoder.net must build a PyramidEncoder, got {type(net).__name__}")
-        if encoder.get("backbone_weights"):
-            n = init_backbone(net, encoder["backbone_weights"])
-            log.info("initialised %d backbone tensors from %s", n, encoder["backbone_weights"])
+        if enc.backbone_weights:
+            n = init_backbone(net, enc.backbone_weights)
+            log.info("initialised %d backbone tensors from %s", n, enc.backbone_weights)
         with torch.no_grad():
             net.set_latent_avg(G.w_avg)  # codes start from the average latent
         self.encoder = net
-        self.progressive_start = encoder.get("progressive_start")
-        self.progressive_step_every = int(encoder.get("progressive_step_every") or 0)
-        if not net.progressive:
-            self.progressive_start = None
+        self.progressive_start = enc.progressive_start if net.progressive else None
+        self.progressive_step_every = enc.progressive_step_every
         net.set_progressive_stage(self._stage_at(0))
 
-        anchors = anchors_from_config(G, alignment)
+        anchors = anchors_from_config(G, settings.alignment)
         objective = build_objective(
-            loss, generator=G, anchors=anchors, cache_dir=alignment.get("cache_dir")
+            settings.loss,
+            generator=G,
+            anchors=anchors,
+            cache_dir=settings.alignment["cache_dir"],
         )
         lpips = objective.terms["lpips"] if "lpips" in objective.terms else None  # noqa: SIM401
         if lpips is None:  # the val/metric/lpips column exists whatever the loss weights
@@ -113,7 +99,7 @@ class EncoderSystem(pl.LightningModule):
             from lsap.losses.perceptual import LPIPSLoss
 
             try:
-                lpips = LPIPSLoss(**dict((loss.get("options") or {}).get("lpips") or {}))
+                lpips = LPIPSLoss(**settings.lpips_options)
             except WeightsUnavailableError as e:
                 raise e.under("loss.options") from e.__cause__
         # Frozen parts: outside the module tree (see the module docstring), moved by _apply.
@@ -128,9 +114,9 @@ class EncoderSystem(pl.LightningModule):
         )
         self._frozen = {"G": G, "objective": objective.eval(), "scorer": scorer}
         self._anchors = [t.clone() for t in anchors]
-        self.noise_mode, self.val_noise_mode = noise_mode, val_noise_mode
-        autocast_dtype(autocast)  # a bad name fails at construction
-        self.autocast, self.tf32 = autocast, bool(tf32)
+        self.noise_mode, self.val_noise_mode = settings.noise_mode, settings.val_noise_mode
+        autocast_dtype(settings.autocast)  # a bad name fails at construction
+        self.autocast, self.tf32 = settings.autocast, settings.tf32
 
         from torchmetrics import MeanMetric
 
@@ -141,17 +127,13 @@ class EncoderSystem(pl.LightningModule):
         self._reported_skips: set[str] = set()
         self._resume_rng: Any = None  # RNG states of a loaded checkpoint, until training resumes
         self._step_codes: Tensor | None = None  # the training step's detached codes, for D
-        self._init_w_discriminator(loss, G.w_dim)
+        # e4e's latent discriminator, when loss.w_discriminator > 0
+        self.w_discriminator_weight = settings.w_discriminator
+        self._wd: LatentDiscriminatorTrainer | None = None
+        if settings.w_discriminator_options is not None:
+            self._wd = LatentDiscriminatorTrainer(G.w_dim, **settings.w_discriminator_options)
 
     # -- latent discriminator (e4e) ---------------------------------------------------------------
-    def _init_w_discriminator(self, loss: Mapping[str, Any], w_dim: int) -> None:
-        """The latent discriminator's trainer when ``loss.w_discriminator`` > 0 (else None)."""
-        self.w_discriminator_weight = float(loss.get("w_discriminator") or 0.0)  # absent = off
-        self._wd: LatentDiscriminatorTrainer | None = None
-        if self.w_discriminator_weight > 0:
-            options = (loss.get("options") or {}).get("w_discriminator") or {}
-            self._wd = LatentDiscriminatorTrainer.from_options(w_dim, options)
-
     @property
     def w_discriminator(self) -> LatentDiscriminator | None:
         """The latent-code discriminator, or None when ``loss.w_discriminator`` is 0."""
@@ -282,7 +264,7 @@ class EncoderSystem(pl.LightningModule):
     def configure_optimizers(self):
         from hydra.utils import instantiate
 
-        return instantiate(self.hparams.optimizer)(self.encoder.parameters())
+        return instantiate(self.settings.optimizer)(self.encoder.parameters())
 
     def _report_skipped(self, batch: Mapping[str, Any]) -> None:
         for _, path, reason in batch.get("skipped") or ():

@@ -19,18 +19,19 @@ import torch
 from torch import Tensor
 
 from lsap.alignment.anchors import anchors_from_config
-from lsap.config import plain
+from lsap.core.plain import settings_dict
 from lsap.inversion.pipeline import invert_batch
 from lsap.inversion.report import ReconstructionMetrics
 from lsap.inversion.settings import InversionSettings
 from lsap.inversion.sources import CodeSource
 from lsap.losses.objective import build_objective
-from lsap.metrics.scorer import FIDELITY_METRICS
 from lsap.nets.stylegan2 import Generator
-from lsap.refinement import build_pti_terms, pivotal_tuning, pti_options
+from lsap.refinement import build_pti_terms, pivotal_tuning
 from lsap.refinement.locality import Locality
+from lsap.refinement.settings import RefinementSettings
 
 PTI_PREFIX = "pti_"  # metric keys after refinement: pti_mse, pti_psnr, ...
+_METRICS = "conf/metrics/default.yaml"
 
 
 class InversionSystem(pl.LightningModule):
@@ -41,15 +42,13 @@ class InversionSystem(pl.LightningModule):
     Args:
         generator: the StyleGAN2 generator (frozen; its weights are never changed).
         loss: the ``loss`` config (weights and ``options``; see ``conf/loss/lsap_o.yaml``).
-        inversion: the ``inversion`` config (space, steps, lr, schedule, optimize_noise,
-            w_std_samples, w_std_seed).
+        inversion: the ``inversion`` group, typed.
         alignment: the ``alignment`` config (anchors: num_samples, seed, batch_size, cache_dir).
         metrics: the ``metrics`` group (``conf/metrics/``): ``fidelity`` (which of lpips and id are
-            computed; default all) and the ``lpips`` and ``id`` option dicts (None = not computed).
+            computed) and the ``lpips`` and ``id`` option dicts (None = not computed).
         seed: run seed; image i's random numbers come from ``image_seed(seed, name_i)``.
-        code_source: where the codes come from (``lsap.inversion.sources.build_code_source``); None =
-            optimisation from w_avg.
-        refinement: the ``refinement`` config (``name: none`` or ``pti`` with its settings).
+        code_source: where the codes come from (``lsap.inversion.sources.build_code_source``).
+        refinement: the ``refinement`` group, typed (``none``, or ``pti`` with its settings).
 
     ``predict_step`` returns, on the CPU: ``name``, ``path``, ``skipped``, ``photo_crop`` (per
     image its :class:`lsap.data.paste.PhotoCrop` when face-aligned, else None; from the batch),
@@ -69,33 +68,31 @@ class InversionSystem(pl.LightningModule):
         generator: Generator,
         *,
         loss: Mapping[str, Any],
-        inversion: Mapping[str, Any],
+        inversion: InversionSettings,
         alignment: Mapping[str, Any],
-        metrics: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        code_source: CodeSource | None = None,
-        refinement: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any],
+        seed: int,
+        code_source: CodeSource,
+        refinement: RefinementSettings,
     ) -> None:
         super().__init__()
         self.generator = generator.eval().requires_grad_(False)
-        self.loss_cfg = plain(loss)
-        self.settings = InversionSettings.from_config(inversion)
-        self.alignment_cfg = plain(alignment)
-        self.metrics_cfg = plain(metrics or {})
+        self.loss_cfg = dict(loss)
+        self.settings = inversion
+        self.alignment_cfg = dict(alignment)
+        self.metrics_cfg = settings_dict(
+            metrics, ("fidelity", "lpips", "id"), what="metrics", see=_METRICS, exact=False
+        )
         self.seed = int(seed)
-        self.source = code_source if code_source is not None else CodeSource("optimize", True)
+        self.source = code_source
         self.steps = self.settings.steps if self.source.optimize else 0
         self.objective = None
         self.metrics = None
         self.w_std = 0.0
-        ref = plain(refinement or {"name": "none"})
-        self.refinement = str(ref.get("name", "none"))
-        if self.refinement not in ("none", "pti"):
-            raise ValueError(f"refinement must be 'none' or 'pti', got {self.refinement!r}")
-        # pti_options refuses what pivotal_tuning would refuse: before any work
-        self.pti_kwargs = pti_options(ref) if self.refinement == "pti" else {}
-        self.pti_steps = int(self.pti_kwargs.get("steps", 0))
-        self.save_tuned = bool((ref.get("save") or {}).get("deltas", False))
+        self.refinement = refinement.name
+        self.pti_kwargs = refinement.pti  # checked when the settings were made: before any work
+        self.pti_steps = refinement.steps
+        self.save_tuned = refinement.save_deltas
         self.pti_terms = None
 
     # -- setup: anchors, objective, metric networks ------------------------------------------------
@@ -123,7 +120,7 @@ class InversionSystem(pl.LightningModule):
                 self.loss_cfg,
                 generator=self.generator,
                 anchors=anchors,
-                cache_dir=self.alignment_cfg.get("cache_dir"),
+                cache_dir=self.alignment_cfg["cache_dir"],
             )
             self.objective.to(device)
         self.metrics = ReconstructionMetrics(
@@ -135,8 +132,8 @@ class InversionSystem(pl.LightningModule):
         self.metrics.to(device)
         if self.refinement == "pti":
             k = self.pti_kwargs
-            loc = Locality.from_any(k.get("locality"))
-            terms = build_pti_terms(k["weights"], loc, k.get("loss_options"))
+            loc = Locality.from_any(k["locality"])
+            terms = build_pti_terms(k["weights"], loc, k["loss_options"])
             self.pti_terms = {n: t.to(device) for n, t in terms.items()}
 
     def on_predict_start(self) -> None:
@@ -147,9 +144,8 @@ class InversionSystem(pl.LightningModule):
 
     def _metric_net(self, metric: str, term: str) -> torch.nn.Module | None:
         """The metric's network, shared with the loss term when their settings are equal."""
-        options = self.metrics_cfg.get(metric)
-        fidelity = self.metrics_cfg.get("fidelity", FIDELITY_METRICS)  # the metrics group's shape
-        if options is None or metric not in fidelity:
+        options = self.metrics_cfg[metric]
+        if options is None or metric not in self.metrics_cfg["fidelity"]:
             return None
         options = dict(options)
         same = options == dict((self.loss_cfg.get("options") or {}).get(term) or {})

@@ -115,7 +115,7 @@ class InversionLogging(Callback):
     list: at teardown it reads the table the writer has just merged.
     """
 
-    def __init__(self, output_dir: str | Path, curves: int = 4, grid: int = 8) -> None:
+    def __init__(self, output_dir: str | Path, curves: int, grid: int) -> None:
         self.output_dir = Path(output_dir)
         self.curves, self.grid = curves, grid
         self._num_curves = 0

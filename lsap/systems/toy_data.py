@@ -29,19 +29,21 @@ class ToyFacesDataModule(pl.LightningDataModule):
             for a non-square generator) or None. Toy images are already whole generator frames
             (cars: black bars outside the picture), so nothing is cut; a region that is not the
             domain's picture is an error.
+
+    The values come from ``conf/data/toy.yaml`` / ``conf/data/toycars.yaml`` (no defaults here).
     """
 
     def __init__(
         self,
-        num_train: int = 10_000,
-        num_val: int = 0,
+        num_train: int,
+        num_val: int,
         *,
-        seed: int = 0,
-        val_seed: int = 1,
-        resolution: int = 32,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        domain: str = "faces",
+        seed: int,
+        val_seed: int,
+        resolution: int,
+        batch_size: int,
+        num_workers: int,
+        domain: str,
         crop=None,
     ) -> None:
         super().__init__()

@@ -47,6 +47,7 @@ from lsap.io.inversion_layout import (
 from lsap.io.inversions import read_code_file
 from lsap.nets.crop import crop_valid
 from lsap.refinement.outputs import GENERATORS_DIR, save_tuned_generators
+from lsap.refinement.settings import RefinementSettings
 from lsap.systems.sharding import ShardSampler
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,10 @@ class InversionWriter(BasePredictionWriter):
             its own ``image_seed``.
         save_noise: store the optimised noise maps in the code files (about 11 MB per 1024 px
             image); False stores ``noise: None``.
-        refinement: "none" or "pti" (then refined PNGs, ``pti_*`` metrics and columns).
-        save_generators: store the tuned generators as deltas (``refinement.save``: ``deltas``,
-            ``dtype``, ``max_total_gb``), or None; ``base_path`` is the generator file recorded
-            in the deltas as a hint.
+        refinement: the ``refinement`` group, typed: with ``pti``, refined PNGs, ``pti_*``
+            metrics and columns, and the tuned generators stored as deltas when
+            ``refinement.save.deltas``; ``base_path`` is the generator file recorded in the
+            deltas as a hint.
         paste: the mask under which results of face-aligned photos are pasted back into the
             photo (``pasted/<name>.png``; ``lsap.data.paste.PasteMask.from_config``), or None
             for no pasting. The alignment is recorded in the code file either way.
@@ -80,24 +81,23 @@ class InversionWriter(BasePredictionWriter):
         self,
         output_dir: str | Path,
         provenance: Mapping[str, Any],
-        save_noise: bool = True,
+        save_noise: bool,
         *,
-        refinement: str = "none",
-        save_generators: Mapping[str, Any] | None = None,
-        base_path: str | Path | None = None,
-        paste: PasteMask | None = None,
+        refinement: RefinementSettings,
+        base_path: str | Path | None,
+        paste: PasteMask | None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.provenance = dict(provenance)
         self.save_noise = save_noise
-        self.refinement = refinement
-        self.columns = (*COLUMNS, *REFINED_COLUMNS) if refinement != "none" else COLUMNS
-        save = dict(save_generators or {})
-        self.save_deltas = refinement != "none" and bool(save.get("deltas", False))
-        self.delta_dtype = str(save.get("dtype", "float16"))
-        gb = save.get("max_total_gb")
-        self.max_total_bytes = None if gb is None else int(float(gb) * 1e9)
+        self.refinement = refinement.name
+        self.columns = (*COLUMNS, *REFINED_COLUMNS) if self.refinement != "none" else COLUMNS
+        self.save_deltas = refinement.save_deltas
+        save = refinement.save
+        self.delta_dtype = save.dtype if save is not None else None
+        gb = save.max_total_gb if save is not None else None
+        self.max_total_bytes = None if gb is None else int(gb * 1e9)
         self.base_path = str(Path(base_path).resolve()) if base_path else None
         self.paste = paste
         self.num_written = 0
@@ -290,7 +290,7 @@ def _num_tuned_generators(trainer, pl_module) -> int:
     """Deltas a run will save: one per image (per_image) or one per batch of each shard."""
     dm = trainer.datamodule
     todo = len(dm.plan.todo)
-    if pl_module.pti_kwargs.get("mode", "per_image") == "per_image":
+    if pl_module.pti_kwargs["mode"] == "per_image":
         return todo
     shards = [len(ShardSampler(todo, r, trainer.world_size)) for r in range(trainer.world_size)]
     return sum(-(-n // dm.batch_size) for n in shards)

@@ -169,25 +169,8 @@ class LatentDiscriminatorTrainer:
         self.steps = 0
         self.D.requires_grad_(False)  # trained only in step()
 
+    # the keyword settings (loss.options.w_discriminator; checked by lsap.systems.encoder_settings)
     OPTIONS = ("num_layers", "lr", "betas", "r1_gamma", "r1_interval", "pool_size")
-
-    @classmethod
-    def from_options(cls, w_dim: int, options: Mapping[str, Any]) -> LatentDiscriminatorTrainer:
-        """From ``loss.options.w_discriminator``; every setting must be given (they live in
-        ``conf/``, not here).
-
-        Raises:
-            ValueError: a setting is missing or unknown.
-        """
-        options = dict(options)
-        missing = [k for k in cls.OPTIONS if k not in options]
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if missing or unknown:
-            what = (
-                f"misses {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
-            )
-            raise ValueError(f"loss.options.w_discriminator {what} (see conf/loss/lsap_e.yaml)")
-        return cls(w_dim, **options)
 
     def adversarial_loss(self, w_plus: Tensor, layers: Sequence[int] | None = None) -> Tensor:
         """The encoder's term per sample [N] (:func:`encoder_adversarial_loss`)."""
