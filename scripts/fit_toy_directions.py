@@ -96,10 +96,11 @@ def run(cfg: DictConfig) -> dict:
     kinds = list(classifier.config.kinds)
     binary = [k == "binary" for k in kinds]
     bs = int(lab.batch_size)
-    unknown = [a for a in lab.attributes if a not in names]
+    wanted = names if lab.attributes is None else list(lab.attributes)  # null: every output
+    unknown = [a for a in wanted if a not in names]
     if unknown:
         raise ValueError(f"labels.attributes: {unknown[0]!r} is not a classifier output {names}")
-    attrs = list(lab.attributes)
+    attrs = list(wanted)
     idx = [names.index(a) for a in attrs]
 
     def labelled(num: int, seed: int):

@@ -1,11 +1,14 @@
-"""Copy a trained toy generator and classifier into ``lsap/assets/toy32/`` and write the manifest.
+"""Copy a trained toy generator and classifier into ``lsap/assets/<name>/`` and write the manifest.
 
     python scripts/package_toy_assets.py --gan-run outputs/toy_gan/default \
         --classifier-run outputs/toy_classifier/default
+    python scripts/package_toy_assets.py --domain cars --name toycars32 \
+        --gan-run outputs/toy_gan/toycars --classifier-run outputs/toy_classifier/toycars
 
 The manifest records, per file: sha256, size, the training command and resolved config (from the
 file's own provenance), seed, steps, images seen, final losses / held-out accuracy, the run's wall
-time (first to last file of the run folder) and the machine.
+time (first to last file of the run folder) and the machine. Entries already in the manifest
+(encoders, directions) are kept.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from lsap.assets import ASSETS_DIR
 from lsap.core.atomic import atomic_write_json
 from lsap.core.hashing import file_sha256
 from lsap.core.provenance import git_commit
+
+DESCRIPTION = {
+    "faces": "32 px StyleGAN2 trained on lsap.data.toy faces, and an attribute classifier for "
+    "the toy labels (lsap.data.toy.ATTRIBUTES)",
+    "cars": "32 px StyleGAN2 trained on lsap.data.toy_cars (a 32x24 picture in rows 4..27 of the "
+    "32x32 frame, black bars), and an attribute classifier for the toy car labels "
+    "(lsap.data.toy_cars.ATTRIBUTES)",
+}
 
 
 def machine() -> str:
@@ -81,7 +92,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gan-run", type=Path, required=True)
     ap.add_argument("--classifier-run", type=Path, required=True)
-    ap.add_argument("--name", default="toy32")
+    ap.add_argument("--name", default="toy32", help="asset folder under lsap/assets")
+    ap.add_argument("--domain", default="faces", choices=sorted(DESCRIPTION))
     ap.add_argument("--note", default="", help="free text stored in the manifest")
     args = ap.parse_args()
     dst = ASSETS_DIR / args.name
@@ -110,14 +122,20 @@ def main() -> None:
             "heldout_set": metrics.get("heldout_set"),
         }
 
+    old = {}
+    if (dst / "manifest.json").is_file():
+        import json
+
+        old = json.loads((dst / "manifest.json").read_text())
     manifest = {
+        **old,
         "name": args.name,
-        "description": "32 px StyleGAN2 trained on lsap.data.toy faces, and an attribute "
-        "classifier for the toy labels (lsap.data.toy.ATTRIBUTES)",
+        "description": DESCRIPTION[args.domain],
         "machine": machine(),
         "code_commit": git_commit(),
         "note": args.note,
         "files": {
+            **old.get("files", {}),
             "generator.pt": entry(
                 args.gan_run / "generator.pt", dst / "generator.pt", args.gan_run, gan_extra
             ),

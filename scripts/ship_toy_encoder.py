@@ -1,8 +1,10 @@
-"""Ship a toy encoder trained by lsap-train into ``lsap/assets/toy32/`` and record it in the manifest.
+"""Ship a toy encoder trained by lsap-train into ``lsap/assets/<asset-dir>/`` and record it in the manifest.
 
     python scripts/ship_toy_encoder.py --run /work/scratch/toy/runs/toy_lsap_e/<timestamp> \
         --name encoder_lsap_e.pt --train-commit e9031c7 \
         --command "OMP_NUM_THREADS=1 lsap-train experiment=toy_lsap_e"
+    python scripts/ship_toy_encoder.py --run outputs/toycars_lsap_e/<timestamp> \
+        --name encoder_lsap_e.pt --asset-dir toycars32     # the toy cars (the run's data.domain)
 
 Takes the run's final checkpoint (``checkpoints/last.ckpt``; ``--checkpoint best`` for the
 best-validation one, or a path), writes the encoder in lsap's format with fp16 weights
@@ -10,8 +12,9 @@ best-validation one, or a path), writes the encoder in lsap's format with fp16 w
 ``manifest.json`` under ``files``: sha256, bytes, command, seed, resolved config, steps, final
 train losses (means of the last 10 logged values) and validation metrics (the last validation row
 and the best one) from ``csv/metrics.csv``, the run's wall time, the training and shipping
-commits, and a held-out check run here: on ``--num-heldout`` toy faces of seed 2 (seen by no toy
-model) the reconstruction MSE (images in [0, 1], uint8-quantised as ``lsap.metrics.mse``) and the
+commits, and a held-out check run here: on ``--num-heldout`` toy images of seed 2 of the run's
+``data.domain`` (seen by no toy model) the reconstruction MSE over the generator's valid region
+(``generator.crop``; the whole frame when null) (images in [0, 1], uint8-quantised as ``lsap.metrics.mse``) and the
 SNCD of the codes, for the shipped fp16 file, the fp32 checkpoint and the generator's mean image
 (``w_avg`` on every layer) as a reference. Other manifest entries are kept.
 """
@@ -35,12 +38,15 @@ from lsap.assets import ASSETS_DIR
 from lsap.core.atomic import atomic_write_json
 from lsap.core.hashing import file_sha256
 from lsap.core.provenance import git_commit
-from lsap.data.toy import ToyFaces
+from lsap.data.toy import toy_dataset
+from lsap.inversion.encode import encode_images
 from lsap.io import generator_from_config
 from lsap.io.encoders import load_encoder, save_encoder
 from lsap.metrics.image import mse
+from lsap.nets.crop import crop_valid
 
-HELDOUT_SEED = 2  # lsap.data.toy faces seen by no toy model (GAN and encoders: seed 0, val: 1)
+HELDOUT_SEED = 2  # toy images seen by no toy model (GAN and encoders: seed 0, val: 1)
+DOMAIN_MODULE = {"faces": "lsap.data.toy", "cars": "lsap.data.toy_cars"}
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\]")
 
 
@@ -97,19 +103,28 @@ def pick_checkpoint(run: Path, which: str) -> Path:
 
 
 @torch.no_grad()
-def heldout_check(G, anchors, encoders: dict, num: int) -> dict[str, dict[str, float]]:
-    """Reconstruction MSE and SNCD of the codes on ``num`` held-out toy faces, per encoder (and
-    ``w_avg``: the generator's mean image, the floor an encoder has to beat)."""
-    faces = ToyFaces(num, seed=HELDOUT_SEED, resolution=G.resolution)
+def heldout_check(
+    G, anchors, encoders: dict, num: int, domain: str = "faces"
+) -> dict[str, dict[str, float]]:
+    """Reconstruction MSE (over the generator's valid region ``G.crop``) and SNCD of the codes
+    on ``num`` held-out toy images of ``domain``, per encoder (which sees the valid region only,
+    as ``lsap-invert`` and the demo feed it), and ``w_avg`` (the generator's mean image, the floor
+    an encoder has to beat)."""
+    faces = toy_dataset(domain)(num, seed=HELDOUT_SEED, resolution=G.resolution)
     images = faces.images.float() / 127.5 - 1  # [num, 3, R, R] in [-1, 1]
     out = {}
-    codes = {name: enc(images) for name, enc in encoders.items()}  # [num, num_ws, w_dim]
+    codes = {
+        name: encode_images(enc, images, num_ws=G.num_ws, w_dim=G.w_dim, crop=G.crop)
+        for name, enc in encoders.items()
+    }  # [num, num_ws, w_dim]
     codes["w_avg"] = G.w_avg.expand(num, G.num_ws, -1)
     for name, w_plus in codes.items():
         recon = G.synthesis(w_plus, noise_mode="const")
         total, per_layer = sncd(G, w_plus, anchors)
         out[name] = {
-            "mse": round(float(mse(recon, images).mean()), 6),
+            "mse": round(
+                float(mse(crop_valid(recon, G.crop), crop_valid(images, G.crop)).mean()), 6
+            ),
             "sncd": round(float(total.mean()), 6),
             "sncd_layer_mean": round(float(per_layer.mean()), 6),
         }
@@ -170,7 +185,9 @@ def main() -> None:
         batch_size=int(a.batch_size),
         cache_dir=str(Path(str(a.cache_dir))),
     )
-    heldout = heldout_check(G, anchors, {"fp16": enc16, "fp32": enc32}, args.num_heldout)
+    domain = str(cfg.data.get("domain", "faces"))  # runs before data.domain existed: faces
+    crop = G.crop.box if G.crop is not None else None
+    heldout = heldout_check(G, anchors, {"fp16": enc16, "fp32": enc32}, args.num_heldout, domain)
 
     manifest_path = dst_root / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -197,10 +214,11 @@ def main() -> None:
         f"{int(cfg.trainer.log_every_n_steps)} steps)",
         "val_final": vals[-1] if vals else None,
         "val_best_mse": min(vals, key=lambda r: r["val/metric/mse"]) if vals else None,
-        "val_set": f"lsap.data.toy seed {int(cfg.data.val_seed)}, images 0..{int(cfg.data.num_val) - 1}",
+        "val_set": f"{DOMAIN_MODULE[domain]} seed {int(cfg.data.val_seed)}, images 0..{int(cfg.data.num_val) - 1}",
         "heldout": heldout,
-        "heldout_set": f"lsap.data.toy seed {HELDOUT_SEED}, images 0..{args.num_heldout - 1}; "
-        "mse of images in [0, 1] (uint8-quantised), sncd summed over layers (metric form), "
+        "heldout_set": f"{DOMAIN_MODULE[domain]} seed {HELDOUT_SEED}, images 0..{args.num_heldout - 1}; "
+        f"mse of images in [0, 1] (uint8-quantised) over the valid region {crop}, "
+        "sncd summed over layers (metric form), "
         "w_avg = the generator's mean image",
         "note": args.note,
     }

@@ -1,6 +1,7 @@
 """Train the toy attribute classifier (config ``conf/toy_classifier.yaml``; not run in CI).
 
     python scripts/train_toy_classifier.py            # outputs/toy_classifier/default/
+    python scripts/train_toy_classifier.py data=toycars run_name=toycars   # the toy cars' labels
 
 Writes ``classifier.pt`` (``lsap.io.classifier`` format), ``metrics.json`` (held-out accuracy per
 attribute, MAE for scalar attributes) and ``checkpoints/last.ckpt`` under the run folder.
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from lsap.config import build_data
 from lsap.core.atomic import atomic_write_json
 from lsap.core.provenance import provenance
-from lsap.data.toy import ATTRIBUTES
+from lsap.data.toy import toy_attributes
 from lsap.io.classifier import save_toy_classifier
 from lsap.systems.checkpointing import AtomicCheckpointIO
 from lsap.systems.instantiate import build_trainer
@@ -40,10 +41,11 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True)
     out = Path(cfg.paths.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    attributes = toy_attributes(cfg.data.domain)  # the labels of the data's toy domain
     classifier = {
         **plain["classifier"],
-        "names": [a.name for a in ATTRIBUTES],
-        "kinds": [a.kind for a in ATTRIBUTES],
+        "names": [a.name for a in attributes],
+        "kinds": [a.kind for a in attributes],
     }
     system = ToyClassifierSystem(classifier, **plain["optim"])
     data = build_data(cfg.data)  # lsap.systems.toy_data.ToyFacesDataModule

@@ -30,24 +30,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from lsap.core.atomic import atomic_write_bytes, atomic_write_text
-
-
-@dataclass(frozen=True)
-class Attribute:
-    name: str
-    kind: str  # "binary" (0/1) or "scalar" (in [0, 1])
-    doc: str
-
+from lsap.data.toy_base import Attribute, ToyDataset, mix, palette
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("smile", "binary", "open smile with teeth, corners up (1); closed, corners down (0)"),
@@ -82,19 +73,6 @@ _MOUTH_INSIDE = (90, 20, 30)
 _TEETH = (245, 240, 230)
 
 
-def _palette(colors: np.ndarray, t: float) -> tuple[int, int, int]:
-    """Piecewise-linear colour ramp through ``colors`` at t in [0, 1]."""
-    x = t * (len(colors) - 1)
-    i = min(int(x), len(colors) - 2)
-    c = colors[i] + (x - i) * (colors[i + 1] - colors[i])
-    return tuple(round(float(v)) for v in c)
-
-
-def _mix(a, b, t: float) -> tuple[int, int, int]:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return tuple(round(float(v)) for v in a + t * (b - a))
-
-
 def sample_labels(seed: int, index: int) -> np.ndarray:
     """The labels of image ``index`` of ``seed``: float32 [A] in ``ATTRIBUTES`` order."""
     rng = np.random.default_rng([seed, index])
@@ -122,8 +100,8 @@ def render_face(labels: np.ndarray, resolution: int = 32, mouth_curve: float = 0
     """
     lab = dict(zip(ATTRIBUTE_NAMES, (float(v) for v in labels), strict=True))
     S = resolution * SUPERSAMPLE
-    bg_top = _palette(_BACKGROUND, lab["background"])
-    bg_bottom = _mix(bg_top, (0, 0, 0), 0.25)
+    bg_top = palette(_BACKGROUND, lab["background"])
+    bg_bottom = mix(bg_top, (0, 0, 0), 0.25)
     ramp = np.linspace(0.0, 1.0, S)[:, None, None]
     canvas = (np.asarray(bg_top) * (1 - ramp) + np.asarray(bg_bottom) * ramp).astype(np.uint8)
     img = Image.fromarray(np.broadcast_to(canvas, (S, S, 3)).copy(), "RGB")
@@ -132,9 +110,9 @@ def render_face(labels: np.ndarray, resolution: int = 32, mouth_curve: float = 0
     def box(cx: float, cy: float, rx: float, ry: float) -> tuple[float, float, float, float]:
         return ((cx - rx) * S, (cy - ry) * S, (cx + rx) * S, (cy + ry) * S)
 
-    skin = _palette(_SKIN, lab["skin_tone"])
-    shade = _mix(skin, (0, 0, 0), 0.22)
-    hair = _palette(_HAIR, lab["hair_color"])
+    skin = palette(_SKIN, lab["skin_tone"])
+    shade = mix(skin, (0, 0, 0), 0.22)
+    hair = palette(_HAIR, lab["hair_color"])
     cx = 0.5 + 0.06 * (2 * lab["offset_x"] - 1)
     cy = 0.5 + 0.05 * (2 * lab["offset_y"] - 1)
     ry = 0.26 + 0.08 * lab["head_size"]
@@ -170,7 +148,7 @@ def render_face(labels: np.ndarray, resolution: int = 32, mouth_curve: float = 0
                 ((x - 0.17 * rx) * S, (ey - 0.2 * ry) * S),
                 ((x + 0.17 * rx) * S, (ey - 0.22 * ry) * S),
             ],
-            fill=_mix(hair, (0, 0, 0), 0.3),
+            fill=mix(hair, (0, 0, 0), 0.3),
             width=max(1, round(0.05 * ry * S)),
         )
         d.ellipse(box(x, ey, 0.17 * rx, 0.1 * ry), fill=_EYE_WHITE)
@@ -181,7 +159,7 @@ def render_face(labels: np.ndarray, resolution: int = 32, mouth_curve: float = 0
         for side in (-1, 1):
             x = fx + side * ex
             under = np.asarray(img.crop(tuple(int(v) for v in box(x, ey, lens_r, lens_r))))
-            tint = _mix(np.asarray(under).reshape(-1, 3).mean(0), _LENS_TINT, 0.75)
+            tint = mix(np.asarray(under).reshape(-1, 3).mean(0), _LENS_TINT, 0.75)
             d.ellipse(box(x, ey, lens_r, lens_r), fill=tint, outline=(10, 10, 10), width=frame)
         d.line(
             [((fx - ex + lens_r) * S, ey * S), ((fx + ex - lens_r) * S, ey * S)],
@@ -242,45 +220,41 @@ def render_toy_faces(
     return images, labels
 
 
-class ToyFaces(Dataset):
-    """Rendered toy faces, cached in memory as uint8 (10,000 at 32 px = 30 MB).
-
-    Args:
-        num_images: dataset size.
-        seed: which faces (image i of a seed is always the same).
-        resolution: output size (32 default, 64 supported).
-        start: index of the first image (held-out sets: another seed or a disjoint range).
-
-    Items are ``{"image": [3, R, R] float32 in [-1, 1], "labels": [A] float32, "index": int,
-    "path": "toy:<seed>:<index>"}``; ``labels`` follows ``ATTRIBUTE_NAMES`` (binary 0/1, scalar
-    in [0, 1]). :func:`collate_toy` batches them in ``lsap.data.collate_images``' layout.
-    """
+class ToyFaces(ToyDataset):
+    """Rendered toy faces (``render_toy_faces``); labels in ``ATTRIBUTE_NAMES`` order."""
 
     attribute_names = ATTRIBUTE_NAMES
+    prefix = "toy"
 
-    def __init__(
-        self, num_images: int, *, seed: int = 0, resolution: int = 32, start: int = 0
-    ) -> None:
-        images, labels = render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
-        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # [N, 3, R, R] u8
-        self.labels = torch.from_numpy(labels)  # [N, A]
-        self.seed, self.resolution, self.start = seed, resolution, start
+    @staticmethod
+    def render(num_images: int, *, seed: int, resolution: int, start: int):
+        return render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> dict:
-        i = self.start + index
-        return {
-            "image": self.images[index].float() / 127.5 - 1.0,
-            "labels": self.labels[index],
-            "index": i,
-            "path": f"toy:{self.seed}:{i}",
-        }
+TOY_DOMAINS = ("faces", "cars")  # lsap.data.toy (faces) and lsap.data.toy_cars (cars)
 
-    def label_dict(self, index: int) -> dict[str, float]:
-        """Labels of item ``index`` by attribute name."""
-        return dict(zip(ATTRIBUTE_NAMES, self.labels[index].tolist(), strict=True))
+
+def toy_dataset(domain: str) -> type[ToyDataset]:
+    """The dataset class of a toy domain: ``"faces"`` (:class:`ToyFaces`) or ``"cars"``
+    (``lsap.data.toy_cars.ToyCars``)."""
+    if domain == "faces":
+        return ToyFaces
+    if domain == "cars":
+        from lsap.data.toy_cars import ToyCars
+
+        return ToyCars
+    raise ValueError(f"unknown toy domain {domain!r}: expected one of {', '.join(TOY_DOMAINS)}")
+
+
+def toy_attributes(domain: str) -> tuple[Attribute, ...]:
+    """The labels (``Attribute`` records, in label order) of a toy domain."""
+    if domain == "faces":
+        return ATTRIBUTES
+    if domain == "cars":
+        from lsap.data.toy_cars import ATTRIBUTES as CAR_ATTRIBUTES
+
+        return CAR_ATTRIBUTES
+    raise ValueError(f"unknown toy domain {domain!r}: expected one of {', '.join(TOY_DOMAINS)}")
 
 
 def collate_toy(items: Sequence[dict]) -> dict:
@@ -300,18 +274,26 @@ def collate_toy(items: Sequence[dict]) -> dict:
 
 
 def write_toy_images(
-    folder: str | Path, num_images: int, *, seed: int = 0, resolution: int = 32, start: int = 0
+    folder: str | Path,
+    num_images: int,
+    *,
+    seed: int = 0,
+    resolution: int = 32,
+    start: int = 0,
+    domain: str = "faces",
 ) -> list[Path]:
-    """Write faces as ``toy_<seed>_<index>.png`` plus ``labels.csv`` (name + labels), atomically.
+    """Write images of a toy ``domain`` as ``<prefix>_<seed>_<index>.png`` plus ``labels.csv``
+    (name + labels), atomically (prefix ``toy`` for faces, ``toycars`` for cars).
 
     Returns:
         the PNG paths, in index order.
     """
     folder = Path(folder)
-    images, labels = render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
+    dataset = toy_dataset(domain)
+    images, labels = dataset.render(num_images, seed=seed, resolution=resolution, start=start)
     paths, rows = [], []
     for k in range(num_images):
-        path = folder / f"toy_{seed}_{start + k:06d}.png"
+        path = folder / f"{dataset.prefix}_{seed}_{start + k:06d}.png"
         buf = io.BytesIO()
         Image.fromarray(images[k], "RGB").save(buf, format="PNG")
         atomic_write_bytes(path, buf.getvalue())
@@ -319,7 +301,7 @@ def write_toy_images(
         rows.append([path.name, *(f"{v:g}" for v in labels[k])])
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["file", *ATTRIBUTE_NAMES])
+    writer.writerow(["file", *dataset.attribute_names])
     writer.writerows(rows)
     atomic_write_text(folder / "labels.csv", text.getvalue())
     return paths

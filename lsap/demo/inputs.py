@@ -1,4 +1,4 @@
-"""The demo's images: held-out toy faces, the astronaut photo aligned with MTCNN, or a folder.
+"""The demo's images: held-out toy faces or cars, the astronaut photo aligned with MTCNN, or a folder.
 
 Every source gives :class:`DemoImages`: images at the generator's resolution in [-1, 1] with a
 name (used for file names), where it came from, its domain (``toy``: a procedural face with known
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ class DemoImages:
         names: N unique names (file stems of the outputs).
         sources: N descriptions of the origin (``toy:<seed>:<index>``, a file path, ...).
         domains: N of ``"toy"`` / ``"photo"``.
-        labels: [N, A] toy labels (``lsap.data.toy.ATTRIBUTE_NAMES`` order; NaN rows for photos),
+        labels: [N, A] toy labels (``label_names`` order; NaN rows for photos),
             or None when no image is a toy face.
         skipped: (path, reason) of the files left out: unreadable, or no face found when aligning
             (the report lists them, as ``lsap-invert`` writes ``skipped.csv``).
@@ -46,6 +47,7 @@ class DemoImages:
     sources: list[str]
     domains: list[str]
     labels: Tensor | None = None
+    label_names: tuple[str, ...] = ()  # the toy domain's attribute names, one per labels column
     skipped: list[tuple[str, str]] = field(default_factory=list)
     crops: list[PhotoCrop | None] = field(default_factory=list)
     photos: list[np.ndarray | None] = field(default_factory=list)
@@ -64,6 +66,8 @@ class DemoImages:
             raise ValueError(f"image names must be unique, got {self.names}")
         if self.labels is not None and self.labels.shape[0] != N:
             raise ValueError(f"labels hold {self.labels.shape[0]} rows for {N} images")
+        if self.labels is not None and len(self.label_names) != self.labels.shape[1]:
+            raise ValueError(f"{self.labels.shape[1]} label columns, {len(self.label_names)} names")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -79,16 +83,16 @@ def demo_images(
     path: str | Path | None,
     align: bool,
     max_images: int | None,
-    toy: Mapping[str, int],
+    toy: Mapping[str, Any],
     astronaut: bool,
     astronaut_align: bool,
     crop: ValidRegion | None = None,
 ) -> DemoImages:
     """lsap-demo's images (the ``data=demo`` entry; ``resolution`` is the generator's): the
-    images of ``path`` (a folder or one image) or, without it, the held-out toy faces ``toy``
-    (``{seed, start, num_images}``) and the astronaut photo. ``crop``: a non-square generator's
-    valid region (``lsap.nets.crop.ValidRegion``, passed by lsap-demo), which the photos of
-    ``path`` fill.
+    images of ``path`` (a folder or one image) or, without it, the held-out toy images ``toy``
+    (``{domain, seed, start, num_images}``; domain ``faces`` or ``cars``) and the astronaut photo.
+    ``crop``: a non-square generator's valid region (``lsap.nets.crop.ValidRegion``, passed by
+    lsap-demo), which the photos of ``path`` fill.
 
     Raises:
         LsapFileError: ``path`` is missing, holds no image, or none that could be read.
@@ -105,6 +109,7 @@ def demo_images(
                 seed=int(toy["seed"]),
                 start=int(toy["start"]),
                 resolution=resolution,
+                domain=str(toy.get("domain", "faces")),
             )
         )
     if astronaut:
@@ -112,20 +117,25 @@ def demo_images(
     return concat(parts)
 
 
-def toy_images(num_images: int, *, seed: int, start: int = 0, resolution: int = 32) -> DemoImages:
-    """Toy faces ``start .. start + num_images - 1`` of ``seed`` (``lsap.data.toy``), named
-    ``toy_<seed>_<index>`` as ``write_toy_images`` names its files."""
-    from lsap.data.toy import render_toy_faces
+def toy_images(
+    num_images: int, *, seed: int, start: int = 0, resolution: int = 32, domain: str = "faces"
+) -> DemoImages:
+    """Toy images ``start .. start + num_images - 1`` of ``seed`` of a toy ``domain``
+    (``lsap.data.toy`` faces, ``lsap.data.toy_cars`` cars), named ``<prefix>_<seed>_<index>`` as
+    ``write_toy_images`` names its files (prefix ``toy`` for faces, ``toycars`` for cars)."""
+    from lsap.data.toy import toy_dataset
 
-    arr, labels = render_toy_faces(num_images, seed=seed, resolution=resolution, start=start)
+    dataset = toy_dataset(domain)
+    arr, labels = dataset.render(num_images, seed=seed, resolution=resolution, start=start)
     images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     idx = range(start, start + num_images)
     return DemoImages(
         images=images,
-        names=[f"toy_{seed}_{i:06d}" for i in idx],
-        sources=[f"toy:{seed}:{i}" for i in idx],
+        names=[f"{dataset.prefix}_{seed}_{i:06d}" for i in idx],
+        sources=[f"{dataset.prefix}:{seed}:{i}" for i in idx],
         domains=[TOY] * num_images,
         labels=torch.from_numpy(labels),
+        label_names=tuple(dataset.attribute_names),
     )
 
 
@@ -227,6 +237,7 @@ def concat(parts: Sequence[DemoImages]) -> DemoImages:
         sources=[s for p in parts for s in p.sources],
         domains=[d for p in parts for d in p.domains],
         labels=labels,
+        label_names=next((p.label_names for p in parts if p.labels is not None), ()),
         skipped=[s for p in parts for s in p.skipped],
         crops=[c for p in parts for c in p.crops],
         photos=[a for p in parts for a in p.photos],

@@ -245,7 +245,7 @@ def summary_line(setup: DemoSetup, inputs: DemoImages, methods: Sequence[str], w
     what = []
     if toy:
         what.append(
-            f"{len(toy)} held-out toy faces ({inputs.sources[toy[0]]} .. {inputs.sources[toy[-1]]})"
+            f"{len(toy)} held-out toy images ({inputs.sources[toy[0]]} .. {inputs.sources[toy[-1]]})"
         )
     if photo:
         what.append(f"{len(photo)} photo(s) ({', '.join(inputs.names[i] for i in photo[:4])})")
@@ -369,9 +369,7 @@ def run_demo(
             "domain": inputs.domains[i],
         }
         if inputs.labels is not None and inputs.domains[i] == TOY:
-            from lsap.data.toy import ATTRIBUTE_NAMES
-
-            entry["labels"] = dict(zip(ATTRIBUTE_NAMES, inputs.labels[i].tolist(), strict=True))
+            entry["labels"] = dict(zip(inputs.label_names, inputs.labels[i].tolist(), strict=True))
         images_info.append(entry)
     samples_sncd = sum(1.0 - float(a.norm()) for a in setup.anchors)
     results: dict[str, Any] = {

@@ -259,7 +259,7 @@ def edit_grid(rows: Sequence[tuple[str, Tensor]], cell: int) -> Tensor:
 
 PAIRS = (("projector", "lsap_o"), ("e4e", "lsap_e"))  # (without, with) the SNCD term
 GROUP_LABELS = {
-    "toy": "held-out toy faces (in domain)",
+    "toy": "held-out toy images (in domain)",
     "photo": "photos (out of domain for the toy generator)",
     "all": "all images",
 }
