@@ -187,6 +187,7 @@ def test_train_config_reaches_the_encoder_objective(tmp_path, monkeypatch):
         cfg = compose(
             "train",
             overrides=["experiment=tiny", f"paths.cache_dir={tmp_path}",
+                       f"paths.output_dir={tmp_path / 'out'}",
                        "alignment.num_samples=200", "system.autocast=bf16"],
         )  # fmt: skip
         default = compose("train", overrides=["experiment=tiny"])
