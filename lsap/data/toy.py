@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from lsap.core.atomic import atomic_write_bytes, atomic_write_text
-from lsap.data.toy_base import Attribute, ToyDataset, mix, palette
+from lsap.data.toy_base import Attribute, ToyDataset, draw_labels, mix, palette, render_many
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("smile", "binary", "open smile with teeth, corners up (1); closed, corners down (0)"),
@@ -75,11 +75,7 @@ _TEETH = (245, 240, 230)
 
 def sample_labels(seed: int, index: int) -> np.ndarray:
     """The labels of image ``index`` of ``seed``: float32 [A] in ``ATTRIBUTES`` order."""
-    rng = np.random.default_rng([seed, index])
-    lab = {a.name: float(rng.random()) for a in ATTRIBUTES}  # one uniform per attribute
-    for name, p in PROBABILITY.items():
-        lab[name] = float(lab[name] < p)
-    return np.array([lab[n] for n in ATTRIBUTE_NAMES], dtype=np.float32)
+    return draw_labels(ATTRIBUTES, PROBABILITY, seed, index)
 
 
 def _magnitude(seed: int, index: int) -> float:
@@ -207,17 +203,14 @@ def render_toy_faces(
     Returns:
         images uint8 [N, R, R, 3] and labels float32 [N, A] (``ATTRIBUTES`` order).
     """
-    if num_images < 0 or resolution < 8:
-        raise ValueError(
-            f"need num_images >= 0 and resolution >= 8, got {num_images}, {resolution}"
-        )
-    images = np.empty((num_images, resolution, resolution, 3), dtype=np.uint8)
-    labels = np.empty((num_images, len(ATTRIBUTES)), dtype=np.float32)
-    for k in range(num_images):
-        i = start + k
-        labels[k] = sample_labels(seed, i)
-        images[k] = render_face(labels[k], resolution, _magnitude(seed, i))
-    return images, labels
+    return render_many(
+        num_images,
+        len(ATTRIBUTES),
+        resolution,
+        start,
+        lambda i: sample_labels(seed, i),
+        lambda labels, i: render_face(labels, resolution, _magnitude(seed, i)),
+    )
 
 
 class ToyFaces(ToyDataset):

@@ -3,6 +3,7 @@ the label record, colour ramps and the in-memory dataset of rendered images."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,44 @@ class Attribute:
     name: str
     kind: str  # "binary" (0/1) or "scalar" (in [0, 1])
     doc: str
+
+
+def draw_labels(
+    attributes: Sequence[Attribute], probability: Mapping[str, float], seed: int, index: int
+) -> np.ndarray:
+    """The labels of image ``index`` of ``seed``: float32 [A] in ``attributes`` order; one uniform
+    per attribute, thresholded at ``probability[name]`` for the binary ones."""
+    rng = np.random.default_rng([seed, index])
+    lab = {a.name: float(rng.random()) for a in attributes}
+    for name, p in probability.items():
+        lab[name] = float(lab[name] < p)
+    return np.array([lab[a.name] for a in attributes], dtype=np.float32)
+
+
+def render_many(
+    num_images: int,
+    num_attributes: int,
+    resolution: int,
+    start: int,
+    labelled: Callable[[int], np.ndarray],
+    draw: Callable[[np.ndarray, int], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``start .. start + num_images - 1`` of a domain: ``labelled(i)`` gives image i's
+    labels [A], ``draw(labels, i)`` its uint8 [R, R, 3] picture.
+
+    Returns:
+        images uint8 [N, R, R, 3] and labels float32 [N, A].
+    """
+    if num_images < 0 or resolution < 8:
+        raise ValueError(
+            f"need num_images >= 0 and resolution >= 8, got {num_images}, {resolution}"
+        )
+    images = np.empty((num_images, resolution, resolution, 3), dtype=np.uint8)
+    labels = np.empty((num_images, num_attributes), dtype=np.float32)
+    for k in range(num_images):
+        labels[k] = labelled(start + k)
+        images[k] = draw(labels[k], start + k)
+    return images, labels
 
 
 def palette(colors: np.ndarray, t: float) -> tuple[int, int, int]:

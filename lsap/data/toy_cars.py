@@ -37,7 +37,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lsap.data.toy_base import Attribute, ToyDataset, mix, palette
+from lsap.data.toy_base import Attribute, ToyDataset, draw_labels, mix, palette, render_many
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("sunroof", "binary", "raised tinted-glass panel on the roof"),
@@ -80,11 +80,7 @@ def valid_crop(resolution: int) -> tuple[int, int, int, int]:
 
 def sample_labels(seed: int, index: int) -> np.ndarray:
     """The labels of car ``index`` of ``seed``: float32 [A] in ``ATTRIBUTES`` order."""
-    rng = np.random.default_rng([seed, index])
-    lab = {a.name: float(rng.random()) for a in ATTRIBUTES}  # one uniform per attribute
-    for name, p in PROBABILITY.items():
-        lab[name] = float(lab[name] < p)
-    return np.array([lab[n] for n in ATTRIBUTE_NAMES], dtype=np.float32)
+    return draw_labels(ATTRIBUTES, PROBABILITY, seed, index)
 
 
 def body_color(hue: float) -> tuple[int, int, int]:
@@ -229,16 +225,14 @@ def render_toy_cars(
     Returns:
         images uint8 [N, R, R, 3] (black bars outside ``valid_crop(R)``) and labels float32 [N, A].
     """
-    if num_images < 0 or resolution < 8:
-        raise ValueError(
-            f"need num_images >= 0 and resolution >= 8, got {num_images}, {resolution}"
-        )
-    images = np.empty((num_images, resolution, resolution, 3), dtype=np.uint8)
-    labels = np.empty((num_images, len(ATTRIBUTES)), dtype=np.float32)
-    for k in range(num_images):
-        labels[k] = sample_labels(seed, start + k)
-        images[k] = render_car(labels[k], resolution)
-    return images, labels
+    return render_many(
+        num_images,
+        len(ATTRIBUTES),
+        resolution,
+        start,
+        lambda i: sample_labels(seed, i),
+        lambda labels, i: render_car(labels, resolution),
+    )
 
 
 class ToyCars(ToyDataset):
