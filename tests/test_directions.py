@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from conf_entries import conf_entry
 from omegaconf import open_dict
 
 from lsap.config import compose, plain
@@ -124,7 +125,9 @@ def test_a_cache_chunk_of_another_seed_or_damaged_is_relabelled(tiny_G, tmp_path
     torch.manual_seed(0)
     clf = ToyClassifier(names=("a", "b"), kinds=("binary", "scalar")).eval()
     clf.sha256 = "random"
-    kw = dict(batch_size=16, chunk_size=24)
+    labels = conf_entry("directions", "labels", "paths.output_dir=unused")  # conf/labels/samples
+    psi = labels["truncation_psi"]
+    kw = dict(batch_size=16, chunk_size=24, truncation_psi=psi)
     first = label_samples(tiny_G, clf, 60, seed=0, cache_dir=tmp_path, **kw)
     chunks = sorted(tmp_path.glob("seed*.pt"))
     assert len(chunks) == 3 and first.w.shape == (60, 64) and first.predictions.shape == (60, 2)
