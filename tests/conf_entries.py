@@ -1,6 +1,13 @@
 """Settings of the real ``conf/`` entries for tests that call library code directly: the code
 has no defaults of its own (they live in ``conf/`` alone), so a test takes the shipped entry and
-changes only what it is about."""
+changes only what it is about.
+
+- :func:`conf_entry`: a group as a command composes it (interpolations of the root config, such
+  as ``${seed}`` or ``${paths.data_dir}``, resolved).
+- :func:`conf_group`: one option of a group composed alone, with overrides merged in.
+- :func:`data_kwargs`, :func:`pti_kwargs`: keyword arguments of the training DataModules and of
+  ``pivotal_tuning`` from their entries.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,32 @@ def conf_entry(config: str, key: str, *overrides: str) -> dict[str, Any]:
 @functools.cache
 def _entry(config: str, key: str, overrides: tuple[str, ...]) -> dict[str, Any]:
     return plain(compose(config, list(overrides))[key])
+
+
+@functools.cache
+def _group(group: str, option: str) -> dict[str, Any]:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from lsap.config import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = hydra_compose(overrides=[f"+{group}={option}"])  # the option's defaults list included
+    return plain(cfg[group])
+
+
+def conf_group(group: str, option: str, **overrides: Any) -> dict[str, Any]:
+    """``conf/<group>/<option>.yaml`` composed alone (with its defaults list) and merged with
+    ``overrides`` as a command-line override would (mappings merge key by key; lists and scalars
+    replace; None sets null), as a fresh plain dict. For groups whose values do not interpolate
+    the root config; :func:`conf_entry` composes a group inside its command's config.
+
+    Example: ``conf_group("metrics", "offline", fidelity=["mse"], fid={"enabled": False})``.
+    """
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.create(copy.deepcopy(_group(group, option)))
+    return plain(OmegaConf.merge(base, overrides))
 
 
 def data_kwargs(option: str, **settings: Any) -> dict[str, Any]:
