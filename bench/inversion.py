@@ -11,6 +11,7 @@ download. The generators have random weights (timing does not depend on them).
     python bench/inversion.py --device all                      # CPU, and CUDA when present
     python bench/inversion.py --sizes 32,256 --batches 1 --baseline-tree /tmp/lsap-main   # + before
     python bench/inversion.py --device cuda --sizes 1024 --batches 8 --cuda-graphs --autocast bf16
+    python bench/inversion.py --device cuda --sizes 256,1024 --footprint    # data.batch_size=auto
 
 Speed options (``inversion.*`` keys, off by default) are passed with ``--autocast bf16``,
 ``--tf32``, ``--compile inductor`` and ``--cuda-graphs``. ``--baseline-tree`` times the same
@@ -58,6 +59,64 @@ def _peak_mb(device: torch.device, rss_before: float) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
+
+
+def footprint_worker(args) -> dict:
+    """``data.batch_size=auto``'s probe at one size: the footprint of one LSAP_O step (batch 1 and
+    2, the run's optimisation settings from conf/inversion/w_plus.yaml) and the batch it plans on
+    this card (``data.memory`` of conf/data/images.yaml). CPU: the probe runs (wiring check) but a
+    CPU has no peak counter, so no footprint."""
+    from omegaconf import OmegaConf
+
+    from lsap.alignment import compute_anchors
+    from lsap.config import config_dir
+    from lsap.inversion import InversionSettings
+    from lsap.inversion.memory import (
+        CudaPeakMemory,
+        lsap_o_probe,
+        measure_footprint,
+        plan_batch_size,
+    )
+    from lsap.losses import build_objective
+    from lsap.nets import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    G = Generator(GeneratorConfig.from_dict(SIZES[args.size])).eval().requires_grad_(False)
+    G = G.to(device)
+    anchors = compute_anchors(G, args.anchor_samples, 0)
+    cfg = {"lpips": 1.0, "sncd": 0.5, "noise_reg": 1e5}
+    cfg["options"] = {"lpips": {"net": "vgg", "backbone": "random", "resize": 256}}
+    objective = build_objective(cfg, generator=G, anchors=anchors).to(device)
+    settings = InversionSettings.from_config(
+        OmegaConf.load(f"{config_dir()}/inversion/w_plus.yaml")
+    )
+    kwargs = settings.optimize_kwargs(G, w_std=1.0)
+    kwargs.update(autocast=args.autocast, tf32=args.tf32, compile=args.compile)
+    kwargs["cuda_graphs"] = args.cuda_graphs
+    step = lsap_o_probe(G, objective, kwargs)
+    out = {"device": str(device), "size": args.size, "options": kwargs["autocast"]}
+    t = time.perf_counter()
+    if device.type != "cuda":
+        step(1), step(2)
+        out["probe_s"] = time.perf_counter() - t
+        return out
+    found = measure_footprint(step, CudaPeakMemory(device))
+    memory = OmegaConf.load(f"{config_dir()}/data/images.yaml")["memory"]
+    total = torch.cuda.get_device_properties(device).total_memory / 2**20
+    batch = plan_batch_size(
+        total, found.per_image_mb, found.fixed_mb,
+        headroom=float(memory["headroom"]), max_batch=int(memory["max_batch"]),
+    )  # fmt: skip
+    out.update(
+        gpu=torch.cuda.get_device_name(device),
+        probe_s=time.perf_counter() - t,
+        per_image_mb=found.per_image_mb,
+        fixed_mb=found.fixed_mb,
+        total_mb=total,
+        auto_batch=batch,
+    )
+    return out
 
 
 def worker(args) -> dict:
@@ -168,6 +227,11 @@ def main() -> None:
     p.add_argument("--tf32", action="store_true", help="inversion.tf32")
     p.add_argument("--compile", default=None, help="inversion.compile backend, e.g. inductor")
     p.add_argument("--cuda-graphs", action="store_true", help="inversion.cuda_graphs")
+    p.add_argument(
+        "--footprint",
+        action="store_true",
+        help="data.batch_size=auto's measured footprint and planned batch per size (CUDA)",
+    )
     p.add_argument("--baseline-tree", default=None, help="an lsap source tree timed as 'baseline'")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -175,7 +239,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(worker(args)))
+        print(json.dumps(footprint_worker(args) if args.footprint else worker(args)))
+        return
+    if args.footprint:
+        _footprints(args)
         return
 
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -228,6 +295,31 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def _footprints(args) -> None:
+    """One subprocess per size (a clean allocator): the probe's footprint and planned batch."""
+    print("data.batch_size=auto probe: one LSAP_O step (conf/inversion/w_plus.yaml) at batch 1, 2")
+    for size in args.sizes.split(","):
+        cmd = [sys.executable, __file__, "--worker", "--footprint", "--device", args.device]
+        cmd += ["--size", size, "--anchor-samples", str(args.anchor_samples)]
+        cmd += ["--autocast", args.autocast] if args.autocast else []
+        cmd += ["--compile", args.compile] if args.compile else []
+        cmd += ["--tf32"] * args.tf32 + ["--cuda-graphs"] * args.cuda_graphs
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  {args.device} {size} px: failed\n{proc.stderr[-2000:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "per_image_mb" not in r:
+            print(f"  {r['device']} {size} px: probe ran ({r['probe_s']:.1f} s), no peak counter")
+            continue
+        print(
+            f"  {r['gpu']} {size} px: per_image_mb {r['per_image_mb']:.0f}, fixed_mb "
+            f"{r['fixed_mb']:.0f} of {r['total_mb']:.0f} MiB -> data.batch_size=auto "
+            f"plans {r['auto_batch']} (probe {r['probe_s']:.1f} s)",
+            flush=True,
+        )
 
 
 def _print_row(r: dict, args) -> None:
