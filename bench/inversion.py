@@ -17,7 +17,8 @@ Speed options (``inversion.*`` keys, off by default) are passed with ``--autocas
 ``--tf32``, ``--compile inductor`` and ``--cuda-graphs``. ``--baseline-tree`` times the same
 setting with another lsap source tree (e.g. ``git archive`` of main) in a subprocess of the same
 invocation, with the options off there (an older tree may not know them), and prints the ratio of
-step times (CPU: process CPU seconds per step, stable under load; CUDA: wall time).
+step times (CPU: process CPU seconds per step, stable under load; CUDA: wall time); ``--repeats``
+alternates the trees that many times and compares medians (a shared machine's load drifts).
 
 The SNCD share is measured two ways: the SNCD term's own forward+backward timed alone, divided by
 the full step time (direct); and the step time with sncd 0.5 minus the step time with sncd 0
@@ -233,6 +234,9 @@ def main() -> None:
         help="data.batch_size=auto's measured footprint and planned batch per size (CUDA)",
     )
     p.add_argument("--baseline-tree", default=None, help="an lsap source tree timed as 'baseline'")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="runs per tree and setting, alternating (median)"
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--size", default=None, help=argparse.SUPPRESS)
@@ -260,8 +264,9 @@ def main() -> None:
             batches = args.batches or ("1,2" if big and device == "cpu" else "1,4,8")
             steps = args.steps or (3 if big and device == "cpu" else 20)
             for batch in (int(b) for b in batches.split(",")):
-                pair = {}
-                for tree in ["lsap"] + (["baseline"] if args.baseline_tree else []):
+                pair: dict[str, list[dict]] = {}
+                trees = ["lsap"] + (["baseline"] if args.baseline_tree else [])
+                for tree in trees * args.repeats:  # alternating: both see the same load drift
                     cmd = [sys.executable, __file__, "--worker", "--device", device, "--size", size]
                     cmd += ["--batch", str(batch), "--steps", str(steps)]
                     cmd += ["--warmup", str(args.warmup)]
@@ -282,15 +287,17 @@ def main() -> None:
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
                     r["tree"] = tree
                     results.append(r)
-                    pair[tree] = r
+                    pair.setdefault(tree, []).append(r)
                     _print_row(r, args)
                 if len(pair) == 2:
                     key = "step_s" if device == "cuda" else "step_cpu_s"
-                    ratio = pair["baseline"][key] / pair["lsap"][key]
+                    ours, base = (statistics.median(r[key] for r in pair[t]) for t in trees)
                     what = "wall" if device == "cuda" else "CPU"
+                    runs = f"median of {len(pair['lsap'])} run(s) each" if args.repeats > 1 else ""
                     print(
-                        f"  speed-up lsap {pair['lsap']['options'] or '(defaults)'} vs baseline "
-                        f"tree, {size} px batch {batch}: x{ratio:.2f} ({what} seconds per step)"
+                        f"  speed-up lsap {pair['lsap'][0]['options'] or '(defaults)'} vs baseline "
+                        f"tree, {size} px batch {batch}: x{base / ours:.2f} ({what} seconds per "
+                        f"step{', ' + runs if runs else ''})"
                     )
     if args.json:
         with open(args.json, "w") as f:
