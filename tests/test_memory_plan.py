@@ -189,3 +189,35 @@ def test_lsap_invert_auto_on_cpu_runs_batches_of_cpu_batch(tmp_path, monkeypatch
     run(cfg)
     assert sizes == [2, 1]
     assert sorted(p.stem for p in (tmp_path / "out" / "codes").glob("*.pt")) == sorted(names)
+
+
+def test_data_module_plans_auto_on_cuda_with_the_modules_probe(tmp_path, monkeypatch):
+    """The CUDA branch of the wiring, on a CPU with fakes: the loader's batch is planned on the
+    trainer's device from the footprint that the module's memory_probe step shows."""
+    from types import SimpleNamespace
+
+    import lsap.inversion.memory as memory_mod
+    from lsap.systems.data import InversionDataModule
+    from lsap.systems.sharding import InversionPlan
+
+    fake = FakeAllocator(held=500.0, fixed=300.0, per_image=1200.0)
+    monkeypatch.setattr(memory_mod, "CudaPeakMemory", lambda device: fake)
+    card = SimpleNamespace(total_memory=16384 * 2**20)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: card)
+    data = InversionDataModule(
+        tmp_path,
+        tmp_path / "out",
+        32,
+        batch_size="auto",
+        memory={**MEMORY, "per_image_mb": None, "fixed_mb": None},
+        num_workers=0,
+        align=False,
+    )
+    module = SimpleNamespace(memory_probe=lambda: fake.step)
+    strategy = SimpleNamespace(root_device=torch.device("cuda", 0))
+    data.trainer = SimpleNamespace(
+        lightning_module=module, strategy=strategy, global_rank=0, world_size=1
+    )
+    data.plan = InversionPlan(todo=((str(tmp_path / "a.png"), "a"),), num_images=1, num_done=0)
+    loader = data.predict_dataloader()
+    assert fake.batches == [1, 2] and loader.batch_size == data.batch_size == 11
