@@ -10,9 +10,7 @@ run left.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -75,7 +73,6 @@ def run(cfg: DictConfig) -> Path:
         c["data"],
         output_dir=output_dir,
         size=G.resolution,
-        device=_device(c["trainer"]),
         generator_sha256=G.sha256,
         refinement=refinement.name,
         code_source=source.name,
@@ -114,15 +111,6 @@ def run(cfg: DictConfig) -> Path:
         finish_wandb()
     _check_some_image_read(c["data"]["path"], writer.summary)
     return output_dir
-
-
-def _device(trainer: Mapping[str, Any]) -> str:
-    """The device the ``trainer`` config will run on: "cuda" when it may pick a GPU and one is
-    present."""
-    import torch
-
-    accelerator = str(trainer.get("accelerator", "auto"))  # Lightning's own default
-    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def _check_some_image_read(data_path: str, summary: dict) -> None:
