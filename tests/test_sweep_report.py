@@ -227,3 +227,17 @@ def test_report_tensors_are_plain(multirun):
     for r in report.rows:
         assert not any(isinstance(v, torch.Tensor) for v in r.values())
         assert r["target_success"] != r["target_success"]  # NaN: editability off
+
+
+def test_heldout_set_follows_the_jobs_toy_domain():
+    """Toy cars jobs (data.domain=cars) are scored on held-out cars of seed 2, not faces."""
+    from lsap.data.toy_cars import ToyCars
+    from lsap.sweeps.report import heldout_set
+
+    cfg = {"toy": {"seed": 2, "start": 1, "num_images": 3}}
+    cars, names = heldout_set(cfg, 32, "toycars32", "cars")
+    expected = ToyCars(3, seed=2, start=1).images.float() / 127.5 - 1
+    torch.testing.assert_close(cars, expected)
+    assert names == [f"toycars_2_00000{i}" for i in (1, 2, 3)]
+    faces, face_names = heldout_set(cfg, 32, "toy32")
+    assert not torch.equal(faces, cars) and face_names[0] == "toy_2_000001"

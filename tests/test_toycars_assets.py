@@ -127,7 +127,8 @@ def test_shipped_directions_move_their_attribute(manifest, cars_G):
 @torch.no_grad()
 def test_shipped_encoders_beat_the_mean_image_and_lsap_e_is_better_aligned(manifest, cars_G):
     """64 held-out cars of seed 2: both encoders reconstruct the valid region far better than
-    the generator's mean image, and LSAP_E's codes have a lower SNCD than its e4e twin's."""
+    the generator's mean image; LSAP_E's codes, at the weight calibrated on cars, are far better
+    aligned than its e4e twin's for at most 5 % more MSE, and no more aligned than the samples."""
     from lsap.alignment import compute_anchors, sncd
     from lsap.inversion.encode import encode_images
 
@@ -152,7 +153,13 @@ def test_shipped_encoders_beat_the_mean_image_and_lsap_e_is_better_aligned(manif
         f"held-out valid-region MSE / SNCD: {measured}, mean image MSE {floor:.5f}, "
         f"generator samples' SNCD {samples_sncd:.3f}"
     )
-    assert measured["lsap_e"][1] < measured["e4e"][1]
+    # the cars claim at the calibrated weight (docs/domains/toy-cars.md, sweep of 2026-11-27:
+    # MSE x1.037 of e4e's, SNCD 2.6x the samples' mean, 0.37x e4e's): aligned far beyond e4e at
+    # nearly no fidelity cost, and not pulled below the generator's own samples (over-alignment)
+    (e4e_mse, e4e_sncd), (lsap_mse, lsap_sncd) = measured["e4e"], measured["lsap_e"]
+    assert lsap_mse < 1.05 * e4e_mse, (lsap_mse, e4e_mse)
+    assert lsap_sncd < 0.4 * e4e_sncd, (lsap_sncd, e4e_sncd)
+    assert samples_sncd <= lsap_sncd < 2.75 * samples_sncd, (lsap_sncd, samples_sncd)
     assert manifest["files"]["encoder_lsap_e.pt"]["config"]["loss"]["sncd"] > 0
     assert manifest["files"]["encoder_e4e.pt"]["config"]["loss"]["sncd"] == 0
 
@@ -160,8 +167,8 @@ def test_shipped_encoders_beat_the_mean_image_and_lsap_e_is_better_aligned(manif
 @pytest.mark.slow
 def test_demo_on_the_toy_cars_runs_offline_and_lsap_e_is_better_aligned(tmp_path):
     """`lsap-demo generator=toycars32` end to end on 8 held-out cars (encoders, both optimisation
-    methods at few steps, the shipped directions and classifier): the report's LSAP_E SNCD is below
-    e4e's, and the inputs are the toy cars with their labels."""
+    methods at few steps, the shipped directions and classifier): the report's LSAP_E SNCD is well
+    below e4e's at nearly the same MSE, and the inputs are the toy cars with their labels."""
     import os
     import subprocess
     import sys
@@ -182,7 +189,10 @@ def test_demo_on_the_toy_cars_runs_offline_and_lsap_e_is_better_aligned(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "out" / "report.json").read_text())
     sncd = {m: r["methods"][m]["mean"]["toy"]["sncd"] for m in ("e4e", "lsap_e")}
-    assert sncd["lsap_e"] < sncd["e4e"], sncd
+    mse = {m: r["methods"][m]["mean"]["toy"]["mse"] for m in ("e4e", "lsap_e")}
+    # the calibrated LSAP_E on these 8 cars: SNCD 0.38x e4e's for MSE x1.03 (2026-11-27)
+    assert sncd["lsap_e"] < 0.45 * sncd["e4e"], sncd
+    assert mse["lsap_e"] < 1.05 * mse["e4e"], mse
     assert r["images"][0]["source"] == "toycars:2:0"
     assert sorted(r["images"][0]["labels"]) == sorted(NAMES)
     assert (tmp_path / "out" / "report.html").is_file()

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 METRICS = ("sncd", *FIDELITY)
 HIGHER_IS_BETTER = {"psnr", "ssim", "id", "target_success", "target_shift"}
 REPORT_FILES = ("sweep.csv", "sweep.md", "sweep.json")
-TOY_GENERATORS = ("toy32",)  # generator options whose held-out set defaults to toy faces
+# generator options whose held-out set defaults to toy images (of the jobs' data.domain)
+TOY_GENERATORS = ("toy32", "toycars32")
 NO_EDITABILITY = (
     "none: no attribute classifier for this generator; SNCD is the editability proxy (the "
     "paper's claim: lower SNCD, better edits). Set editability.classifier/directions, or run "
@@ -97,10 +98,15 @@ class _Generators:
         return self.cache[key]
 
 
-def heldout_set(cfg: Mapping[str, Any], resolution: int, generator_choice: str | None):
+def heldout_set(
+    cfg: Mapping[str, Any],
+    resolution: int,
+    generator_choice: str | None,
+    domain: str = "faces",
+):
     """The held-out images lsap-train jobs are scored on: ``heldout.path`` (a folder, its first
-    ``max_images``), or the toy faces ``heldout.toy`` (seed 2: seen by no shipped model) when the
-    generator is a toy one.
+    ``max_images``), or the toy images ``heldout.toy`` of the jobs' toy ``domain`` (``data.domain``:
+    faces or cars; seed 2: seen by no shipped model) when the generator is a toy one.
 
     Returns:
         ``(images [N, 3, R, R] in [-1, 1], names)``.
@@ -113,13 +119,13 @@ def heldout_set(cfg: Mapping[str, Any], resolution: int, generator_choice: str |
         images = torch.stack([load_image(f, resolution) for f in files])
         return images, [image_name(f, cfg["path"]) for f in files]
     if generator_choice in TOY_GENERATORS or resolution == 32:
-        from lsap.data.toy import render_toy_faces
+        from lsap.data.toy import toy_dataset
 
         t = cfg.get("toy") or {}
         seed, start, n = int(t.get("seed", 2)), int(t.get("start", 0)), int(t.get("num_images", 64))
-        arr, _ = render_toy_faces(n, seed=seed, resolution=resolution, start=start)
-        images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return images, [f"toy_{seed}_{i:06d}" for i in range(start, start + n)]
+        data = toy_dataset(domain)(n, seed=seed, resolution=resolution, start=start)
+        images = data.images.float() / 127.5 - 1.0  # [N, 3, R, R]
+        return images, [f"{data.prefix}_{seed}_{i:06d}" for i in range(start, start + n)]
     raise ValueError(
         "lsap-train jobs need held-out images to encode: set heldout.path=<folder of images>"
     )
@@ -151,7 +157,7 @@ def sweep_report(
     gens = _Generators(device, samples or {})
     swept = swept_keys(jobs)
     probes: dict[str, EditProbe | None] = {}
-    heldout_cache: dict[int, tuple] = {}
+    heldout_cache: dict[tuple[int, str], tuple] = {}
     rows, references = [], []
     # read every job's results first: a job with missing results fails before any slow step
     read = []
@@ -171,9 +177,12 @@ def sweep_report(
             probes[pkey] = build_probe(editability, G, choice)
         probe = probes[pkey]
         if res is None:
-            if G.resolution not in heldout_cache:
-                heldout_cache[G.resolution] = heldout_set(heldout or {}, G.resolution, choice)
-            images, names = heldout_cache[G.resolution]
+            domain = str((job.config.get("data") or {}).get("domain") or "faces")
+            if (G.resolution, domain) not in heldout_cache:
+                heldout_cache[G.resolution, domain] = heldout_set(
+                    heldout or {}, G.resolution, choice, domain
+                )
+            images, names = heldout_cache[G.resolution, domain]
             res = read_train_job(job, G, anchors, images, names, batch_size=batch_size)
         elif probe is not None:
             res = read_invert_job(job, load_codes=True)
