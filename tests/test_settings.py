@@ -185,3 +185,26 @@ def test_scorer_needs_every_key_of_the_metrics_group():
         build_scorer(conf_group("metrics", "offline", id=None))
     scorer = build_scorer(conf_group("metrics", "offline", fidelity=["mse"], editing=[], id=None))
     assert scorer.metrics == ("mse",) and scorer.face is None and scorer.lpips is None
+
+
+def test_metric_labels_read_the_metrics_group():
+    """The notebook's plot labels name stand-in networks from the same settings as the scorer."""
+    from conf_groups import conf_group
+
+    from lsap.metrics.report import editability_axes, fid_label
+
+    offline, default = conf_group("metrics", "offline"), conf_group("metrics", "default")
+    assert fid_label(offline) == "FID(edited, originals) [random-network stand-in]"
+    assert fid_label(default) == "FID(edited, originals) [Inception]"
+    assert editability_axes(offline, classifier=True) == [
+        ("edit_target_shift", "target attribute shift (classifier), ↑"),
+        ("edit_lpips", "LPIPS(edited, unedited) [random-network stand-in]"),
+        ("edit_id", "ID(edited, original) [random-network stand-in]"),
+    ]
+    assert editability_axes(default) == [
+        ("edit_lpips", "LPIPS(edited, unedited)"),
+        ("edit_id", "ID(edited, original)"),
+    ]
+    del default["editing"]
+    with pytest.raises(ValueError, match=r"^metrics misses editing \(see conf/metrics/"):
+        editability_axes(default)

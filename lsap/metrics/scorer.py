@@ -259,14 +259,14 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
     (``metrics``: the ``metrics`` config group, :class:`ScorerSettings`)."""
     s = ScorerSettings.from_config(metrics)
     notes = []
-    if "lpips" in s.fidelity and str(_option(s.lpips, "lpips", "backbone")) == "random":
+    if "lpips" in s.fidelity and str(metric_option(s.lpips, "lpips", "backbone")) == "random":
         notes.append(
             "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
             "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
         )
     if "id" in s.fidelity:
-        moco = _option(s.id, "id", "backend") == "moco"
-        if str(_option(s.id, "id", "weights")) == "random":
+        moco = metric_option(s.id, "id", "backend") == "moco"
+        if str(metric_option(s.id, "id", "weights")) == "random":
             notes.append(
                 "ID uses a random ResNet-50 (backend moco): NOT MoCo v2 similarity."
                 if moco
@@ -280,7 +280,7 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
     else:
         notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
     if s.fid:
-        name = s.features.get("_target_") or s.features["name"]
+        name = feature_name(s)
         if name == "toy_classifier":
             notes.append(
                 "FID uses the toy attribute classifier's 128-d hidden features (a trained network "
@@ -292,6 +292,12 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
     return notes
 
 
-def _option(options: Mapping[str, Any], group: str, key: str) -> Any:
+def feature_name(settings: ScorerSettings) -> str:
+    """The FID feature extractor's name (``inception``, ``random``, ``toy_classifier``), or the
+    ``_target_`` of one's own."""
+    return str(settings.features.get("_target_") or settings.features["name"])
+
+
+def metric_option(options: Mapping[str, Any], group: str, key: str) -> Any:
     """``options[key]`` of ``metrics.<group>`` (a one-line error naming it when missing)."""
     return settings_dict(options, (key,), what=f"metrics.{group}", see=_SEE, exact=False)[key]
