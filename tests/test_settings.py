@@ -208,3 +208,17 @@ def test_metric_labels_read_the_metrics_group():
     del default["editing"]
     with pytest.raises(ValueError, match=r"^metrics misses editing \(see conf/metrics/"):
         editability_axes(default)
+
+
+def test_invert_reads_the_trainer_keys_it_uses_from_conf():
+    from lsap.cli.invert import _device
+
+    trainer = plain(
+        compose("invert", ["trainer=cpu", "data.path=x", "paths.output_dir=/tmp/x"]).trainer
+    )
+    assert _device(trainer) == "cpu"
+    del trainer["accelerator"]
+    with pytest.raises(
+        ValueError, match=r"^trainer misses accelerator \(see conf/trainer/default.yaml\)$"
+    ):
+        _device(trainer)

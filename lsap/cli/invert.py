@@ -98,7 +98,7 @@ def run(cfg: DictConfig) -> Path:
         writer,
         InversionLogging(output_dir, curves=log_cfg["curves"], grid=log_cfg["grid"]),
     ]
-    if c["trainer"].get("enable_progress_bar", True):  # Lightning's own default
+    if _trainer_keys(c["trainer"])["enable_progress_bar"]:
         callbacks.append(InversionProgressBar())
     # Shards come from our own sampler: Lightning's DistributedSampler would pad with duplicates.
     trainer = build_trainer(
@@ -112,12 +112,26 @@ def run(cfg: DictConfig) -> Path:
     return output_dir
 
 
+def _trainer_keys(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` group (Lightning's ``Trainer`` arguments) with the two keys lsap-invert
+    reads itself (``conf/trainer/default.yaml`` holds them)."""
+    from lsap.core.plain import settings_dict
+
+    return settings_dict(
+        trainer,
+        ("accelerator", "enable_progress_bar"),
+        what="trainer",
+        see="conf/trainer/default.yaml",
+        exact=False,
+    )
+
+
 def _device(trainer: Mapping[str, Any]) -> str:
     """The device the ``trainer`` config will run on: "cuda" when it may pick a GPU and one is
     present."""
     import torch
 
-    accelerator = str(trainer.get("accelerator", "auto"))  # Lightning's own default
+    accelerator = str(_trainer_keys(trainer)["accelerator"])
     return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
