@@ -31,6 +31,16 @@ import time
 import torch
 
 
+def pti_settings() -> dict:
+    """``pivotal_tuning``'s keyword arguments from ``conf/refinement/pti.yaml`` (the reference
+    settings, as lsap-invert passes them), with LPIPS on a random AlexNet (nothing downloaded)."""
+    from lsap.config import compose, plain
+    from lsap.refinement.settings import RefinementSettings
+
+    cfg = compose("invert", ["refinement=pti", "refinement.loss.options.lpips.backbone=random"])
+    return RefinementSettings.from_config(plain(cfg.refinement)).pti
+
+
 def worker(args) -> dict:
     from lsap.nets import Generator, GeneratorConfig, sample_z
     from lsap.refinement import Locality, build_pti_terms, pivotal_tuning
@@ -46,12 +56,9 @@ def worker(args) -> dict:
     targets = torch.rand(1, 3, R, R, device=device) * 2 - 1
     with torch.no_grad():
         pivots = G.mapping(sample_z(1, cfg.z_dim, seed=1, device=device))
-    loc = Locality(interval=1, alpha=30.0)
-    terms = build_pti_terms(
-        {"l2": 1.0, "lpips": 1.0},
-        loc,
-        {"lpips": {"net": "alex", "backbone": "random", "resize": 256}},
-    )
+    settings = pti_settings()
+    loc = Locality.from_any({**settings["locality"], "interval": 1})  # the regulariser every step
+    terms = build_pti_terms(settings["weights"], loc, settings["loss_options"])
     out = {"device": str(device), "resolution": R, "timed_steps": args.timed_steps}
     out["threads"] = torch.get_num_threads()
     if device.type == "cuda":
@@ -77,12 +84,14 @@ def worker(args) -> dict:
             G,
             targets,
             pivots,
-            steps=args.timed_steps + 1,  # the first step warms up (allocator, cuDNN)
-            lr=3e-4,
             terms=terms,
-            locality=locality,
             on_step=on_step,
-            **options,
+            **{
+                **settings,
+                "steps": args.timed_steps + 1,  # the first step warms up (allocator, cuDNN)
+                "locality": locality,
+                **options,
+            },
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -117,13 +126,23 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, or all (cpu and cuda if present)")
     p.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--timed-steps", type=int, default=3, help="steady steps timed per variant")
-    p.add_argument("--pti-steps", type=int, default=350, help="steps of the run extrapolated to")
-    p.add_argument("--interval", type=int, default=50, help="regulariser interval extrapolated to")
+    p.add_argument(
+        "--pti-steps", type=int, help="steps of the run extrapolated to (default: refinement.steps)"
+    )
+    p.add_argument(
+        "--interval",
+        type=int,
+        help="regulariser interval extrapolated to (default: refinement.locality.interval)",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--autocast", default=None, help="refinement.autocast, e.g. bf16")
     p.add_argument("--tf32", action="store_true", help="refinement.tf32")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.pti_steps is None or args.interval is None:  # conf/refinement/pti.yaml's
+        settings = pti_settings()
+        args.pti_steps = args.pti_steps or settings["steps"]
+        args.interval = args.interval or settings["locality"]["interval"]
     if args.worker:
         print(json.dumps(worker(args)))
         return

@@ -193,20 +193,23 @@ def _tiny_arch() -> dict:
 def test_pti_tunes_on_the_valid_region_only():
     """PTI's loss (l2 + lpips) and its locality term compare the valid region: targets that differ
     only outside it give bit-identical tuned generators and images; inside, they do not."""
+    from conf_entries import pti_kwargs
+
     from lsap.refinement import pivotal_tuning
 
     G = generator_from_config({"path": None, "seed": 0, "arch": _tiny_arch(), "crop": BOX})
     with torch.no_grad():
         pivots = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(3)))
         targets = G.synthesis(G.mapping(torch.randn(2, G.z_dim)), noise_mode="const")
-    kw = {
-        "steps": 3,
-        "lr": 1e-2,
-        "weights": {"l2": 1.0, "lpips": 1.0},
-        "locality": {"weight": 0.1, "interval": 1, "l2": 1.0, "lpips": 0.0},
-        "loss_options": {"lpips": OFFLINE_OPTIONS["lpips"]},
-        "mode": "per_set",
-    }
+    locality = pti_kwargs()["locality"]  # conf/refinement/pti.yaml's, changed where it matters
+    kw = pti_kwargs(
+        steps=3,
+        lr=1e-2,
+        weights={"l2": 1.0, "lpips": 1.0},
+        locality={**locality, "weight": 0.1, "interval": 1, "l2": 1.0, "lpips": 0.0},
+        loss_options={"lpips": OFFLINE_OPTIONS["lpips"]},
+        mode="per_set",
+    )
     base = pivotal_tuning(G, targets, pivots, **kw)
     same = pivotal_tuning(G, _outside_changed(targets, G.crop), pivots, **kw)
     assert torch.equal(base.images, same.images)

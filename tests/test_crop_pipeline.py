@@ -8,6 +8,7 @@ import csv
 
 import pytest
 import torch
+from conf_entries import data_kwargs
 from invert_helpers import FAST, compose
 from PIL import Image
 
@@ -326,8 +327,9 @@ def test_training_folders_fit_photos_and_augment_inside_the_valid_region(tmp_pat
     for i in range(2):
         _stripes(64 + 16 * i, 40, 0).save(tmp_path / f"p{i}.png")
     kw = {"size": 32, "batch_size": 2, "val_batch_size": 2, "num_workers": 0}
+    paths = {"train_path": str(tmp_path), "val_path": str(tmp_path)}
     dm = ImageFolderDataModule(
-        str(tmp_path), str(tmp_path), hflip=1.0, crop_scale=(0.5, 0.5), crop=tiny, **kw
+        **data_kwargs("ffhq", **paths, hflip=1.0, crop_scale=(0.5, 0.5), crop=tiny, **kw)
     )
     dm.setup("fit")
     val = next(iter(dm.val_dataloader()))["images"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conf_entries import data_kwargs
 from PIL import Image
 
 from lsap.data import load_image
@@ -48,7 +49,8 @@ def folders(tmp_path_factory):
 
 def _dm(folders, **kw):
     args = {"size": 32, "batch_size": 4, "val_batch_size": 3, "num_workers": 0, "seed": 7}
-    dm = ImageFolderDataModule(str(folders / "train"), str(folders / "val"), **{**args, **kw})
+    paths = {"train_path": str(folders / "train"), "val_path": str(folders / "val")}
+    dm = ImageFolderDataModule(**data_kwargs("ffhq", **paths, **{**args, **kw}))
     dm.setup("fit")
     return dm
 
@@ -142,17 +144,23 @@ def test_too_few_images_for_a_batch(folders):
 
 
 def test_generated_images():
-    dm = GeneratedImagesDataModule(TINY_GEN, num_train=6, num_val=4, batch_size=2, seed=5)
+    dm = GeneratedImagesDataModule(
+        **data_kwargs("tiny", generator=TINY_GEN, num_train=6, num_val=4, batch_size=2, seed=5)
+    )
     dm.setup("fit")
     train, val = dm.train_set.images, dm.val_set.images
     assert train.shape == (6, 3, 32, 32) and val.shape == (4, 3, 32, 32)
     assert train.min() >= -1 and train.max() <= 1
     levels = (train + 1) * 127.5  # uint8-quantised, as if read from PNG files
     torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)
-    again = GeneratedImagesDataModule(TINY_GEN, num_train=6, num_val=4, seed=5)
+    again = GeneratedImagesDataModule(
+        **data_kwargs("tiny", generator=TINY_GEN, num_train=6, num_val=4, seed=5)
+    )
     again.setup("fit")
     assert torch.equal(again.train_set.images, train)
     assert not torch.allclose(train[:4], val)  # other seeds
-    half = GeneratedImagesDataModule(TINY_GEN, num_train=2, num_val=2, size=16, seed=5)
+    half = GeneratedImagesDataModule(
+        **data_kwargs("tiny", generator=TINY_GEN, num_train=2, num_val=2, size=16, seed=5)
+    )
     half.setup("validate")
     assert half.train_set is None and half.val_set.images.shape == (2, 3, 16, 16)

@@ -10,13 +10,15 @@ import sys
 
 import pytest
 import torch
+from conf_entries import conf_entry
 from omegaconf import open_dict
 
-from lsap.config import compose
+from lsap.config import compose, plain
 from lsap.core.errors import LsapFileError
 from lsap.data.labels import read_labels_csv
 from lsap.data.toy import write_toy_images
 from lsap.editing import check_direction
+from lsap.editing.directions_settings import labels_from_config
 from lsap.editing.fitting import roc_auc
 from lsap.editing.labelled_samples import classify_codes
 from lsap.io import generator_from_config
@@ -123,7 +125,9 @@ def test_a_cache_chunk_of_another_seed_or_damaged_is_relabelled(tiny_G, tmp_path
     torch.manual_seed(0)
     clf = ToyClassifier(names=("a", "b"), kinds=("binary", "scalar")).eval()
     clf.sha256 = "random"
-    kw = dict(batch_size=16, chunk_size=24)
+    labels = conf_entry("directions", "labels", "paths.output_dir=unused")  # conf/labels/samples
+    psi = labels["truncation_psi"]
+    kw = dict(batch_size=16, chunk_size=24, truncation_psi=psi)
     first = label_samples(tiny_G, clf, 60, seed=0, cache_dir=tmp_path, **kw)
     chunks = sorted(tmp_path.glob("seed*.pt"))
     assert len(chunks) == 3 and first.w.shape == (60, 64) and first.predictions.shape == (60, 2)
@@ -205,7 +209,8 @@ def test_codes_of_an_inversion_run_give_the_encoders_directions_and_per_layer_on
     out, overrides, _ = from_images
     G, _ = toy
     cfg = compose("directions", ["device=cpu", *overrides])
-    w_plus, _, _, _, _ = codes_of(cfg.labels, cfg.code_source, G, torch.device("cpu"))
+    labels, source = labels_from_config(cfg.labels), plain(cfg.code_source)
+    w_plus, _, _, _, _ = codes_of(labels, source, G, torch.device("cpu"))
     table = read_labels_csv(faces / "labels.csv")
     run_dir = tmp_path / "invert"
     for name, w in zip(table.names, w_plus, strict=True):
@@ -424,3 +429,26 @@ def test_a_non_square_generator_shows_classifier_and_encoder_its_valid_region(tm
     assert (frame[:, top : top + h, left : left + w] > 0.5).any()  # the red photo fills the box
     frame[:, top : top + h, left : left + w] = FILL
     assert (frame == FILL).all()
+
+
+def test_a_missing_setting_is_one_line_from_the_command(tmp_path, capsys):
+    """lsap-directions reads its config once into typed settings: a key deleted from the config
+    (``fit.l2``) or a ``???`` left unset (``labels.images``) is one stderr line naming it, exit 2,
+    before any work."""
+    from lsap.cli.directions import _main
+
+    for overrides, key, line in (
+        ([], "l2", "lsap-directions: error: fit misses l2 (see conf/directions.yaml)"),
+        (["labels=images"], None, "lsap-directions: error: labels.images is not set"),
+    ):
+        cfg = compose("directions", ["device=cpu", *overrides])
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path)
+            if key is not None:
+                del cfg.fit[key]
+        with pytest.raises(SystemExit) as e:
+            _main.__wrapped__(cfg)  # what @hydra.main calls: the command's one_line_errors
+        assert e.value.code == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and err[0].startswith(line), err
+    assert not (tmp_path / "directions.json").exists()

@@ -4,14 +4,26 @@ attribute-edit effects read off classifier predictions (``attribute_edit_effects
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from lsap.config import config_dir
 from lsap.editing import fit_direction
 from lsap.metrics.attribute_edits import attribute_edit_effects, per_attribute_abs_delta
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+# lsap-directions' boundary settings as shipped (conf/directions.yaml fit.l2/balanced/max_iter)
+_FIT = OmegaConf.load(Path(config_dir()) / "directions.yaml").fit
+FIT = {k: _FIT[k] for k in ("l2", "balanced", "max_iter")}
+
+
+def fit(w, labels, kind="binary", **settings):
+    """``fit_direction`` with the shipped settings, ``settings`` replacing some."""
+    return fit_direction(w, labels, kind=kind, **{**FIT, **settings})
 
 
 def _anisotropic_w(n=4000, d=24, seed=0):
@@ -36,7 +48,7 @@ def test_binary_direction_is_the_known_boundary_normal(seed):
         score > 0.3 * score.std()
     ).float()  # separable, off-centre hyperplane, ~38 % positives
     w_before = w.clone()
-    d = fit_direction(w, labels, kind="binary")
+    d = fit(w, labels, kind="binary")
     assert d.shape == (w.shape[1],) and d.dtype == torch.float32
     assert abs(float(d.norm()) - 1) < 1e-5
     assert _cos(d, normal) > 0.99  # aligned, and pointing towards label 1
@@ -45,7 +57,7 @@ def test_binary_direction_is_the_known_boundary_normal(seed):
     mean_diff = w[labels == 1].mean(0) - w[labels == 0].mean(0)
     assert _cos(mean_diff, normal) < 0.9
     # labels flipped: the direction flips
-    assert _cos(fit_direction(w, 1 - labels), normal) < -0.99
+    assert _cos(fit(w, 1 - labels), normal) < -0.99
 
 
 def test_strong_penalty_does_not_tilt_the_normal():
@@ -54,47 +66,47 @@ def test_strong_penalty_does_not_tilt_the_normal():
     w, normal, _ = _anisotropic_w(seed=0)
     score = (w - 2.0) @ normal
     labels = (score > 0).float()
-    assert _cos(fit_direction(w, labels, l2=10.0), normal) > 0.97
+    assert _cos(fit(w, labels, l2=10.0), normal) > 0.97
 
 
 def test_binary_direction_with_label_noise_and_a_rare_class():
     w, normal, g = _anisotropic_w(seed=1)
     score = (w - 2.0) @ normal
     noisy = (torch.rand(len(w), generator=g) < torch.sigmoid(4 * score / score.std())).float()
-    assert _cos(fit_direction(w, noisy), normal) > 0.95
+    assert _cos(fit(w, noisy), normal) > 0.95
     rare = (score > score.quantile(0.9)).float()  # 10 % positives, as glasses on the toy GAN
     assert float(rare.mean()) == pytest.approx(0.1, abs=0.01)
-    assert _cos(fit_direction(w, rare, balanced=True), normal) > 0.98
+    assert _cos(fit(w, rare, balanced=True), normal) > 0.98
     rare_noisy = (
         torch.rand(len(w), generator=g)
         < torch.sigmoid(8 * (score - score.quantile(0.9)) / score.std())
     ).float()
-    assert _cos(fit_direction(w, rare_noisy, balanced=True), normal) > 0.93
+    assert _cos(fit(w, rare_noisy, balanced=True), normal) > 0.93
 
 
 def test_scalar_direction_is_the_regression_gradient():
     w, normal, g = _anisotropic_w(seed=2)
     score = (w - 2.0) @ normal
     y = 0.5 + 0.1 * score / score.std() + 0.02 * torch.randn(len(w), generator=g)
-    d = fit_direction(w, y, kind="scalar")
+    d = fit(w, y, kind="scalar")
     assert _cos(d, normal) > 0.99 and abs(float(d.norm()) - 1) < 1e-5
-    assert _cos(fit_direction(w, -y, kind="scalar"), normal) < -0.99
+    assert _cos(fit(w, -y, kind="scalar"), normal) < -0.99
 
 
 def test_fit_direction_bad_inputs():
     w = torch.randn(10, 4)
     with pytest.raises(ValueError, match="kind must be"):
-        fit_direction(w, torch.ones(10), kind="svm")
+        fit(w, torch.ones(10), kind="svm")
     with pytest.raises(ValueError, match="only one class"):
-        fit_direction(w, torch.ones(10))
+        fit(w, torch.ones(10))
     with pytest.raises(ValueError, match="must be 0 or 1"):
-        fit_direction(w, torch.rand(10))
+        fit(w, torch.rand(10))
     with pytest.raises(ValueError, match=r"labels \[N\]"):
-        fit_direction(w, torch.ones(9))
+        fit(w, torch.ones(9))
     with pytest.raises(ValueError, match="constant"):
-        fit_direction(w, torch.full((10,), 0.3), kind="scalar")
+        fit(w, torch.full((10,), 0.3), kind="scalar")
     with pytest.raises(ValueError, match="finite"):
-        fit_direction(w.clone().fill_(math.nan), torch.ones(10), kind="scalar")
+        fit(w.clone().fill_(math.nan), torch.ones(10), kind="scalar")
 
 
 def test_attribute_edit_effects():
@@ -147,7 +159,7 @@ def test_edit_effects_of_a_fitted_direction_on_a_classifier_stub():
     stub = _LinearAttributeStub()
     g = torch.Generator().manual_seed(1)
     w_fit, w_eval = torch.randn(3000, 16, generator=g), torch.randn(500, 16, generator=g)
-    d = fit_direction(w_fit, (stub.predict(w_fit)[:, 0] > 0.5).float())
+    d = fit(w_fit, (stub.predict(w_fit)[:, 0] > 0.5).float())
     assert _cos(d, stub.axes[:, 0]) > 0.99
     before = stub.predict(w_eval)
     e = attribute_edit_effects(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conf_entries import pti_kwargs
 
 from lsap import load_generator, save_generator
 from lsap.io import (
@@ -33,7 +34,10 @@ def tuned(tmp_path_factory, tiny_G, other_G):
         targets = other_G.synthesis(next(iter_w(other_G, 1, seed=7))).clamp(-1, 1)
     pivots = next(iter_w(base, 1, seed=11))
     res = pivotal_tuning(
-        base, targets, pivots, steps=5, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None
+        base,
+        targets,
+        pivots,
+        **pti_kwargs(steps=5, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None),
     )
     return base_path, base, res.generators[0], pivots
 

@@ -54,6 +54,8 @@ def test_inversion_config_keys_reach_the_loop(tiny_G):
 
 # -- PTI ---------------------------------------------------------------------------------------
 def _pti(G, other, autocast):
+    from conf_entries import pti_kwargs
+
     from lsap.nets import iter_w
     from lsap.refinement import Locality, build_pti_terms, pivotal_tuning
 
@@ -63,11 +65,15 @@ def _pti(G, other, autocast):
     with torch.no_grad():
         targets = other.synthesis(w_plus(other, 7)).clamp(-1, 1)
     lpips = {"lpips": {"net": "alex", "backbone": "random", "resize": None}}
-    terms = build_pti_terms({"l2": 1.0, "lpips": 1.0}, Locality(), lpips)
+    locality = pti_kwargs()["locality"]  # conf/refinement/pti.yaml's
+    terms = build_pti_terms({"l2": 1.0, "lpips": 1.0}, Locality.from_any(locality), lpips)
     pivots = w_plus(G, 11)
     res = pivotal_tuning(
-        G, targets, pivots, steps=40, lr=3e-3, terms=terms, mode="per_set",
-        locality={"weight": 1.0, "interval": 5}, autocast=autocast,
+        G, targets, pivots, terms=terms,
+        **pti_kwargs(
+            steps=40, lr=3e-3, mode="per_set",
+            locality={**locality, "weight": 1.0, "interval": 5}, autocast=autocast,
+        ),
     )  # fmt: skip
     with torch.no_grad():
         start = G.synthesis(pivots)

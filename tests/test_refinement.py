@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conf_entries import pti_kwargs
 from omegaconf import OmegaConf
 
 from lsap.metrics import mse
@@ -19,11 +20,19 @@ from lsap.refinement import (
 
 LPIPS_OPTIONS = {"lpips": {"net": "alex", "backbone": "random", "resize": None}}
 LR = 3e-3  # 10x PTI's 3e-4: the tiny generator gets there in tens of steps
+PTI = pti_kwargs()  # conf/refinement/pti.yaml's settings: each test changes what it is about
+LOCALITY = PTI["locality"]
 
 
 @pytest.fixture(scope="module")
 def terms():
-    return build_pti_terms({"l2": 1.0, "lpips": 1.0}, Locality(), LPIPS_OPTIONS)
+    return build_pti_terms({"l2": 1.0, "lpips": 1.0}, Locality.from_any(LOCALITY), LPIPS_OPTIONS)
+
+
+def pti(generator, targets, pivots, **settings):
+    """``pivotal_tuning`` with the configured settings, ``settings`` replacing some."""
+    runtime = {k: settings.pop(k) for k in ("terms", "noise", "pivot_sha256") if k in settings}
+    return pivotal_tuning(generator, targets, pivots, **pti_kwargs(**settings), **runtime)
 
 
 def _w_plus(G, n, seed):
@@ -51,7 +60,7 @@ def test_pti_reproduces_another_generators_images_and_leaves_the_base_alone(tiny
     before, sha = _state(tiny_G), tiny_G.sha256
     with torch.no_grad():
         mse0, lpips0 = _errors(tiny_G.synthesis(pivots), targets, terms["lpips"])
-    res = pivotal_tuning(tiny_G, targets, pivots, steps=50, lr=LR, terms=terms, locality=None)
+    res = pti(tiny_G, targets, pivots, steps=50, lr=LR, terms=terms, locality=None)
     # the caller's generator is bit-identical, its sha256 unchanged
     assert tiny_G.sha256 == sha
     for k, v in tiny_G.state_dict().items():
@@ -83,17 +92,20 @@ def test_locality_regulariser_keeps_the_latent_space_around_the_pivot(tiny_G, pr
     alpha = 4.0  # about half the distance of a truncated sample from a pivot in the tiny W space
     # held-out codes at the regularised distance: fresh samples (another seed than the tuning's)
     probe = locality_codes(
-        tiny_G, pivot, alpha=alpha, num_samples=16, rng=torch.Generator().manual_seed(1234)
+        tiny_G,
+        pivot,
+        alpha=alpha,
+        num_samples=16,
+        truncation=LOCALITY["truncation"],
+        rng=torch.Generator().manual_seed(1234),
     )
     assert torch.allclose((probe - pivot).flatten(1).norm(dim=1), torch.tensor(alpha))
     with torch.no_grad():
         base_images = tiny_G.synthesis(probe)
-    loc = {"weight": 1.0, "l2": 1.0, "lpips": 1.0, "alpha": alpha, "interval": 2}
+    loc = {**LOCALITY, "weight": 1.0, "l2": 1.0, "lpips": 1.0, "alpha": alpha, "interval": 2}
     change, fit = {}, {}
     for name, locality in (("off", None), ("on", loc)):
-        res = pivotal_tuning(
-            tiny_G, target, pivot, steps=60, lr=LR, terms=terms, locality=locality, seed=3
-        )
+        res = pti(tiny_G, target, pivot, steps=60, lr=LR, terms=terms, locality=locality, seed=3)
         with torch.no_grad():
             change[name] = (res.generators[0].synthesis(probe) - base_images).square().mean()
         fit[name] = mse(res.images, target)
@@ -107,11 +119,12 @@ def test_locality_regulariser_keeps_the_latent_space_around_the_pivot(tiny_G, pr
 
 def test_same_seed_same_result_and_caller_generator_identical(tiny_G, problem, terms):
     targets, pivots = problem
-    kw = dict(steps=6, lr=LR, terms=terms, locality={"alpha": 4.0, "interval": 1}, seed=5)
-    a = pivotal_tuning(tiny_G, targets[:1], pivots[:1], **kw)
-    b = pivotal_tuning(tiny_G, targets[:1], pivots[:1], **kw)
+    locality = {**LOCALITY, "alpha": 4.0, "interval": 1}
+    kw = dict(steps=6, lr=LR, terms=terms, locality=locality, seed=5)
+    a = pti(tiny_G, targets[:1], pivots[:1], **kw)
+    b = pti(tiny_G, targets[:1], pivots[:1], **kw)
     assert a.generators[0].sha256 == b.generators[0].sha256
-    c = pivotal_tuning(tiny_G, targets[:1], pivots[:1], **{**kw, "seed": 6})
+    c = pti(tiny_G, targets[:1], pivots[:1], **{**kw, "seed": 6})
     assert c.generators[0].sha256 != a.generators[0].sha256  # the regulariser's samples differ
 
 
@@ -125,8 +138,16 @@ def test_per_set_mode_one_generator_improves_every_image(tiny_G, terms):
     targets = (0.5 * clean.clamp(-1, 1) + 0.5 * pattern).clamp(-1, 1)
     with torch.no_grad():
         mse0, lpips0 = _errors(clean, targets, terms["lpips"])
-    res = pivotal_tuning(
-        tiny_G, targets, pivots, steps=60, lr=LR, terms=terms, mode="per_set", batch_size=2
+    res = pti(
+        tiny_G,
+        targets,
+        pivots,
+        steps=60,
+        lr=LR,
+        terms=terms,
+        mode="per_set",
+        batch_size=2,
+        locality=None,
     )
     assert len(res.generators) == 1 and res.image_index == [[0, 1, 2]]
     with torch.no_grad():
@@ -142,8 +163,15 @@ def test_early_stop_on_lpips(tiny_G, problem, terms):
     with torch.no_grad():
         start = terms["lpips"].distance(tiny_G.synthesis(pivots[:1]), targets[:1])
     threshold = float(start) * 0.5
-    res = pivotal_tuning(
-        tiny_G, targets[:1], pivots[:1], steps=200, lr=LR, terms=terms, early_stop_lpips=threshold
+    res = pti(
+        tiny_G,
+        targets[:1],
+        pivots[:1],
+        steps=200,
+        lr=LR,
+        terms=terms,
+        early_stop_lpips=threshold,
+        locality=None,
     )
     n = res.steps_run[0]
     assert 0 < n < 200 and res.history[0]["lpips"].shape == (n,)
@@ -154,9 +182,7 @@ def test_early_stop_on_lpips(tiny_G, problem, terms):
 def test_noise_maps_of_the_codes_are_used(tiny_G, problem, terms):
     targets, pivots = problem
     noise = [torch.randn(2, *s[1:]) for s in tiny_G.synthesis.noise_shapes()]
-    res = pivotal_tuning(
-        tiny_G, targets, pivots, steps=2, lr=LR, terms=terms, noise=noise, locality=None
-    )
+    res = pti(tiny_G, targets, pivots, steps=2, lr=LR, terms=terms, noise=noise, locality=None)
     with torch.no_grad():
         with_noise = res.generators[1].synthesis(pivots[1:], noise=[n[1:] for n in noise])
     torch.testing.assert_close(res.images[1:], with_noise)
@@ -166,21 +192,21 @@ def test_bad_input_gives_clear_errors(tiny_G, other_G, problem, terms):
     targets, pivots = problem
     kw = dict(steps=1, terms=terms)
     with pytest.raises(ValueError, match=r"pivots have shape \[2, 9, 64\].*num_ws=8"):
-        pivotal_tuning(tiny_G, targets, torch.zeros(2, 9, 64), **kw)
+        pti(tiny_G, targets, torch.zeros(2, 9, 64), locality=None, **kw)
     with pytest.raises(ValueError, match=r"2 targets but 3 pivots"):
-        pivotal_tuning(tiny_G, targets, _w_plus(tiny_G, 3, seed=0), **kw)
+        pti(tiny_G, targets, _w_plus(tiny_G, 3, seed=0), locality=None, **kw)
     with pytest.raises(ValueError, match=r"targets have shape \[2, 3, 64, 64\].*\[N, 3, 32, 32\]"):
-        pivotal_tuning(tiny_G, torch.zeros(2, 3, 64, 64), pivots, **kw)
+        pti(tiny_G, torch.zeros(2, 3, 64, 64), pivots, locality=None, **kw)
     with pytest.raises(ValueError, match=r"pivots were made with generator sha256 .*another"):
-        pivotal_tuning(tiny_G, targets, pivots, pivot_sha256=other_G.sha256, **kw)
+        pti(tiny_G, targets, pivots, pivot_sha256=other_G.sha256, locality=None, **kw)
     with pytest.raises(ValueError, match=r"uint8"):
-        pivotal_tuning(tiny_G, (targets * 127 + 128).to(torch.uint8), pivots, **kw)
+        pti(tiny_G, (targets * 127 + 128).to(torch.uint8), pivots, locality=None, **kw)
     with pytest.raises(ValueError, match=r"mode must be one of"):
-        pivotal_tuning(tiny_G, targets, pivots, mode="per_batch", **kw)
+        pti(tiny_G, targets, pivots, mode="per_batch", locality=None, **kw)
     with pytest.raises(ValueError, match=r"unknown locality settings \['radius'\]"):
-        pivotal_tuning(tiny_G, targets, pivots, locality={"radius": 3}, **kw)
+        pti(tiny_G, targets, pivots, locality={"radius": 3}, **kw)
     # W codes [N, w_dim] are pivots too (broadcast to every layer)
-    res = pivotal_tuning(tiny_G, targets, pivots[:, 0], locality=None, **kw)
+    res = pti(tiny_G, targets, pivots[:, 0], locality=None, **kw)
     assert res.images.shape == targets.shape
 
 

@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from conf_entries import pti_kwargs
 from inversions import NAMES, original_path, sample_codes, write_inversion
 from PIL import Image
 
@@ -52,7 +53,10 @@ def pti_folder(tmp_path_factory, tiny_G, other_G):
     codes = sample_codes(tiny_G, N, seed=9)
     inv = write_inversion(root / "inv", tiny_G, codes, names, originals=root / "originals")
     res = pivotal_tuning(
-        tiny_G, targets, codes, steps=30, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None
+        tiny_G,
+        targets,
+        codes,
+        **pti_kwargs(steps=30, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None),
     )
     rel = save_tuned_generators(res, tiny_G, inv, names)
     assert rel == [f"../generators/{n}.pt" for n in names]
@@ -181,7 +185,7 @@ def test_lsap_edit_with_the_tuned_generator_as_generator(tiny_G, other_G, tmp_pa
     with torch.no_grad():
         targets = other_G.synthesis(sample_codes(other_G, 2, seed=5)).clamp(-1, 1)
     res = pivotal_tuning(
-        G, targets, codes, steps=5, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None
+        G, targets, codes, **pti_kwargs(steps=5, lr=3e-3, loss_options=LPIPS_OPTIONS, locality=None)
     )
     for name, r in zip(names, save_tuned_generators(res, G, inv, names), strict=True):
         obj = torch.load(inv / "codes" / f"{name}.pt", weights_only=True)
@@ -220,13 +224,12 @@ def test_tuned_generators_are_not_written_past_the_disk_budget(tiny_G, tmp_path)
     codes = sample_codes(tiny_G, 2, seed=1)
     with torch.no_grad():
         targets = tiny_G.synthesis(codes).clamp(-1, 1)
-    res = pivotal_tuning(tiny_G, targets, codes, steps=1, loss_options=LPIPS_OPTIONS)
+    one_step = pti_kwargs(steps=1, loss_options=LPIPS_OPTIONS, locality=None)
+    res = pivotal_tuning(tiny_G, targets, codes, **one_step)
     with pytest.raises(LsapFileError, match=r"2 generator deltas .* over the configured limit"):
         save_tuned_generators(res, tiny_G, tmp_path, ["a", "b"], max_total_bytes=1000)
     assert not (tmp_path / "generators").exists() or not any((tmp_path / "generators").iterdir())
-    per_set = pivotal_tuning(
-        tiny_G, targets, codes, steps=1, mode="per_set", loss_options=LPIPS_OPTIONS
-    )
+    per_set = pivotal_tuning(tiny_G, targets, codes, **{**one_step, "mode": "per_set"})
     rel = save_tuned_generators(per_set, tiny_G, tmp_path, ["a", "b"])
     assert rel == ["../generators/set__a.pt"] * 2
     G = load_generator(tmp_path / "generators" / "set__a.pt", base=tiny_G)

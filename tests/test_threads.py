@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from lsap.cli._threads import available_physical_cores, choose_num_threads, set_num_threads
+from lsap.cli._threads import (
+    available_physical_cores,
+    choose_num_threads,
+    cpu_processes,
+    set_num_threads,
+)
 
 
 def test_omp_num_threads_is_respected():
@@ -47,14 +52,15 @@ def test_set_num_threads_reads_the_config(monkeypatch):
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
         monkeypatch.setattr("lsap.cli._threads.available_physical_cores", lambda: 8)
-        assert set_num_threads({"data": {"num_workers": 2}}) == 6 == torch.get_num_threads()
-        assert set_num_threads({"num_workers": 3}) == 5
-        cpu_ddp = {"trainer": {"accelerator": "cpu", "devices": 2}, "data": {"num_workers": 1}}
-        assert set_num_threads(cpu_ddp) == 3
+        one = cpu_processes({"accelerator": "auto", "devices": 2})  # GPU ranks: one CPU process
+        assert set_num_threads(data_workers=2, cpu_processes=one) == 6 == torch.get_num_threads()
+        assert set_num_threads(data_workers=3, cpu_processes=one) == 5
+        cpu_ddp = cpu_processes({"accelerator": "cpu", "devices": 2})
+        assert set_num_threads(data_workers=1, cpu_processes=cpu_ddp) == 3
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-        assert set_num_threads({}) == 2
+        assert set_num_threads(data_workers=0, cpu_processes=1) == 2
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        assert set_num_threads({"data": {"num_workers": 0}}) == 1 == torch.get_num_threads()
+        assert set_num_threads(data_workers=0, cpu_processes=1) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
 

@@ -148,3 +148,21 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical_with_random_noise(
     assert a["global_step"] == b["global_step"] == 6
     for k, v in b["state_dict"].items():
         torch.testing.assert_close(a["state_dict"][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_a_missing_setting_is_one_line_from_the_command(tmp_path, cache_dir, capsys):
+    """lsap-train's typed settings name a missing key; the command prints it as one line and
+    exits with status 2 (``one_line_errors(settings=True)``), before any training."""
+    from omegaconf import open_dict
+
+    from lsap.cli.train import _main
+
+    cfg = tiny_cfg(tmp_path, cache_dir, "debug=fdr")
+    with open_dict(cfg):
+        del cfg.system.noise_mode
+    with pytest.raises(SystemExit) as e:
+        _main.__wrapped__(cfg)  # what @hydra.main calls: the command's one_line_errors
+    assert e.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err == ["lsap-train: error: system misses noise_mode (see conf/train.yaml)"], err
+    assert not (tmp_path / "checkpoints").exists()

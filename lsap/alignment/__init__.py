@@ -2,12 +2,11 @@
 
 from typing import Any
 
-from lsap.alignment.anchors import DEFAULT_NUM_SAMPLES, anchor_cache_path, compute_anchors
+from lsap.alignment.anchors import anchor_cache_path, compute_anchors
 from lsap.alignment.sncd import sncd, sncd_batched, sncd_loss
 from lsap.alignment.style import normalize_styles
 
 __all__ = [
-    "DEFAULT_NUM_SAMPLES",
     "SNCDMetric",
     "anchor_cache_path",
     "compute_anchors",

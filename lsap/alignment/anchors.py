@@ -23,8 +23,6 @@ from lsap.nets.stylegan2 import Generator
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NUM_SAMPLES = 100_000
-
 
 def anchor_cache_path(cache_dir: str | Path, sha256: str, num_samples: int, seed: int) -> Path:
     return Path(cache_dir) / f"anchors-{sha256[:16]}-n{num_samples}-seed{seed}.pt"
@@ -45,8 +43,8 @@ def _compute(G: Generator, num_samples: int, seed: int, batch_size: int) -> list
 
 def compute_anchors(
     G: Generator,
-    num_samples: int = DEFAULT_NUM_SAMPLES,
-    seed: int = 0,
+    num_samples: int,
+    seed: int,
     *,
     batch_size: int = 10_000,
     cache_dir: str | Path | None = None,

@@ -64,7 +64,7 @@ def sncd(
     Args:
         source: the generator, or precomputed styles ``[s_i [N, C_i]]`` (then ``w_plus`` may be None).
         w_plus: codes [N, num_ws, w_dim] (a W code [N, w_dim] is broadcast).
-        anchors: ``compute_anchors(G)``, num_ws tensors [C_i].
+        anchors: ``compute_anchors(G, num_samples, seed)``, num_ws tensors [C_i].
         layers: w+ indices to score (default all, in order).
 
     Returns:

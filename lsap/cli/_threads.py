@@ -56,24 +56,33 @@ def available_physical_cores() -> int:
     return max(1, round(logical * physical / total))
 
 
-def set_num_threads(cfg: Mapping[str, Any] | None = None) -> int:
-    """Apply :func:`choose_num_threads` to torch for a command's config (``data.num_workers`` or
-    ``num_workers``; CPU DDP ``trainer.devices``); returns the number chosen."""
+def cpu_processes(trainer: Mapping[str, Any]) -> int:
+    """Processes a ``trainer`` config (plain) starts on this machine's CPU: ``trainer.devices``
+    for CPU DDP (``accelerator: cpu`` and an integer ``devices``), else 1 (GPU ranks do not share
+    the CPU's threads this way)."""
+    if str(trainer.get("accelerator")) != "cpu":
+        return 1
+    devices = trainer.get("devices")
+    return devices if isinstance(devices, int) and devices > 0 else 1
+
+
+def set_num_threads(*, data_workers: int, cpu_processes: int) -> int:
+    """Apply :func:`choose_num_threads` to torch; returns the number chosen.
+
+    Args:
+        data_workers: data-loader worker processes of each process (the command's typed settings:
+            ``data.num_workers``, ``num_workers``, 0 for commands without loaders).
+        cpu_processes: processes the command starts on this CPU (:func:`cpu_processes` of its
+            trainer settings; 1 without one). torchrun's ``LOCAL_WORLD_SIZE`` wins when set.
+    """
     import torch
 
-    cfg = cfg or {}
-    data = cfg.get("data") if isinstance(cfg.get("data"), Mapping) else {}
-    workers = (data or {}).get("num_workers", cfg.get("num_workers", 0)) or 0
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
-    trainer = cfg.get("trainer") if isinstance(cfg.get("trainer"), Mapping) else {}
-    if not processes and trainer and str(trainer.get("accelerator")) == "cpu":
-        devices = trainer.get("devices", 1)
-        processes = devices if isinstance(devices, int) else 1
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or int(cpu_processes)
     n = choose_num_threads(
         omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
         physical_cores=available_physical_cores(),
-        data_workers=int(workers),
-        local_processes=processes or 1,
+        data_workers=int(data_workers),
+        local_processes=processes,
     )
     torch.set_num_threads(n)
     return n

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._threads import set_num_threads
 from lsap.core.errors import LsapFileError
+from lsap.core.plain import plain
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from lsap.sweeps.plots import write_plots
     from lsap.sweeps.report import markdown, sweep_report, write_report
 
-    c = OmegaConf.to_container(
-        cfg, resolve=True, throw_on_missing=True
-    )  # the one reading of the config
+    c = plain(cfg, throw_on_missing=True)  # the one reading of the config
+    set_num_threads(data_workers=0, cpu_processes=1)  # OMP_NUM_THREADS, else physical cores
     out = Path(c["paths"]["output_dir"])
     sweep_dir = Path(c["sweep_dir"]) if c["sweep_dir"] else run_short_sweep(c, out)
     report = sweep_report(

@@ -28,6 +28,7 @@ def run(cfg: DictConfig) -> dict:
     from lsap.demo.settings import DemoSettings
 
     settings = DemoSettings.from_config(cfg)  # the one reading of the config
+    set_num_threads(data_workers=0, cpu_processes=1)  # OMP_NUM_THREADS, else physical cores
     device = resolve_device(settings.device)
     G = load_generator_for_demo(settings.generator, device)
     # photos fill a non-square generator's valid region (generator.crop)
@@ -54,7 +55,6 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
 @one_line_errors("lsap-demo", settings=True)
 def _main(cfg: DictConfig) -> None:
-    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -71,6 +71,7 @@ def run(cfg: DictConfig) -> dict:
     c = plain(
         cfg, throw_on_missing=True
     )  # the one reading of the config: plain values from here on
+    set_num_threads(data_workers=0, cpu_processes=1)  # OMP_NUM_THREADS, else physical cores
     device = resolve_device(c["device"])
     G = generator_for_codes(c["generator"], c["codes"], device)
     specs = build_edits(c["editing"], G)
@@ -208,7 +209,6 @@ class _Photos:
 @hydra.main(config_path=config_dir(), config_name="edit", version_base="1.3")
 @one_line_errors("lsap-edit", settings=True)
 def _main(cfg: DictConfig) -> None:
-    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

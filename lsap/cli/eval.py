@@ -74,6 +74,8 @@ def run(cfg: DictConfig) -> dict:
     c = plain(
         cfg, throw_on_missing=True
     )  # the one reading of the config: plain values from here on
+    # OMP_NUM_THREADS, else physical cores less data workers (torchrun: LOCAL_WORLD_SIZE)
+    set_num_threads(data_workers=int(c["num_workers"]), cpu_processes=1)
     rank, world, device, created = init_distributed(c["device"])
     try:
         return _run(c, rank, world, device)
@@ -244,7 +246,6 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
 @one_line_errors("lsap-eval", settings=True)
 def _main(cfg: DictConfig) -> None:
-    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

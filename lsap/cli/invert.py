@@ -25,7 +25,7 @@ from lsap.cli._common import (
     multirun_ddp_job,
     one_line_errors,
 )
-from lsap.cli._threads import set_num_threads
+from lsap.cli._threads import cpu_processes, set_num_threads
 from lsap.core.errors import LsapFileError
 from lsap.io.inversion_layout import SKIPPED_FILE
 
@@ -51,6 +51,10 @@ def run(cfg: DictConfig) -> Path:
     c = plain(
         cfg, throw_on_missing=True
     )  # the one reading of the config: plain values and typed settings from here on
+    # OMP_NUM_THREADS, else physical cores less data workers
+    set_num_threads(
+        data_workers=int(c["data"]["num_workers"]), cpu_processes=cpu_processes(c["trainer"])
+    )
     inversion = InversionSettings.from_config(c["inversion"])
     refinement = RefinementSettings.from_config(c["refinement"])  # bad PTI settings: before work
     output_dir = Path(c["paths"]["output_dir"])
@@ -151,7 +155,6 @@ def _check_some_image_read(data_path: str, summary: dict) -> None:
 @hydra.main(config_path=config_dir(), config_name="invert", version_base="1.3")
 @one_line_errors("lsap-invert", settings=True)  # bad files or settings: one line, exit 2
 def _main(cfg: DictConfig) -> None:
-    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
         run(cfg)
 

@@ -27,6 +27,7 @@ def run(cfg: DictConfig) -> dict:
     c = plain(
         cfg, throw_on_missing=True
     )  # the one reading of the config: plain values from here on
+    set_num_threads(data_workers=0, cpu_processes=1)  # OMP_NUM_THREADS, else physical cores
     seed, batch_size = int(c["seed"]), int(c["batch_size"])
     device = resolve_device(c["device"])
     G = generator_from_config(c["generator"], device)
@@ -78,7 +79,6 @@ def _print_table(r: dict) -> None:
 @hydra.main(config_path=config_dir(), config_name="sncd", version_base="1.3")
 @one_line_errors("lsap-sncd")
 def _main(cfg: DictConfig) -> None:
-    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     run(cfg)
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lsap.cli._common import check_config_dir, config_dir, one_line_errors, resolve_device
+from lsap.cli._threads import set_num_threads
+from lsap.core.plain import plain
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,8 @@ def run(cfg: DictConfig):
     from lsap.sweeps.plots import write_plots
     from lsap.sweeps.report import markdown, sweep_report, write_report
 
-    c = OmegaConf.to_container(
-        cfg, resolve=True, throw_on_missing=True
-    )  # the one reading of the config
+    c = plain(cfg, throw_on_missing=True)  # the one reading of the config
+    set_num_threads(data_workers=0, cpu_processes=1)  # OMP_NUM_THREADS, else physical cores
     report = sweep_report(
         c["dir"],
         editability=c["editability"],

@@ -27,7 +27,7 @@ from lsap.cli._common import (
     multirun_ddp_job,
     one_line_errors,
 )
-from lsap.cli._threads import set_num_threads
+from lsap.cli._threads import cpu_processes, set_num_threads
 from lsap.config import build_data, plain
 from lsap.core.errors import LsapFileError
 
@@ -108,6 +108,10 @@ def train(cfg: DictConfig) -> TrainResult:
     from lsap.systems.instantiate import build_trainer, instantiate_group
 
     c = plain(cfg, throw_on_missing=True)  # the one reading of the config: plain values from here
+    # OMP_NUM_THREADS, else physical cores less data workers (shared by CPU DDP ranks)
+    set_num_threads(
+        data_workers=int(c["data"]["num_workers"]), cpu_processes=cpu_processes(c["trainer"])
+    )
     seed = int(c["seed"])
     pl.seed_everything(seed, workers=True)
     output_dir = Path(c["paths"]["output_dir"])
@@ -165,9 +169,8 @@ def _save_final_last(trainer) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-@one_line_errors("lsap-train")
+@one_line_errors("lsap-train", settings=True)  # bad files or settings: one line, exit 2
 def _main(cfg: DictConfig) -> float | None:
-    set_num_threads(cfg)  # OMP_NUM_THREADS, else physical cores less data workers
     with multirun_ddp_job():  # a multirun job's DDP workers join this job, in its folder
         metrics = train(cfg).metrics
     monitor = cfg.get("optimized_metric")

@@ -11,8 +11,8 @@ from torch import Tensor
 def blur_and_noise(
     images: Tensor,
     *,
-    blur_prob: float = 0.3,  # share of images blurred with a [1, 2, 1] x [1, 2, 1] kernel
-    noise_std: float = 0.03,  # max std of added Gaussian noise (each image draws U(0, noise_std))
+    blur_prob: float,  # share of images blurred with a [1, 2, 1] x [1, 2, 1] kernel
+    noise_std: float,  # max std of added Gaussian noise (each image draws U(0, noise_std))
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Randomly degrade images [N, 3, H, W] in [-1, 1]; returns the same shape, clamped."""

@@ -104,8 +104,8 @@ def _finish(total: Tensor, outer: Tensor, n: int) -> tuple[Tensor, Tensor, Tenso
 @torch.no_grad()
 def compute_pca(
     G: Generator,
-    num_samples: int = 100_000,
-    seed: int = 0,
+    num_samples: int,
+    seed: int,
     *,
     num_components: int | None = None,
     batch_size: int = 10_000,

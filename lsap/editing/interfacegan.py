@@ -139,10 +139,10 @@ def fit_direction(
     w: Tensor,
     labels: Tensor,
     *,
-    kind: str = "binary",
-    l2: float = 1e-4,
-    balanced: bool = True,
-    max_iter: int = 500,
+    kind: str,
+    l2: float,
+    balanced: bool,
+    max_iter: int,
     rcond: float = 1e-8,
 ) -> Tensor:
     """The unit normal of a linear attribute boundary in W (InterFaceGAN's direction).

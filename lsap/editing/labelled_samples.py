@@ -95,8 +95,8 @@ def label_samples(
     seed: int,
     batch_size: int,
     chunk_size: int,
-    truncation_psi: float = 1.0,
-    cache_dir: str | Path | None = None,
+    truncation_psi: float,
+    cache_dir: str | Path | None,
 ) -> LabelledSamples:
     """``num_samples`` W codes of z seed ``seed`` and the classifier's predictions of their images.
 

@@ -33,7 +33,7 @@ def is_stylegan3_net(net: Mapping[str, Any]) -> bool:
     return "input" in children or "stylegan3" in str(net.get("class_name", "")).lower()
 
 
-def _plain(v: Any) -> Any:
+def _number(v: Any) -> Any:
     # numpy scalars -> Python numbers (the config is a plain dataclass).
     return v.item() if hasattr(v, "item") and not isinstance(v, Tensor) else v
 
@@ -57,7 +57,7 @@ def stylegan3_from_pickle(net: Mapping[str, Any]) -> tuple[StyleGAN3Config, dict
     unknown_map = set(map_kw) - {"num_layers", "lr_multiplier", "w_avg_beta"}
     if unknown_map:
         raise ValueError(f"unknown mapping arguments {sorted(unknown_map)}")
-    fields: dict[str, Any] = {k: _plain(v) for k, v in kw.items() if k in _SYNTHESIS_KEYS}
+    fields: dict[str, Any] = {k: _number(v) for k, v in kw.items() if k in _SYNTHESIS_KEYS}
     fields.update(
         resolution=int(kw["img_resolution"]),
         z_dim=int(kw["z_dim"]),

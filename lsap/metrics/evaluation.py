@@ -208,7 +208,7 @@ def evaluate_method(
         pairs: ``(name, original path)`` from :func:`match_originals` (all ranks pass the same).
         G: the generator (synthesises codes; on the device to run on).
         scorer: per-image scores and FID features (on G's device).
-        anchors: S^N anchors (``compute_anchors(G)``) for SNCD; None = no SNCD.
+        anchors: S^N anchors (``compute_anchors(G, num_samples, seed)``) for SNCD; None = no SNCD.
         edits: edits scored per factor (methods with codes only).
         edit_metrics: per-image editing metrics among id, lpips, sncd.
         image_size: size originals (and image results) are read at; default G.resolution (codes

@@ -19,15 +19,16 @@ from lsap.nets.stylegan2 import Generator
 
 @dataclass(frozen=True)
 class Locality:
-    """Settings of the locality regulariser (defaults: PTI / GANInverter ``configs/pti/pti.yaml``)."""
+    """Settings of the locality regulariser (``refinement.locality``; the reference values, PTI /
+    GANInverter ``configs/pti/pti.yaml``, live in ``conf/refinement/pti.yaml`` alone)."""
 
-    weight: float = 1.0  # weight of the regulariser in the PTI loss; 0 = off
-    l2: float = 0.1  # weight of the image l2 change inside the regulariser
-    lpips: float = 0.1  # weight of the image LPIPS change inside the regulariser
-    alpha: float = 30.0  # distance moved from the pivot, in the flattened w+ space
-    interval: int = 50  # apply it on steps 0, interval, 2 * interval, ...
-    num_samples: int = 1  # sampled codes per pivot each time
-    truncation: float = 0.5  # sampled w pulled towards w_avg: w_avg + truncation * (w - w_avg)
+    weight: float  # weight of the regulariser in the PTI loss; 0 = off
+    l2: float  # weight of the image l2 change inside the regulariser
+    lpips: float  # weight of the image LPIPS change inside the regulariser
+    alpha: float  # distance moved from the pivot, in the flattened w+ space
+    interval: int  # apply it on steps 0, interval, 2 * interval, ...
+    num_samples: int  # sampled codes per pivot each time
+    truncation: float  # sampled w pulled towards w_avg: w_avg + truncation * (w - w_avg)
 
     def __post_init__(self) -> None:
         if self.weight < 0 or self.l2 < 0 or self.lpips < 0:
@@ -44,13 +45,22 @@ class Locality:
 
     @classmethod
     def from_any(cls, value: Locality | Mapping | None) -> Locality | None:
-        """A :class:`Locality` from itself, a config mapping, or None (off)."""
+        """A :class:`Locality` from itself, a config mapping (every field), or None (off).
+
+        Raises:
+            ValueError: unknown or missing settings (named).
+        """
         if value is None or isinstance(value, Locality):
             return value
         names = {f.name for f in fields(cls)}
         unknown = set(value) - names
         if unknown:
             raise ValueError(f"unknown locality settings {sorted(unknown)}; known: {sorted(names)}")
+        missing = sorted(names - set(value))
+        if missing:
+            raise ValueError(
+                f"refinement.locality misses {', '.join(missing)} (see conf/refinement/pti.yaml)"
+            )
         return cls(**{k: value[k] for k in value})
 
 
@@ -59,8 +69,8 @@ def locality_codes(
     pivots: Tensor,
     *,
     alpha: float,
-    num_samples: int = 1,
-    truncation: float = 0.5,
+    num_samples: int,
+    truncation: float,
     rng: torch.Generator | None = None,
 ) -> Tensor:
     """Codes at distance ``alpha`` from each pivot, towards truncated samples of the generator.

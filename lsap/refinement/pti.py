@@ -144,22 +144,22 @@ def pivotal_tuning(
     targets: Tensor,
     pivots: Tensor,
     *,
-    steps: int = 350,
-    lr: float = 3e-4,
-    weights: Mapping[str, float] | None = None,
-    locality: Locality | Mapping | None = None,
-    mode: str = "per_image",
-    early_stop_lpips: float | None = None,
-    batch_size: int | None = None,
+    steps: int,
+    lr: float,
+    weights: Mapping[str, float],
+    locality: Locality | Mapping | None,
+    mode: str,
+    early_stop_lpips: float | None,
+    batch_size: int | None,
+    noise_mode: str,
+    loss_options: Mapping[str, Any] | None,
+    seed: int,
+    autocast: str | None,
+    tf32: bool,
     noise: Sequence[Tensor] | None = None,
-    noise_mode: str = "const",
-    loss_options: Mapping[str, Any] | None = None,
     terms: Mapping[str, LossTerm] | None = None,
     pivot_sha256: str | None = None,
-    seed: int = 0,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
-    autocast: str | None = None,
-    tf32: bool = False,
 ) -> PTIResult:
     """Fine-tune copies of ``generator``'s synthesis network so the pivots reproduce the targets.
 
@@ -170,13 +170,18 @@ def pivotal_tuning(
     adds ``locality.weight *`` the image change of the tuned against the original generator at
     :func:`~lsap.refinement.locality.locality_codes` (``locality.l2 * L2 + locality.lpips * LPIPS``).
 
+    The settings (``steps`` .. ``tf32``) have no defaults here: they are the ``refinement: pti``
+    config's (``conf/refinement/pti.yaml``, the reference values), typed once by
+    :class:`~lsap.refinement.settings.RefinementSettings` (its ``pti`` holds them as keyword
+    arguments); the others are what a caller adds at run time.
+
     Args:
         generator: the base generator (``.sha256`` identifies it).
         targets: images [N, 3, R, R] in [-1, 1], R = the generator's resolution.
         pivots: stage-one codes [N, num_ws, w_dim] (or W codes [N, w_dim]) for ``generator``.
-        steps: optimisation steps per tuned generator (reference 350).
-        lr: Adam learning rate (reference 3e-4).
-        weights: ``{"l2": 1.0, "lpips": 1.0}`` (reference); missing keys are 0.
+        steps: optimisation steps per tuned generator.
+        lr: Adam learning rate.
+        weights: ``{"l2": ..., "lpips": ...}``; missing keys are 0.
         locality: the regulariser (:class:`Locality`, a mapping of its fields, or None = off).
         mode: "per_image" (one tuned generator per image) or "per_set" (one for all N images).
         early_stop_lpips: stop a generator's tuning once LPIPS of every image of the step's batch
@@ -213,7 +218,7 @@ def pivotal_tuning(
         )
     if batch_size is not None and (batch_size < 1 or mode != "per_set"):
         raise ValueError("batch_size applies to mode='per_set' only and must be >= 1")
-    weights = {k: float(v) for k, v in dict(weights or {"l2": 1.0, "lpips": 1.0}).items()}
+    weights = {k: float(v) for k, v in dict(weights).items()}
     unknown = set(weights) - set(PTI_TERMS)
     if unknown:
         raise ValueError(f"PTI weights are {PTI_TERMS}; unknown {sorted(unknown)}")

@@ -155,9 +155,9 @@ class _ImageDataModule(pl.LightningDataModule):
         val_batch_size: int,
         num_workers: int,
         seed: int,
-        hflip: float = 0.0,
-        crop_scale: Sequence[float] = (1.0, 1.0),
-        crop: ValidRegion | None = None,
+        hflip: float,
+        crop_scale: Sequence[float],
+        crop: ValidRegion | None,
     ) -> None:
         super().__init__()
         self.crop = crop
@@ -224,6 +224,9 @@ class _ImageDataModule(pl.LightningDataModule):
 class ImageFolderDataModule(_ImageDataModule):
     """Training and validation images from two folders (searched recursively).
 
+    Every setting comes from the ``data`` entry (``conf/data/ffhq.yaml`` and the domains that
+    extend it; ``lsap.config.build_data``): none has a default here.
+
     Args:
         train_path: folder (or single file) of training images (FFHQ).
         val_path: folder of validation images (CelebA-HQ test).
@@ -240,17 +243,17 @@ class ImageFolderDataModule(_ImageDataModule):
 
     def __init__(
         self,
+        *,
         train_path: str,
         val_path: str,
-        *,
-        size: int = 256,
-        batch_size: int = 8,
-        val_batch_size: int = 8,
-        num_workers: int = 4,
-        seed: int = 0,
-        hflip: float = 0.5,
-        crop_scale: Sequence[float] = (1.0, 1.0),
-        max_val_images: int | None = None,
+        size: int,
+        batch_size: int,
+        val_batch_size: int,
+        num_workers: int,
+        seed: int,
+        hflip: float,
+        crop_scale: Sequence[float],
+        max_val_images: int | None,
         crop: ValidRegion | None = None,
     ) -> None:
         super().__init__(
@@ -300,8 +303,8 @@ def render_images(
     num_images: int,
     *,
     seed: int,
-    size: int | None = None,
-    truncation_psi: float = 1.0,
+    size: int | None,
+    truncation_psi: float,
     batch_size: int = 64,
 ) -> Tensor:
     """Images of the generator a ``generator`` config describes: [num_images, 3, S, S] in [-1, 1],
@@ -323,6 +326,9 @@ def render_images(
 class GeneratedImagesDataModule(_ImageDataModule):
     """Images rendered by a generator (offline toy data: the tiny experiment and tests).
 
+    Every setting comes from the ``data`` entry (``conf/data/tiny.yaml``;
+    ``lsap.config.build_data``): none has a default here.
+
     The training and validation sets come from disjoint seeds (``seed`` and ``seed + 1``) and
     are rendered once in ``setup`` on every process (deterministic, so ranks agree).
 
@@ -338,18 +344,18 @@ class GeneratedImagesDataModule(_ImageDataModule):
 
     def __init__(
         self,
-        generator: Mapping[str, Any],
         *,
-        num_train: int = 256,
-        num_val: int = 32,
-        size: int | None = None,
-        truncation_psi: float = 1.0,
-        batch_size: int = 8,
-        val_batch_size: int = 8,
-        num_workers: int = 0,
-        seed: int = 0,
-        hflip: float = 0.0,
-        crop_scale: Sequence[float] = (1.0, 1.0),
+        generator: Mapping[str, Any],
+        num_train: int,
+        num_val: int,
+        size: int | None,
+        truncation_psi: float,
+        batch_size: int,
+        val_batch_size: int,
+        num_workers: int,
+        seed: int,
+        hflip: float,
+        crop_scale: Sequence[float],
         crop: ValidRegion | None = None,
     ) -> None:
         super().__init__(

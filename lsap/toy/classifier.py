@@ -33,10 +33,10 @@ class ToyClassifierSystem(pl.LightningModule):
         self,
         classifier: Mapping[str, Any],
         *,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-4,
-        blur_prob: float = 0.3,
-        noise_std: float = 0.03,
+        lr: float,
+        weight_decay: float,
+        blur_prob: float,
+        noise_std: float,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
