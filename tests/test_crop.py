@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 from invert_helpers import FAST
 from omegaconf import OmegaConf
 from PIL import Image

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 from inversions import NAMES, sample_codes, write_inversion, write_originals
 
 from lsap.alignment import compute_anchors, sncd

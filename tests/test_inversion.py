@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 
 from lsap.alignment import compute_anchors, sncd
 from lsap.inversion import Schedule, latent_std, optimize_latents

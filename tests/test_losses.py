@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 from omegaconf import OmegaConf
 
 from lsap.alignment import compute_anchors, sncd_loss

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 
 from lsap.alignment import compute_anchors
 from lsap.inversion.report import ReconstructionMetrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 
 from lsap.core.precision import autocast_dtype, precision
 from lsap.inversion import optimize_latents

@@ -108,7 +108,7 @@ def test_stylegan2_and_3_share_one_mapping_network():
 
 # -- inversion, code source and metrics groups: every key from conf/ -----------------------------
 def test_inversion_settings_need_every_key_of_their_group():
-    from conf_groups import conf_group
+    from conf_entries import conf_group
 
     from lsap.config import group_options
     from lsap.inversion.schedules import PROJECTOR_SCHEDULE, Schedule
@@ -132,7 +132,7 @@ def test_inversion_settings_need_every_key_of_their_group():
 
 
 def test_code_source_needs_every_key_of_its_group(tiny_G):
-    from conf_groups import conf_group
+    from conf_entries import conf_group
 
     from lsap.inversion.sources import build_code_source
 
@@ -150,7 +150,7 @@ def test_code_source_needs_every_key_of_its_group(tiny_G):
 
 
 def test_scorer_needs_every_key_of_the_metrics_group():
-    from conf_groups import conf_group
+    from conf_entries import conf_group
 
     from lsap.metrics.scorer import ScorerSettings, build_scorer, metric_notes
 
@@ -189,7 +189,7 @@ def test_scorer_needs_every_key_of_the_metrics_group():
 
 def test_metric_labels_read_the_metrics_group():
     """The notebook's plot labels name stand-in networks from the same settings as the scorer."""
-    from conf_groups import conf_group
+    from conf_entries import conf_group
 
     from lsap.metrics.report import editability_axes, fid_label
 

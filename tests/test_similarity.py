@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conf_groups import conf_group
+from conf_entries import conf_group
 
 from lsap.core.errors import CheckpointError
 from lsap.losses import LossInputs, build_objective

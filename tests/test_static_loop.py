@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import lsap.inversion.optimize as optimize_module

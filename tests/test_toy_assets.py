@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conf_groups import conf_group
+from conf_entries import conf_group
 from omegaconf import OmegaConf
 
 import lsap
