@@ -22,12 +22,27 @@ batched products) with the same random weights, IR-SE50 at 256 px, 18 heads (FFH
 pSp, batches ``--infer-batches``; CPU ratios on process CPU seconds (``OMP_NUM_THREADS=1``):
 
     python bench/encoder.py --inference-only --infer-batches 1,4 --repeats 5
+
+``--reference-repo PATH`` (with ``--inference-only``) adds the reference module: PATH is a work tree
+of omertov/encoder4editing (``--reference e4e``, the default) or eladrich/pixel2style2pixel
+(``--reference psp``). The reference encoder with seeded weights is written as a release file, read
+back by lsap's reader, its codes (plus ``latent_avg``, which pSp/e4e add outside the encoder)
+checked equal to lsap's plain and fused codes (1e-5), then reference, plain and fused are timed
+interleaved in one process (CPU seconds, median of ``--repeats`` rounds, the order rotating each
+round), at 18 heads (FFHQ 1024), 256 px input, batches ``--infer-batches``:
+
+    python bench/encoder.py --inference-only --reference-repo /tmp/enc/e4e --infer-batches 1,4
+    python bench/encoder.py --inference-only --reference-repo /tmp/enc/psp --reference psp
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 from _timing import median_time, median_times
@@ -178,6 +193,76 @@ def compare_inference(device: torch.device, batches: list[int], repeats: int) ->
     return rows
 
 
+def interleaved_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """``name -> (wall, cpu)`` medians over ``repeats`` rounds; every round runs each function
+    once, the order rotating, so a change in the machine's load falls on all of them alike."""
+    names = list(fns)
+    for name in names:  # warm-up: allocator, oneDNN primitives
+        fns[name]()
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t, c = time.perf_counter(), time.process_time()
+            fns[name]()
+            walls[name].append(time.perf_counter() - t)
+            cpus[name].append(time.process_time() - c)
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}
+
+
+def compare_reference(repo: str, arch: str, batches: list[int], repeats: int) -> list[dict]:
+    """Reference module vs lsap plain vs lsap fused on CPU, same weights, interleaved."""
+    from _encoder_reference import build_reference, write_release_file
+
+    from lsap.io.encoders import load_encoder
+    from lsap.nets.encoder_inference import fuse_for_inference
+
+    ref = build_reference(repo, arch, num_ws=18)
+    with tempfile.TemporaryDirectory() as tmp:
+        enc = load_encoder(write_release_file(ref, arch, Path(tmp) / "release.pt"))
+    fused = fuse_for_inference(enc)
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average "
+        f"{os.getloadavg()[0]:.1f}; reference {arch} from {repo}",
+        flush=True,
+    )
+    rows = []
+    for batch in batches:
+        x = torch.rand(batch, 3, 256, 256, generator=torch.Generator().manual_seed(batch)) * 2 - 1
+        with torch.no_grad():
+            w_ref = ref(x) + enc.latent_avg  # pSp/e4e add latent_avg outside the encoder
+            w_plain, w_fused = enc(x), fused(x)
+        torch.testing.assert_close(w_plain, w_ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(w_fused, w_plain, atol=1e-5, rtol=1e-5)
+        diffs = ((w_plain - w_ref).abs().max().item(), (w_fused - w_plain).abs().max().item())
+
+        def timed(module):
+            def call():
+                with torch.no_grad():
+                    module(x)  # noqa: B023
+
+            return call
+
+        t = interleaved_times(
+            {"reference": timed(ref), "plain": timed(enc), "fused": timed(fused)}, repeats
+        )
+        ref_s, plain_s, fused_s = (t[k][1] for k in ("reference", "plain", "fused"))
+        rows.append(
+            {"arch": arch, "batch": batch, "reference_s": ref_s, "plain_s": plain_s,
+             "fused_s": fused_s, "plain_x": ref_s / plain_s, "fused_x": ref_s / fused_s,
+             "max_diff_plain_ref": diffs[0], "max_diff_fused_plain": diffs[1]}
+        )  # fmt: skip
+        print(
+            f"{arch:>4} cpu 256 px 18 heads batch {batch}: CPU s reference {ref_s:.3f}, plain "
+            f"{plain_s:.3f}, fused {fused_s:.3f} -> plain x{ref_s / plain_s:.2f}, fused "
+            f"x{ref_s / fused_s:.2f} of the reference (wall {t['reference'][0]:.3f} / "
+            f"{t['plain'][0]:.3f} / {t['fused'][0]:.3f}); max |codes diff| plain-ref "
+            f"{diffs[0]:.1e}, fused-plain {diffs[1]:.1e}; load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -197,6 +282,12 @@ def main() -> None:
     ap.add_argument("--inference-only", action="store_true", help="plain vs fused inference")
     ap.add_argument("--infer-batches", default="1,4", help="batches of --inference-only")
     ap.add_argument(
+        "--reference-repo",
+        default=None,
+        help="work tree of encoder4editing or pixel2style2pixel (with --inference-only)",
+    )
+    ap.add_argument("--reference", choices=["e4e", "psp"], default="e4e", help="reference class")
+    ap.add_argument(
         "--amp", action="store_true", help="bfloat16 autocast (training: system.autocast=bf16)"
     )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -207,6 +298,10 @@ def main() -> None:
     devices = [torch.device(d) for d in devices if d != "cuda" or torch.cuda.is_available()]
     if args.device in ("cuda", "all") and not torch.cuda.is_available():
         print("no CUDA device: CPU only")
+    if args.inference_only and args.reference_repo:
+        batches = [int(b) for b in args.infer_batches.split(",")]
+        compare_reference(args.reference_repo, args.reference, batches, args.repeats)
+        return
     if args.inference_only:
         for device in devices:
             compare_inference(device, [int(b) for b in args.infer_batches.split(",")], args.repeats)

@@ -9,7 +9,9 @@
 # Rows: generator (fwd, fwd+bwd; fp32, TF32, bf16 autocast, torch.compile), encoder inference (plain
 # vs fused, e4e/pSp IR-SE50 256 px), encoder training (fp32, bf16 autocast = system.autocast),
 # LSAP_O steps (1024 px; fp32 at batches 1/4/8, then batch 8 with inversion.tf32, .autocast=bf16,
-# .cuda_graphs, all three, .compile=inductor), PTI (1024 px; fp32, refinement.autocast=bf16 + tf32),
+# .cuda_graphs, all three, .compile=inductor; "LSAP_O auto batch": the footprint that
+# data.batch_size=auto measures at 256 and 1024 px and the batch it plans on this card), PTI
+# (1024 px; fp32, refinement.autocast=bf16 + tf32),
 # eval (memory). Each benchmark runs under its own time limit (compile rows longer: the compiler
 # runs in them); a failed or timed-out row says so in the table and the rest still run. Raw
 # outputs stay in OUT_DIR/raw/. All rows take about 8-12 minutes on one H100 (compile rows most).
@@ -37,6 +39,7 @@ if [[ $DRY == 1 ]]; then
   ENC_TRAIN=(--device cpu --preset tiny --batch 2 --infer-batch 2 --repeats 1)
   INV=(--device cpu --sizes 32 --batches 1 --steps 2 --anchor-samples 200)
   INV8=(--device cpu --sizes 32 --batches 2 --steps 2 --anchor-samples 200)
+  FOOT=(--device cpu --sizes 32 --footprint --anchor-samples 200)
   PTI=(--device cpu --resolutions 32 --timed-steps 1)
   EVAL=(--images 4 --batch 4)
   COMPILER=aot_eager   # the real compiler takes minutes on a CPU; the dry run checks the wiring
@@ -48,6 +51,7 @@ else
   ENC_TRAIN=(--device cuda --preset ffhq1024 --batch 8 --infer-batch 64 --repeats 5)
   INV=(--device cuda --sizes 1024 --batches 1,4,8 --steps 20)
   INV8=(--device cuda --sizes 1024 --batches 8 --steps 20)
+  FOOT=(--device cuda --sizes 256,1024 --footprint)
   PTI=(--device cuda --resolutions 1024 --timed-steps 10)
   EVAL=(--images 100 --batch 32)
   COMPILER=inductor
@@ -89,6 +93,7 @@ row "encoder inference" "${ENC[*]}" -- "$PY" "$E" "${ENC[@]}"
 row "encoder training fp32" "${ENC_TRAIN[*]}" -- "$PY" "$E" "${ENC_TRAIN[@]}"
 row "encoder training bf16" "${ENC_TRAIN[*]} --amp" -- "$PY" "$E" "${ENC_TRAIN[@]}" --amp
 row "LSAP_O fp32" "${INV[*]}" -- "$PY" "$I" "${INV[@]}"
+row "LSAP_O auto batch" "${FOOT[*]}" -- "$PY" "$I" "${FOOT[@]}"
 row "LSAP_O tf32" "${INV8[*]} --tf32" -- "$PY" "$I" "${INV8[@]}" --tf32
 row "LSAP_O bf16" "${INV8[*]} --autocast bf16" -- "$PY" "$I" "${INV8[@]}" --autocast bf16
 row "LSAP_O cuda graphs" "${INV8[*]} --cuda-graphs" -- "$PY" "$I" "${INV8[@]}" --cuda-graphs

@@ -11,12 +11,14 @@ download. The generators have random weights (timing does not depend on them).
     python bench/inversion.py --device all                      # CPU, and CUDA when present
     python bench/inversion.py --sizes 32,256 --batches 1 --baseline-tree /tmp/lsap-main   # + before
     python bench/inversion.py --device cuda --sizes 1024 --batches 8 --cuda-graphs --autocast bf16
+    python bench/inversion.py --device cuda --sizes 256,1024 --footprint    # data.batch_size=auto
 
 Speed options (``inversion.*`` keys, off by default) are passed with ``--autocast bf16``,
 ``--tf32``, ``--compile inductor`` and ``--cuda-graphs``. ``--baseline-tree`` times the same
 setting with another lsap source tree (e.g. ``git archive`` of main) in a subprocess of the same
 invocation, with the options off there (an older tree may not know them), and prints the ratio of
-step times (CPU: process CPU seconds per step, stable under load; CUDA: wall time).
+step times (CPU: process CPU seconds per step, stable under load; CUDA: wall time); ``--repeats``
+alternates the trees that many times and compares medians (a shared machine's load drifts).
 
 The SNCD share is measured two ways: the SNCD term's own forward+backward timed alone, divided by
 the full step time (direct); and the step time with sncd 0.5 minus the step time with sncd 0
@@ -58,6 +60,64 @@ def _peak_mb(device: torch.device, rss_before: float) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
+
+
+def footprint_worker(args) -> dict:
+    """``data.batch_size=auto``'s probe at one size: the footprint of one LSAP_O step (batch 1 and
+    2, the run's optimisation settings from conf/inversion/w_plus.yaml) and the batch it plans on
+    this card (``data.memory`` of conf/data/images.yaml). CPU: the probe runs (wiring check) but a
+    CPU has no peak counter, so no footprint."""
+    from omegaconf import OmegaConf
+
+    from lsap.alignment import compute_anchors
+    from lsap.config import config_dir
+    from lsap.inversion import InversionSettings
+    from lsap.inversion.memory import (
+        CudaPeakMemory,
+        lsap_o_probe,
+        measure_footprint,
+        plan_batch_size,
+    )
+    from lsap.losses import build_objective
+    from lsap.nets import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    G = Generator(GeneratorConfig.from_dict(SIZES[args.size])).eval().requires_grad_(False)
+    G = G.to(device)
+    anchors = compute_anchors(G, args.anchor_samples, 0)
+    cfg = {"lpips": 1.0, "sncd": 0.5, "noise_reg": 1e5}
+    cfg["options"] = {"lpips": {"net": "vgg", "backbone": "random", "resize": 256}}
+    objective = build_objective(cfg, generator=G, anchors=anchors).to(device)
+    settings = InversionSettings.from_config(
+        OmegaConf.load(f"{config_dir()}/inversion/w_plus.yaml")
+    )
+    kwargs = settings.optimize_kwargs(G, w_std=1.0)
+    kwargs.update(autocast=args.autocast, tf32=args.tf32, compile=args.compile)
+    kwargs["cuda_graphs"] = args.cuda_graphs
+    step = lsap_o_probe(G, objective, kwargs)
+    out = {"device": str(device), "size": args.size, "options": kwargs["autocast"]}
+    t = time.perf_counter()
+    if device.type != "cuda":
+        step(1), step(2)
+        out["probe_s"] = time.perf_counter() - t
+        return out
+    found = measure_footprint(step, CudaPeakMemory(device))
+    memory = OmegaConf.load(f"{config_dir()}/data/images.yaml")["memory"]
+    total = torch.cuda.get_device_properties(device).total_memory / 2**20
+    batch = plan_batch_size(
+        total, found.per_image_mb, found.fixed_mb,
+        headroom=float(memory["headroom"]), max_batch=int(memory["max_batch"]),
+    )  # fmt: skip
+    out.update(
+        gpu=torch.cuda.get_device_name(device),
+        probe_s=time.perf_counter() - t,
+        per_image_mb=found.per_image_mb,
+        fixed_mb=found.fixed_mb,
+        total_mb=total,
+        auto_batch=batch,
+    )
+    return out
 
 
 def worker(args) -> dict:
@@ -168,14 +228,25 @@ def main() -> None:
     p.add_argument("--tf32", action="store_true", help="inversion.tf32")
     p.add_argument("--compile", default=None, help="inversion.compile backend, e.g. inductor")
     p.add_argument("--cuda-graphs", action="store_true", help="inversion.cuda_graphs")
+    p.add_argument(
+        "--footprint",
+        action="store_true",
+        help="data.batch_size=auto's measured footprint and planned batch per size (CUDA)",
+    )
     p.add_argument("--baseline-tree", default=None, help="an lsap source tree timed as 'baseline'")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="runs per tree and setting, alternating (median)"
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--size", default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(worker(args)))
+        print(json.dumps(footprint_worker(args) if args.footprint else worker(args)))
+        return
+    if args.footprint:
+        _footprints(args)
         return
 
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -193,8 +264,9 @@ def main() -> None:
             batches = args.batches or ("1,2" if big and device == "cpu" else "1,4,8")
             steps = args.steps or (3 if big and device == "cpu" else 20)
             for batch in (int(b) for b in batches.split(",")):
-                pair = {}
-                for tree in ["lsap"] + (["baseline"] if args.baseline_tree else []):
+                pair: dict[str, list[dict]] = {}
+                trees = ["lsap"] + (["baseline"] if args.baseline_tree else [])
+                for tree in trees * args.repeats:  # alternating: both see the same load drift
                     cmd = [sys.executable, __file__, "--worker", "--device", device, "--size", size]
                     cmd += ["--batch", str(batch), "--steps", str(steps)]
                     cmd += ["--warmup", str(args.warmup)]
@@ -215,19 +287,46 @@ def main() -> None:
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
                     r["tree"] = tree
                     results.append(r)
-                    pair[tree] = r
+                    pair.setdefault(tree, []).append(r)
                     _print_row(r, args)
                 if len(pair) == 2:
                     key = "step_s" if device == "cuda" else "step_cpu_s"
-                    ratio = pair["baseline"][key] / pair["lsap"][key]
+                    ours, base = (statistics.median(r[key] for r in pair[t]) for t in trees)
                     what = "wall" if device == "cuda" else "CPU"
+                    runs = f"median of {len(pair['lsap'])} run(s) each" if args.repeats > 1 else ""
                     print(
-                        f"  speed-up lsap {pair['lsap']['options'] or '(defaults)'} vs baseline "
-                        f"tree, {size} px batch {batch}: x{ratio:.2f} ({what} seconds per step)"
+                        f"  speed-up lsap {pair['lsap'][0]['options'] or '(defaults)'} vs baseline "
+                        f"tree, {size} px batch {batch}: x{base / ours:.2f} ({what} seconds per "
+                        f"step{', ' + runs if runs else ''})"
                     )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def _footprints(args) -> None:
+    """One subprocess per size (a clean allocator): the probe's footprint and planned batch."""
+    print("data.batch_size=auto probe: one LSAP_O step (conf/inversion/w_plus.yaml) at batch 1, 2")
+    for size in args.sizes.split(","):
+        cmd = [sys.executable, __file__, "--worker", "--footprint", "--device", args.device]
+        cmd += ["--size", size, "--anchor-samples", str(args.anchor_samples)]
+        cmd += ["--autocast", args.autocast] if args.autocast else []
+        cmd += ["--compile", args.compile] if args.compile else []
+        cmd += ["--tf32"] * args.tf32 + ["--cuda-graphs"] * args.cuda_graphs
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  {args.device} {size} px: failed\n{proc.stderr[-2000:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "per_image_mb" not in r:
+            print(f"  {r['device']} {size} px: probe ran ({r['probe_s']:.1f} s), no peak counter")
+            continue
+        print(
+            f"  {r['gpu']} {size} px: per_image_mb {r['per_image_mb']:.0f}, fixed_mb "
+            f"{r['fixed_mb']:.0f} of {r['total_mb']:.0f} MiB -> data.batch_size=auto "
+            f"plans {r['auto_batch']} (probe {r['probe_s']:.1f} s)",
+            flush=True,
+        )
 
 
 def _print_row(r: dict, args) -> None:

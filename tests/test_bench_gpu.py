@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "gpu.sh"
 ROWS = (
     "generator fp32", "generator tf32", "generator bf16 autocast", "encoder inference",
-    "encoder training fp32", "encoder training bf16", "LSAP_O fp32", "LSAP_O tf32", "LSAP_O bf16",
+    "encoder training fp32", "encoder training bf16", "LSAP_O fp32", "LSAP_O auto batch", "LSAP_O tf32", "LSAP_O bf16",
     "LSAP_O cuda graphs", "LSAP_O graphs+bf16+tf32", "PTI fp32", "PTI bf16+tf32", "eval memory",
     "generator compile", "LSAP_O compile",
 )  # fmt: skip

@@ -47,6 +47,46 @@ def test_lpips_zero_on_identical_and_grows_with_distortion(lpips_alex):
     )
 
 
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_keeps_target_features_only_while_the_targets_are_unchanged(net):
+    """distance() equals the lpips package's forward (value and gradient) with or without the
+    kept target features, and a changed target (in place, another tensor, another crop) is
+    never served stale features."""
+    loss = LPIPSLoss(net=net, backbone="random", resize=48)
+    a, b = _imgs(2, 64), _imgs(2, 64, seed=5)
+
+    def reference(x, y):
+        small = torch.nn.functional.adaptive_avg_pool2d
+        return loss.model(small(x, (48, 48)), small(y, (48, 48))).flatten()
+
+    for _ in range(2):  # the first call computes b's features, the second reuses them
+        x = a.clone().requires_grad_(True)
+        d = loss.distance(x, b)
+        (g,) = torch.autograd.grad(d.sum(), [x])
+        x = a.clone().requires_grad_(True)
+        d0 = reference(x, b)
+        (g0,) = torch.autograd.grad(d0.sum(), [x])
+        torch.testing.assert_close(d, d0, atol=1e-6, rtol=0)
+        torch.testing.assert_close(g, g0, atol=1e-6, rtol=1e-5)
+        assert loss._targets.get(b, loss) is not None  # kept for the next step
+    b.mul_(-1)  # in place: the features must be recomputed
+    torch.testing.assert_close(loss.distance(a, b), reference(a, b), atol=1e-6, rtol=0)
+    c = _imgs(2, 64, seed=6)
+    torch.testing.assert_close(loss.distance(a, c), reference(a, c), atol=1e-6, rtol=0)
+    crop = (slice(None), slice(None), slice(8, 56), slice(0, 48))  # a view: same base, new crop
+    torch.testing.assert_close(
+        loss.distance(a[crop], c[crop]), reference(a[crop], c[crop]), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        loss.distance(a[:, :, :48, :48], c[:, :, :48, :48]),
+        reference(a[:, :, :48, :48], c[:, :, :48, :48]),
+        atol=1e-6,
+        rtol=0,
+    )
+    del c
+    assert loss._targets._entry is None  # freed targets take their features with them
+
+
 def test_lpips_random_backbone_is_deterministic_and_loads_local_weights(tmp_path, lpips_alex):
     import torchvision
 

@@ -211,14 +211,14 @@ def test_metric_labels_read_the_metrics_group():
 
 
 def test_invert_reads_the_trainer_keys_it_uses_from_conf():
-    from lsap.cli.invert import _device
+    from lsap.cli.invert import _trainer_keys
 
     trainer = plain(
         compose("invert", ["trainer=cpu", "data.path=x", "paths.output_dir=/tmp/x"]).trainer
     )
-    assert _device(trainer) == "cpu"
-    del trainer["accelerator"]
+    assert _trainer_keys(trainer)["accelerator"] == "cpu"
+    del trainer["enable_progress_bar"]
     with pytest.raises(
-        ValueError, match=r"^trainer misses accelerator \(see conf/trainer/default.yaml\)$"
+        ValueError, match=r"^trainer misses enable_progress_bar \(see conf/trainer/default.yaml\)$"
     ):
-        _device(trainer)
+        _trainer_keys(trainer)

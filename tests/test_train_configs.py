@@ -61,7 +61,7 @@ def _targets(node, path=""):
 # What a command adds to its data entry at run time (lsap.config.build_data): lsap-invert's
 # images and lsap-demo's inputs are data entries of the same shape as lsap-train's.
 DATA_RUNTIME = {
-    "lsap.systems.data.InversionDataModule": {"output_dir": "out", "size": 32, "device": "cpu"},
+    "lsap.systems.data.InversionDataModule": {"output_dir": "out", "size": 32},
     "lsap.demo.inputs.demo_images": {"resolution": 32},
 }
 

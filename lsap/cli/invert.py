@@ -75,7 +75,6 @@ def run(cfg: DictConfig) -> Path:
         c["data"],
         output_dir=output_dir,
         size=G.resolution,
-        device=_device(c["trainer"]),
         generator_sha256=G.sha256,
         refinement=refinement.name,
         code_source=source.name,
@@ -128,15 +127,6 @@ def _trainer_keys(trainer: Mapping[str, Any]) -> dict[str, Any]:
         see="conf/trainer/default.yaml",
         exact=False,
     )
-
-
-def _device(trainer: Mapping[str, Any]) -> str:
-    """The device the ``trainer`` config will run on: "cuda" when it may pick a GPU and one is
-    present."""
-    import torch
-
-    accelerator = str(_trainer_keys(trainer)["accelerator"])
-    return "cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def _check_some_image_read(data_path: str, summary: dict) -> None:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from lsap.core.precision import precision
 from lsap.losses.base import LossInputs
 from lsap.nets.crop import ValidRegion, crop_valid, fit_size, resize_valid
+from lsap.nets.encoder_inference import inference_twin
 from lsap.nets.stylegan2 import Generator
 
 
@@ -53,7 +54,9 @@ def encode_images(
 
     Args:
         encoder: an ``lsap.nets.encoder`` encoder (``lsap.load_encoder``), used in its current
-            mode (a loaded encoder is in eval mode); its ``latent_avg`` is already added.
+            mode (a loaded encoder is in eval mode); its ``latent_avg`` is already added. In
+            eval mode on the CPU its inference twin runs
+            (:func:`lsap.nets.encoder_inference.inference_twin`: the same codes, less work).
         num_ws, w_dim: the generator's sizes; the encoder's codes must have them.
         crop: the generator's valid region (``G.crop``): the encoder sees only that box of the
             frames (:func:`encoder_input`); None = the whole images.
@@ -75,7 +78,7 @@ def encode_images(
     x = encoder_input(images.float(), size, crop)
     if param is not None:
         x = x.to(param.device, param.dtype)
-    w_plus = encoder(x)  # [N, num_ws, w_dim]
+    w_plus = inference_twin(encoder)(x)  # [N, num_ws, w_dim]; the fused twin on CPU
     if tuple(w_plus.shape) != (images.shape[0], num_ws, w_dim):
         raise ValueError(
             f"the encoder returned codes {tuple(w_plus.shape)}, expected "

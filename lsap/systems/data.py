@@ -37,9 +37,10 @@ class InversionDataModule(pl.LightningDataModule):
         output_dir: the run's output folder (finished images are skipped: resume).
         size: the generator resolution (images are resized and center-cropped, see lsap.data).
         batch_size: images optimised together per process, or "auto": planned from ``memory``
-            for ``device`` (``lsap.inversion.memory.resolve_batch_size``).
-        memory: the plan's measurements (``data.memory``).
-        device: the device the trainer runs on ("cuda" or "cpu").
+            for the trainer's device when the loader is made (``lsap.inversion.memory
+            .resolve_batch_size``; without measured footprints in ``memory`` they are measured
+            with the module's ``memory_probe``, its optimisation step).
+        memory: the plan's settings and measurements (``data.memory``).
         num_workers: data-loader workers per process.
         align: FFHQ-style face alignment with MTCNN (``lsap.data.align``).
         generator_sha256: checked against codes already in ``output_dir``.
@@ -59,7 +60,6 @@ class InversionDataModule(pl.LightningDataModule):
         *,
         batch_size: int | str,
         memory: Mapping[str, Any] | None,
-        device: str,
         num_workers: int,
         align: bool,
         generator_sha256: str | None = None,
@@ -68,13 +68,11 @@ class InversionDataModule(pl.LightningDataModule):
         settings: Mapping[str, Any] | None = None,
         crop: ValidRegion | None = None,
     ) -> None:
-        from lsap.inversion.memory import resolve_batch_size
-
         super().__init__()
         self.crop = crop
-        batch_size = resolve_batch_size(batch_size, memory, device)
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if batch_size != "auto" and int(batch_size) < 1:
+            raise ValueError(f"data.batch_size must be >= 1 or auto, got {batch_size}")
+        self.memory = dict(memory) if memory is not None else None
         self.path, self.output_dir, self.size = Path(path), Path(output_dir), size
         self.batch_size, self.num_workers, self.align = batch_size, num_workers, align
         self.generator_sha256 = generator_sha256
@@ -119,6 +117,13 @@ class InversionDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         assert self.plan is not None, "setup() first"
+        if self.batch_size == "auto":  # planned on the run's device, with the run's step
+            from lsap.inversion.memory import resolve_batch_size
+
+            module = self.trainer.lightning_module
+            probe = getattr(module, "memory_probe", None)
+            device = self.trainer.strategy.root_device
+            self.batch_size = resolve_batch_size("auto", self.memory, device, probe=probe)
         files = [p for p, _ in self.plan.todo]
         names = tuple(n for _, n in self.plan.todo)
         align = None

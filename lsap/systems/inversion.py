@@ -11,7 +11,7 @@ of :class:`lsap.systems.writer.InversionWriter`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lsap.alignment.anchors import anchors_from_config
 from lsap.core.plain import settings_dict
+from lsap.inversion.memory import lsap_o_probe
 from lsap.inversion.pipeline import invert_batch
 from lsap.inversion.report import ReconstructionMetrics
 from lsap.inversion.settings import InversionSettings
@@ -135,6 +136,16 @@ class InversionSystem(pl.LightningModule):
             loc = Locality.from_any(k["locality"])
             terms = build_pti_terms(k["weights"], loc, k["loss_options"])
             self.pti_terms = {n: t.to(device) for n, t in terms.items()}
+
+    def memory_probe(self) -> Callable[[int], None] | None:
+        """One step of this run's latent optimisation at a given batch size, without side effects
+        (``lsap.inversion.memory.lsap_o_probe``), for ``data.batch_size=auto``; None when the codes
+        are not optimised. Call after ``setup`` (the objective lives on the run's device)."""
+        if self.objective is None:
+            return None
+        self.on_predict_start()  # the same refusal of inference mode, before the probe's step
+        kwargs = self.settings.optimize_kwargs(self.generator, self.w_std)
+        return lsap_o_probe(self.generator, self.objective, kwargs)
 
     def on_predict_start(self) -> None:
         if torch.is_inference_mode_enabled():
