@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conf_entries import conf_group
 from invert_helpers import FAST
 from omegaconf import OmegaConf
 from PIL import Image
@@ -145,13 +146,15 @@ def test_objective_sees_only_the_valid_region(tiny_G, frame):
 @pytest.mark.parametrize("frame", [32, 64])
 def test_scorer_scores_only_the_valid_region(frame):
     region = ValidRegion.from_config(BOX, 32)
-    metrics = {
-        "fidelity": ["mse", "psnr", "ssim", "lpips", "id"],
-        "editing": ["lpips", "id"],
-        "lpips": OFFLINE_OPTIONS["lpips"],
-        "id": OFFLINE_OPTIONS["id"],
-        "fid": {"enabled": True, "features": {"name": "random"}},
-    }
+    metrics = conf_group(
+        "metrics",
+        "default",
+        fidelity=["mse", "psnr", "ssim", "lpips", "id"],
+        editing=["lpips", "id"],
+        lpips=OFFLINE_OPTIONS["lpips"],
+        id=OFFLINE_OPTIONS["id"],
+        fid={"enabled": True, "features": {"name": "random"}},
+    )
     scorer = build_scorer(metrics, crop=region)
     full = build_scorer(metrics)
     orig, rec = _frames(2, frame), _frames(2, frame, seed=1)

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 import torch
+from conf_entries import conf_group
 from inversions import NAMES, sample_codes, write_inversion, write_originals
 
 from lsap.alignment import compute_anchors, sncd
@@ -101,12 +102,15 @@ def test_offline_scorer_ranks_a_reconstruction_above_another_face(toy_faces):
     from lsap.metrics.scorer import build_scorer
 
     scorer = build_scorer(
-        {
-            "fidelity": ["lpips", "id"],
-            "lpips": {"net": "alex", "backbone": "random", "resize": None},
-            "id": {"weights": "random"},
-            "fid": {"features": {"name": "random"}},
-        }
+        conf_group(
+            "metrics",
+            "default",
+            fidelity=["lpips", "id"],
+            editing=[],
+            lpips={"net": "alex", "backbone": "random", "resize": None},
+            id={"weights": "random"},
+            fid={"features": {"name": "random"}},
+        )
     )
     faces = torch.nn.functional.interpolate(toy_faces, size=256, mode="bilinear")
     near = faces + 0.05 * torch.randn(faces.shape, generator=torch.Generator().manual_seed(1))

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conf_entries import conf_group
 
 from lsap.alignment import compute_anchors, sncd
 from lsap.inversion import Schedule, latent_std, optimize_latents
@@ -31,8 +32,13 @@ def known(tiny_G):
     return w.detach(), images
 
 
+def _schedule(**changes):
+    """conf/inversion/w_plus.yaml's schedule with ``changes``."""
+    return Schedule.from_config(conf_group("inversion", "w_plus", schedule=changes)["schedule"])
+
+
 def test_schedule_follows_the_projector():
-    s = Schedule()  # ramp-up 5 %, cosine ramp-down 25 %, noise 0.05 decaying until 75 %
+    s = _schedule()  # ramp-up 5 %, cosine ramp-down 25 %, noise 0.05 decaying until 75 %
     assert s.lr_scale(0.0) == 0.0
     assert s.lr_scale(0.025) == pytest.approx(0.5)
     assert s.lr_scale(0.05) == pytest.approx(1.0) and s.lr_scale(0.7) == pytest.approx(1.0)
@@ -41,10 +47,10 @@ def test_schedule_follows_the_projector():
     assert s.noise_scale(0.0) == pytest.approx(0.05)
     assert s.noise_scale(0.375) == pytest.approx(0.05 * 0.25)
     assert s.noise_scale(0.75) == 0.0 and s.noise_scale(0.9) == 0.0
-    flat = Schedule(lr_rampup=0, lr_rampdown=0, noise_factor=0)
+    flat = _schedule(lr_rampup=0, lr_rampdown=0, noise_factor=0)
     assert flat.lr_scale(0.0) == flat.lr_scale(0.99) == 1.0 and flat.noise_scale(0.0) == 0.0
     with pytest.raises(ValueError, match="lr_rampup"):
-        Schedule(lr_rampup=1.5)
+        _schedule(lr_rampup=1.5)
 
 
 def test_latent_std_is_rms_distance(tiny_G):
@@ -128,7 +134,7 @@ def test_batch_of_n_equals_n_runs_of_one(tiny_G, known, anchors, space, terms):
     kwargs = {
         "space": space,
         "steps": 8,
-        "schedule": Schedule(lr_rampup=0.0),
+        "schedule": _schedule(lr_rampup=0.0),
         "w_std": latent_std(tiny_G, 2000),
     }
     batch = optimize_latents(G, targets, objective, seeds=seeds, **kwargs)
@@ -167,7 +173,7 @@ def test_init_codes_and_stored_noise(tiny_G, known):
     torch.testing.assert_close(start.w_plus, w[:, None].expand(-1, tiny_G.num_ws, -1))
     torch.testing.assert_close(start.images, targets)  # the stored noise reproduces the targets
     # without latent noise a start at the answer has zero gradient: Adam leaves it there
-    kwargs = {"steps": 5, "optimize_noise": False, "schedule": Schedule(noise_factor=0.0)}
+    kwargs = {"steps": 5, "optimize_noise": False, "schedule": _schedule(noise_factor=0.0)}
     from_w = optimize_latents(tiny_G, targets, objective, init=w, **kwargs)
     assert float(from_w.history["l2"].abs().max()) == 0.0
     torch.testing.assert_close(from_w.w_plus, start.w_plus, atol=0, rtol=0)

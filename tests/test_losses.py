@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conf_entries import conf_group
 from omegaconf import OmegaConf
 
 from lsap.alignment import compute_anchors, sncd_loss
@@ -143,6 +144,11 @@ def test_random_lpips_tells_a_match_from_a_mismatch(net, toy_faces):
     assert (paired * 2 < mispaired).all(), (paired, mispaired)
 
 
+def _metrics(**overrides):
+    """The metrics group with the published networks, no editing scores, no FID."""
+    return conf_group("metrics", "default", editing=[], fid={"enabled": False}, **overrides)
+
+
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """An empty torch cache and every weights download failing, as on an offline machine."""
@@ -177,15 +183,15 @@ def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
     ):
         build_pti_terms({"lpips": 1.0}, None, {"lpips": lpips_cfg})
     with pytest.raises(WeightsUnavailableError, match=r" metrics\.lpips\.backbone=/path"):
-        build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
+        build_scorer(_metrics(fidelity=["lpips"], lpips=lpips_cfg))
     with pytest.raises(WeightsUnavailableError, match=r" metrics\.id\.weights=/path"):
-        build_scorer({"fidelity": ["id"], "id": {"weights": "vggface2"}, "fid": {"enabled": False}})
+        build_scorer(_metrics(fidelity=["id"], id={"weights": "vggface2"}))
     with pytest.raises(WeightsUnavailableError, match=r" loss\.options\.id\.weights=/path"):
         build_objective({"id": 1.0, "options": {"id": {"weights": "vggface2"}}})
 
     @one_line_errors("lsap-eval")
     def command():
-        build_scorer({"fidelity": ["lpips"], "lpips": lpips_cfg, "fid": {"enabled": False}})
+        build_scorer(_metrics(fidelity=["lpips"], lpips=lpips_cfg))
 
     with pytest.raises(SystemExit) as stop:
         command()

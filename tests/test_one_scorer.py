@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conf_entries import conf_group
 
 from lsap.alignment import compute_anchors
 from lsap.inversion.report import ReconstructionMetrics
@@ -35,7 +36,15 @@ def test_invert_metrics_equal_the_eval_scorer(tiny_G, pairs):
     w = tiny_G.mapping(torch.randn(3, tiny_G.z_dim, generator=torch.Generator().manual_seed(1)))
     got = invert(images, targets, w[:, None].expand(-1, tiny_G.num_ws, -1))
     evaluate = build_scorer(
-        {"fidelity": ["mse", "psnr", "ssim", "lpips", "id"], "lpips": LPIPS, "id": ID}, fid=False
+        conf_group(
+            "metrics",
+            "default",
+            fidelity=["mse", "psnr", "ssim", "lpips", "id"],
+            editing=[],
+            lpips=LPIPS,
+            id=ID,
+        ),
+        fid=False,
     )
     want = evaluate.fidelity(targets, images)
     for k in ("mse", "psnr", "ssim", "lpips", "id"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conf_entries import conf_group
 
 from lsap.core.precision import autocast_dtype, precision
 from lsap.inversion import optimize_latents
@@ -43,10 +44,7 @@ def test_tf32_flag_is_restored_and_names_checked(tiny_G):
 
 
 def test_inversion_config_keys_reach_the_loop(tiny_G):
-    base = {
-        "space": "w_plus", "steps": 1, "lr": 0.1, "schedule": {}, "optimize_noise": True,
-        "w_std_samples": 10, "w_std_seed": 0,
-    }  # fmt: skip
+    base = conf_group("inversion", "w_plus", steps=1, w_std_samples=10, w_std_seed=0)
     assert InversionSettings.from_config(base).optimize_kwargs(tiny_G, 0.0)["autocast"] is None
     kw = InversionSettings.from_config({**base, "autocast": "bf16", "tf32": True}).optimize_kwargs(
         tiny_G, 0.0

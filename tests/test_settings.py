@@ -104,3 +104,121 @@ def test_stylegan2_and_3_share_one_mapping_network():
         assert set(G.mapping.state_dict()) == keys | {"w_avg"}
     assert isinstance(sg3.mapping.fc0, MappingLayer)
     assert not isinstance(sg2.mapping.fc0, MappingLayer)
+
+
+# -- inversion, code source and metrics groups: every key from conf/ -----------------------------
+def test_inversion_settings_need_every_key_of_their_group():
+    from conf_entries import conf_group
+
+    from lsap.config import group_options
+    from lsap.inversion.schedules import PROJECTOR_SCHEDULE, Schedule
+    from lsap.inversion.settings import InversionSettings
+
+    for option in group_options("inversion"):  # every option carries every key
+        s = InversionSettings.from_config(conf_group("inversion", option))
+        assert s.schedule == PROJECTOR_SCHEDULE  # conf's schedule is the projector's
+        assert (s.autocast, s.tf32, s.compile, s.cuda_graphs) == (None, False, None, False)
+    for key in ("autocast", "tf32", "compile", "cuda_graphs", "schedule"):
+        cfg = conf_group("inversion", "w_plus")
+        del cfg[key]
+        with pytest.raises(
+            ValueError, match=rf"^the inversion config misses {key} \(see conf/inversion/w_plus"
+        ):
+            InversionSettings.from_config(cfg)
+    schedule = conf_group("inversion", "w_plus")["schedule"]
+    del schedule["noise_ramp"]
+    with pytest.raises(ValueError, match=r"^inversion\.schedule misses noise_ramp \(see conf/"):
+        Schedule.from_config(schedule)
+
+
+def test_code_source_needs_every_key_of_its_group(tiny_G):
+    from conf_entries import conf_group
+
+    from lsap.inversion.sources import build_code_source
+
+    source = build_code_source(conf_group("code_source", "optimize"), tiny_G)
+    assert source.describe() == {"name": "optimize", "init": "w_avg", "optimize": True}
+    for key in ("name", "init", "optimize", "encoder"):
+        cfg = conf_group("code_source", "optimize")
+        del cfg[key]
+        with pytest.raises(
+            ValueError, match=rf"^code_source misses {key} \(see conf/code_source/optimize.yaml\)$"
+        ):
+            build_code_source(cfg, tiny_G)
+    with pytest.raises(ValueError, match=r"^code_source has unknown init_codes "):
+        build_code_source({**conf_group("code_source", "optimize"), "init_codes": "x"}, tiny_G)
+
+
+def test_scorer_needs_every_key_of_the_metrics_group():
+    from conf_entries import conf_group
+
+    from lsap.metrics.scorer import ScorerSettings, build_scorer, metric_notes
+
+    offline = conf_group("metrics", "offline")
+    s = ScorerSettings.from_config(offline)
+    assert s.fidelity == ("mse", "psnr", "ssim", "lpips", "id")
+    assert s.editing == ("id", "lpips", "sncd") and s.fid and s.features["name"] == "random"
+    for key in ("editing", "lpips", "id", "fid"):
+        cfg = conf_group("metrics", "offline")
+        del cfg[key]
+        with pytest.raises(
+            ValueError, match=rf"^metrics misses {key} \(see conf/metrics/default.yaml\)$"
+        ):
+            build_scorer(cfg)
+        with pytest.raises(ValueError, match=rf"^metrics misses {key} "):
+            metric_notes(cfg)
+    for key in ("enabled", "features"):
+        cfg = conf_group("metrics", "offline")
+        del cfg["fid"][key]
+        with pytest.raises(ValueError, match=rf"^metrics\.fid misses {key} \(see conf/metrics/"):
+            build_scorer(cfg)
+    cfg = conf_group("metrics", "offline")
+    del cfg["fid"]["features"]["name"]
+    with pytest.raises(ValueError, match=r"^metrics\.fid\.features misses name \(see conf/"):
+        build_scorer(cfg)
+    cfg = conf_group("metrics", "offline")
+    del cfg["lpips"]["backbone"]
+    with pytest.raises(ValueError, match=r"^metrics\.lpips misses backbone \(see conf/"):
+        metric_notes(cfg)
+    # a network a listed metric needs cannot be null (it was silently the default network)
+    with pytest.raises(ValueError, match=r"^metrics\.id is null but metrics\.fidelity or "):
+        build_scorer(conf_group("metrics", "offline", id=None))
+    scorer = build_scorer(conf_group("metrics", "offline", fidelity=["mse"], editing=[], id=None))
+    assert scorer.metrics == ("mse",) and scorer.face is None and scorer.lpips is None
+
+
+def test_metric_labels_read_the_metrics_group():
+    """The notebook's plot labels name stand-in networks from the same settings as the scorer."""
+    from conf_entries import conf_group
+
+    from lsap.metrics.report import editability_axes, fid_label
+
+    offline, default = conf_group("metrics", "offline"), conf_group("metrics", "default")
+    assert fid_label(offline) == "FID(edited, originals) [random-network stand-in]"
+    assert fid_label(default) == "FID(edited, originals) [Inception]"
+    assert editability_axes(offline, classifier=True) == [
+        ("edit_target_shift", "target attribute shift (classifier), ↑"),
+        ("edit_lpips", "LPIPS(edited, unedited) [random-network stand-in]"),
+        ("edit_id", "ID(edited, original) [random-network stand-in]"),
+    ]
+    assert editability_axes(default) == [
+        ("edit_lpips", "LPIPS(edited, unedited)"),
+        ("edit_id", "ID(edited, original)"),
+    ]
+    del default["editing"]
+    with pytest.raises(ValueError, match=r"^metrics misses editing \(see conf/metrics/"):
+        editability_axes(default)
+
+
+def test_invert_reads_the_trainer_keys_it_uses_from_conf():
+    from lsap.cli.invert import _trainer_keys
+
+    trainer = plain(
+        compose("invert", ["trainer=cpu", "data.path=x", "paths.output_dir=/tmp/x"]).trainer
+    )
+    assert _trainer_keys(trainer)["accelerator"] == "cpu"
+    del trainer["enable_progress_bar"]
+    with pytest.raises(
+        ValueError, match=r"^trainer misses enable_progress_bar \(see conf/trainer/default.yaml\)$"
+    ):
+        _trainer_keys(trainer)

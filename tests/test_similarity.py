@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conf_entries import conf_group
 
 from lsap.core.errors import CheckpointError
 from lsap.losses import LossInputs, build_objective
@@ -177,7 +178,9 @@ def test_wrong_shapes_and_missing_file_name_the_file(tmp_path, trained_looking):
 def test_loss_and_metric_take_the_moco_backend(photos):
     objective = build_objective({"id": 1.0, "options": {"id": MOCO_RANDOM}})
     assert objective.terms["id"].embedder.backend == "moco"
-    metrics = {"fidelity": ["id"], "id": MOCO_RANDOM, "fid": {"enabled": False}}
+    metrics = conf_group(
+        "metrics", "default", fidelity=["id"], editing=[], id=MOCO_RANDOM, fid={"enabled": False}
+    )
     scorer = build_scorer(metrics)
     near, other = _near(photos[:3]), photos[3:6]
     paired, mispaired = scorer.fidelity(photos[:3], near), scorer.fidelity(photos[:3], other)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conf_entries import conf_group
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import lsap.inversion.optimize as optimize_module
@@ -130,10 +131,7 @@ def test_inductor_compiled_step_stays_within_tolerance(tiny_G, problem):
 
 
 def test_settings_carry_the_options_and_refuse_unknown_backends(tiny_G):
-    base = {
-        "space": "w_plus", "steps": 1, "lr": 0.1, "schedule": {}, "optimize_noise": True,
-        "w_std_samples": 10, "w_std_seed": 0,
-    }  # fmt: skip
+    base = conf_group("inversion", "w_plus", steps=1, w_std_samples=10, w_std_seed=0)
     kw = InversionSettings.from_config(base).optimize_kwargs(tiny_G, 0.0)
     assert kw["compile"] is None and kw["cuda_graphs"] is False
     kw = InversionSettings.from_config(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conf_entries import conf_group
 from omegaconf import OmegaConf
 
 import lsap
@@ -46,7 +47,9 @@ def test_asset_paths_are_accepted_wherever_a_model_path_is():
     assert G.sha256 == file_sha256(asset_path("toy32/generator.pt"))
     enc = lsap.load_encoder("asset:toy32/encoder_lsap_e.pt")
     assert enc.sha256 == file_sha256(asset_path("toy32/encoder_lsap_e.pt"))
-    source = build_code_source({"init": "encoder", "encoder": "asset:toy32/encoder_lsap_e.pt"}, G)
+    source = build_code_source(
+        conf_group("code_source", "encoder", encoder="asset:toy32/encoder_lsap_e.pt"), G
+    )
     assert source.encoder.sha256 == enc.sha256
     assert source.describe()["encoder"] == str(asset_path("toy32/encoder_lsap_e.pt"))
     assert load_toy_classifier("asset:toy32/classifier.pt").names == NAMES

@@ -10,7 +10,9 @@ run left.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -99,7 +101,7 @@ def run(cfg: DictConfig) -> Path:
         writer,
         InversionLogging(output_dir, curves=log_cfg["curves"], grid=log_cfg["grid"]),
     ]
-    if c["trainer"].get("enable_progress_bar", True):  # Lightning's own default
+    if _trainer_keys(c["trainer"])["enable_progress_bar"]:
         callbacks.append(InversionProgressBar())
     # Shards come from our own sampler: Lightning's DistributedSampler would pad with duplicates.
     trainer = build_trainer(
@@ -111,6 +113,20 @@ def run(cfg: DictConfig) -> Path:
         finish_wandb()
     _check_some_image_read(c["data"]["path"], writer.summary)
     return output_dir
+
+
+def _trainer_keys(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` group (Lightning's ``Trainer`` arguments) with the two keys lsap-invert
+    reads itself (``conf/trainer/default.yaml`` holds them)."""
+    from lsap.core.plain import settings_dict
+
+    return settings_dict(
+        trainer,
+        ("accelerator", "enable_progress_bar"),
+        what="trainer",
+        see="conf/trainer/default.yaml",
+        exact=False,
+    )
 
 
 def _check_some_image_read(data_path: str, summary: dict) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lsap.core.plain import settings_dict
 from lsap.data.paste import PhotoCrop
 from lsap.nets.crop import ValidRegion
 
@@ -101,6 +102,9 @@ def demo_images(
     if path:
         box = crop.box_at(resolution) if crop is not None else None
         return folder_images(path, resolution, align=align, max_images=max_images, box=box)
+    toy = settings_dict(
+        toy, ("domain", "seed", "start", "num_images"), what="data.toy", see="conf/data/demo.yaml"
+    )
     parts = []
     if int(toy["num_images"]) > 0:
         parts.append(
@@ -109,7 +113,7 @@ def demo_images(
                 seed=int(toy["seed"]),
                 start=int(toy["start"]),
                 resolution=resolution,
-                domain=str(toy.get("domain", "faces")),
+                domain=str(toy["domain"]),
             )
         )
     if astronaut:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lsap.core.compile import compiled
 from lsap.core.precision import precision
-from lsap.inversion.schedules import Schedule
+from lsap.inversion.schedules import PROJECTOR_SCHEDULE, Schedule
 from lsap.inversion.static import StaticAdam, capture
 from lsap.losses import LossInputs, Objective
 from lsap.losses.latent import normalize_noise_
@@ -89,7 +89,7 @@ def optimize_latents(
         space: "w_plus" (one code per layer) or "w" (one code repeated on every layer).
         steps: Adam steps (0 returns the start codes).
         lr: base learning rate, scaled by ``schedule.lr_scale(step / steps)``.
-        schedule: lr ramps and latent noise (default :class:`Schedule`, the projector's).
+        schedule: lr ramps and latent noise (None: ``PROJECTOR_SCHEDULE``, the StyleGAN2 projector's).
         init: start codes [N, w_dim] or [N, num_ws, w_dim] (e.g. an encoder's output); None =
             ``G.w_avg`` for every image. In W space a W+ start is averaged over layers.
         optimize_noise: optimise per-image noise maps (random start, re-normalised to zero mean
@@ -114,7 +114,7 @@ def optimize_latents(
     Returns:
         :class:`InversionResult` with codes, final images, noise maps and per-step loss terms.
     """
-    schedule = schedule or Schedule()
+    schedule = PROJECTOR_SCHEDULE if schedule is None else schedule
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if steps < 0:

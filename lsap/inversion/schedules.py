@@ -4,22 +4,43 @@ Both are functions of the progress ``t = step / steps`` in [0, 1) (StyleGAN2 pro
 the learning rate ramps up linearly over the first ``lr_rampup`` of the steps and down along a
 half cosine over the last ``lr_rampdown``; the latent noise starts at ``noise_factor * std(w)`` and
 decays quadratically to 0 at ``t = noise_ramp``.
+
+Commands read the schedule from ``conf/inversion/*.yaml`` (:meth:`Schedule.from_config`, every key
+required); :data:`PROJECTOR_SCHEDULE` is the StyleGAN2 projector's, the default of the library
+function ``optimize_latents`` called without a config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from lsap.core.plain import settings_dict
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """Learning-rate and latent-noise schedule (defaults: the StyleGAN2 projector, LSAP.md)."""
+    """Learning-rate and latent-noise schedule (meanings in ``conf/inversion/w_plus.yaml``)."""
 
-    lr_rampup: float = 0.05  # fraction of steps of linear lr ramp-up from 0 (0 = start at full lr)
-    lr_rampdown: float = 0.25  # fraction of steps of cosine lr ramp-down to 0 (0 = none)
-    noise_factor: float = 0.05  # initial latent noise, in units of std(w) (0 = no latent noise)
-    noise_ramp: float = 0.75  # fraction of steps over which the latent noise decays to 0
+    lr_rampup: float  # fraction of steps of linear lr ramp-up from 0 (0 = start at full lr)
+    lr_rampdown: float  # fraction of steps of cosine lr ramp-down to 0 (0 = none)
+    noise_factor: float  # initial latent noise, in units of std(w) (0 = no latent noise)
+    noise_ramp: float  # fraction of steps over which the latent noise decays to 0
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Schedule:
+        """The schedule of an ``inversion.schedule`` config (an OmegaConf node or plain dict).
+
+        Raises:
+            ValueError: a key is missing or unknown (``inversion.schedule`` named), or a value is
+                out of range.
+        """
+        keys = [f.name for f in dataclasses.fields(cls)]
+        c = settings_dict(cfg, keys, what="inversion.schedule", see="conf/inversion/w_plus.yaml")
+        return cls(**{k: float(c[k]) for k in keys})
 
     def __post_init__(self) -> None:
         for name in ("lr_rampup", "lr_rampdown", "noise_ramp"):
@@ -42,3 +63,8 @@ class Schedule:
         if self.noise_ramp <= 0:
             return 0.0
         return self.noise_factor * max(0.0, 1.0 - t / self.noise_ramp) ** 2
+
+
+# The StyleGAN2 projector's schedule (LSAP.md; projector.py's initial_learning_rate ramps and
+# initial_noise_factor/noise_ramp_length): ``optimize_latents``' default without a config.
+PROJECTOR_SCHEDULE = Schedule(lr_rampup=0.05, lr_rampdown=0.25, noise_factor=0.05, noise_ramp=0.75)

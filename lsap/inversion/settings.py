@@ -39,6 +39,7 @@ class InversionSettings:
         optimize_noise: optimise per-image noise maps.
         w_std_samples, w_std_seed: mapped samples (and their seed) for std(w), the latent-noise
             unit.
+        autocast, tf32, compile, cuda_graphs: speed options of the loop (``optimize_latents``).
     """
 
     space: str
@@ -48,10 +49,10 @@ class InversionSettings:
     optimize_noise: bool
     w_std_samples: int
     w_std_seed: int
-    autocast: str | None = None  # optional key: GPU option, "bf16" | "fp16" | null
-    tf32: bool = False  # optional key: GPU option
-    compile: str | None = None  # optional key: torch.compile backend of the step, null = off
-    cuda_graphs: bool = False  # optional key: static-shape loop captured as a CUDA graph
+    autocast: str | None  # GPU option: "bf16" | "fp16" | None (float32)
+    tf32: bool  # GPU option: TF32 matmuls/convolutions in the loop
+    compile: str | None  # torch.compile backend of the step, None = off
+    cuda_graphs: bool  # static-shape loop captured as a CUDA graph
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -67,28 +68,22 @@ class InversionSettings:
             ValueError: a key is missing or unknown (``inversion.<key>`` named), or a value is out
                 of range.
         """
-        # speed options: configs without them run the plain float32 loop
-        optional = ("autocast", "tf32", "compile", "cuda_graphs")
-        required = [f.name for f in dataclasses.fields(cls) if f.name not in optional]
+        required = [f.name for f in dataclasses.fields(cls)]
         cfg = settings_dict(
-            cfg,
-            required,
-            optional=optional,
-            what="the inversion config",
-            see="conf/inversion/w_plus.yaml",
+            cfg, required, what="the inversion config", see="conf/inversion/w_plus.yaml"
         )
         return cls(
             space=str(cfg["space"]),
             steps=int(cfg["steps"]),
             lr=float(cfg["lr"]),
-            schedule=Schedule(**dict(cfg["schedule"])),
+            schedule=Schedule.from_config(cfg["schedule"]),
             optimize_noise=bool(cfg["optimize_noise"]),
             w_std_samples=int(cfg["w_std_samples"]),
             w_std_seed=int(cfg["w_std_seed"]),
-            autocast=autocast_dtype(cfg.get("autocast")) and str(cfg["autocast"]),
-            tf32=bool(cfg.get("tf32", False)),
-            compile=check_backend(cfg.get("compile")),
-            cuda_graphs=bool(cfg.get("cuda_graphs", False)),
+            autocast=autocast_dtype(cfg["autocast"]) and str(cfg["autocast"]),
+            tf32=bool(cfg["tf32"]),
+            compile=check_backend(cfg["compile"]),
+            cuda_graphs=bool(cfg["cuda_graphs"]),
         )
 
     def w_std(self, G: Generator) -> float:
@@ -99,7 +94,7 @@ class InversionSettings:
 
     def optimize_kwargs(self, G: Generator, w_std: float | None = None) -> dict[str, Any]:
         """Keyword arguments of ``lsap.inversion.optimize_latents``: ``space, steps, lr, schedule,
-        optimize_noise, w_std`` (``w_std`` computed from ``G`` unless given)."""
+        optimize_noise, w_std`` (computed from ``G`` unless given) and the speed options."""
         return {
             "space": self.space,
             "steps": self.steps,
@@ -120,7 +115,8 @@ def optimize_settings(cfg: Mapping[str, Any], G: Generator) -> dict[str, Any]:
     read: pass them as ``init=``).
 
     Returns:
-        ``{space, steps, lr, schedule, optimize_noise, w_std}``.
+        ``{space, steps, lr, schedule, optimize_noise, w_std, autocast, tf32, compile,
+        cuda_graphs}``.
     """
     return InversionSettings.from_config(cfg).optimize_kwargs(G)
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from lsap.core.errors import LsapFileError
+from lsap.core.plain import settings_dict
 from lsap.inversion.encode import encode_images
 from lsap.io.inversions import CodeSet
 from lsap.nets.stylegan2 import Generator
@@ -32,6 +33,7 @@ from lsap.nets.synthesis import stack_noise
 log = logging.getLogger(__name__)
 
 INITS = ("w_avg", "encoder", "codes")
+_KEYS = ("name", "init", "encoder", "codes", "optimize")  # the code_source group's keys
 
 
 @dataclass
@@ -186,11 +188,12 @@ def build_code_source(cfg: Mapping[str, Any], generator: Generator) -> CodeSourc
     """The source a ``code_source`` config describes (``conf/code_source/*.yaml``), on the CPU.
 
     Raises:
-        ValueError: an unknown ``init``, a missing path, or ``init: w_avg`` without optimisation.
+        ValueError: a missing or unknown key, an unknown ``init``, a missing path, or
+            ``init: w_avg`` without optimisation.
         LsapFileError / CheckpointError: an unreadable encoder or codes, codes of another generator.
     """
-    name, init = str(cfg.get("name") or cfg.get("init")), str(cfg.get("init", "w_avg"))
-    optimize = bool(cfg.get("optimize", True))
+    cfg = settings_dict(cfg, _KEYS, what="code_source", see="conf/code_source/optimize.yaml")
+    name, init, optimize = str(cfg["name"]), str(cfg["init"]), bool(cfg["optimize"])
     if init not in INITS:
         raise ValueError(f"code_source.init must be one of {INITS}, got {init!r}")
     if init == "w_avg":
@@ -200,7 +203,7 @@ def build_code_source(cfg: Mapping[str, Any], generator: Generator) -> CodeSourc
                 "optimise, or start from an encoder or earlier codes"
             )
         return CodeSource(name, optimize)
-    path = cfg.get(init)
+    path = cfg[init]
     if not path:
         raise ValueError(f"code_source.init={init} needs code_source.{init}=<path>")
     if init == "encoder":

@@ -204,16 +204,18 @@ def editability_axes(
     label saying so when the network behind them is a stand-in (``metrics.lpips.backbone:
     random``, ``metrics.id.weights: random``), whose numbers are not the published metric.
     """
-    editing = list(metrics.get("editing") or ())
+    from lsap.metrics.scorer import ScorerSettings, metric_option
+
+    s = ScorerSettings.from_config(metrics)
     axes = []
     if classifier:
         axes.append(("edit_target_shift", "target attribute shift (classifier), ↑"))
-    if "lpips" in editing:
-        stand_in = str((metrics.get("lpips") or {}).get("backbone")) == "random"
+    if "lpips" in s.editing:
+        stand_in = str(metric_option(s.lpips, "lpips", "backbone")) == "random"
         label = "LPIPS(edited, unedited)" + (" [random-network stand-in]" if stand_in else "")
         axes.append(("edit_lpips", label))
-    if "id" in editing:
-        stand_in = str((metrics.get("id") or {}).get("weights")) == "random"
+    if "id" in s.editing:
+        stand_in = str(metric_option(s.id, "id", "weights")) == "random"
         label = "ID(edited, original)" + (" [random-network stand-in]" if stand_in else "")
         axes.append(("edit_id", label))
     return axes
@@ -221,8 +223,9 @@ def editability_axes(
 
 def fid_label(metrics: Mapping[str, Any]) -> str:
     """Axis label of the edited images' FID, naming its feature space (Inception or not)."""
-    features = (metrics.get("fid") or {}).get("features") or {}
-    name = str(features.get("name", features.get("_target_", "inception")))
+    from lsap.metrics.scorer import ScorerSettings, feature_name
+
+    name = feature_name(ScorerSettings.from_config(metrics))
     space = {
         "inception": "Inception",
         "toy_classifier": "toy classifier features",

@@ -9,6 +9,7 @@ face and FID features) is of that box of the square frames only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -160,72 +161,126 @@ class Scorer(nn.Module):
         return out
 
 
+_SEE = "conf/metrics/default.yaml"
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """What :func:`build_scorer` and :func:`metric_notes` read of the ``metrics`` group (meanings
+    in ``conf/metrics/default.yaml``).
+
+    Attributes:
+        fidelity: per-image metrics, among ``FIDELITY_METRICS``.
+        editing: editing scores (``id``, ``lpips``, ``sncd``).
+        lpips: ``LPIPSLoss`` keyword arguments (``metrics.lpips``), or None (no LPIPS network).
+        id: ``FaceEmbedder`` keyword arguments (``metrics.id``), or None (no id network).
+        fid: whether FID features are computed (``metrics.fid.enabled``).
+        features: the FID feature extractor (``metrics.fid.features``,
+            ``lsap.metrics.features.build_feature_extractor``).
+    """
+
+    fidelity: tuple[str, ...]
+    editing: tuple[str, ...]
+    lpips: dict[str, Any] | None
+    id: dict[str, Any] | None
+    fid: bool
+    features: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> ScorerSettings:
+        """The settings of a ``metrics`` config (an OmegaConf node or plain dict).
+
+        Raises:
+            ValueError: a key is missing (``metrics.<key>`` named), or a network a metric needs
+                is null.
+        """
+        keys = ("fidelity", "editing", "lpips", "id", "fid")
+        c = settings_dict(cfg, keys, what="metrics", see=_SEE, exact=False)
+        fid = settings_dict(c["fid"], ("enabled", "features"), what="metrics.fid", see=_SEE)
+        features = dict(fid["features"])
+        if "_target_" not in features:  # a named extractor, or a Hydra target of one's own
+            features = settings_dict(
+                features, ("name",), what="metrics.fid.features", see=_SEE, exact=False
+            )
+        out = cls(
+            fidelity=tuple(str(m) for m in c["fidelity"]),
+            editing=tuple(str(m) for m in c["editing"]),
+            lpips=None if c["lpips"] is None else dict(c["lpips"]),
+            id=None if c["id"] is None else dict(c["id"]),
+            fid=bool(fid["enabled"]),
+            features=features,
+        )
+        for key in ("lpips", "id"):
+            if getattr(out, key) is None and (key in out.fidelity or key in out.editing):
+                raise ValueError(
+                    f"metrics.{key} is null but metrics.fidelity or metrics.editing lists {key} "
+                    f"(see {_SEE})"
+                )
+        return out
+
+
 def build_scorer(
     cfg: Mapping[str, Any], *, fid: bool = True, crop: ValidRegion | None = None
 ) -> Scorer:
-    """A :class:`Scorer` from the ``metrics`` config group (networks built only when used);
+    """A :class:`Scorer` from the ``metrics`` config group (:class:`ScorerSettings`; networks
+    built only when used); ``fid``: False leaves the FID extractor out whatever the config says;
     ``crop``: the generator's valid region (``G.crop``), what is scored.
 
     Raises:
+        ValueError: a key of the group is missing (named).
         WeightsUnavailableError: a download failed; it names the ``metrics.*`` setting to use.
     """
+    settings = ScorerSettings.from_config(cfg)
     try:
-        return _build_scorer(cfg, fid, crop)
+        return _build_scorer(settings, fid, crop)
     except WeightsUnavailableError as e:
         raise e.under("metrics") from e.__cause__
 
 
-def _build_scorer(cfg: Mapping[str, Any], fid: bool, crop: ValidRegion | None) -> Scorer:
+def _build_scorer(s: ScorerSettings, fid: bool, crop: ValidRegion | None) -> Scorer:
     from lsap.metrics.features import build_feature_extractor
 
-    cfg = settings_dict(
-        cfg, ("fidelity",), what="metrics", see="conf/metrics/default.yaml", exact=False
-    )
-    metrics = list(cfg["fidelity"])
-    editing = list(cfg.get("editing", ()))
     lp, face, feats = None, None, None
-    if "lpips" in metrics or "lpips" in editing:
+    if "lpips" in s.fidelity or "lpips" in s.editing:
         from lsap.losses.perceptual import LPIPSLoss
 
-        lp = LPIPSLoss(**dict(cfg.get("lpips") or {}))
-    if "id" in metrics or "id" in editing:
+        lp = LPIPSLoss(**s.lpips)
+    if "id" in s.fidelity or "id" in s.editing:
         from lsap.losses.identity import FaceEmbedder
 
-        face = FaceEmbedder(**dict(cfg.get("id") or {}))
-    if fid and (cfg.get("fid") or {}).get("enabled", True):
-        feats = build_feature_extractor(dict((cfg.get("fid") or {}).get("features") or {}))
-    return Scorer(metrics, lpips=lp, face=face, features=feats, crop=crop)
+        face = FaceEmbedder(**s.id)
+    if fid and s.fid:
+        feats = build_feature_extractor(s.features)
+    return Scorer(s.fidelity, lpips=lp, face=face, features=feats, crop=crop)
 
 
 def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
-    """Caveats about metric networks that are offline stand-ins rather than the published ones."""
+    """Caveats about metric networks that are offline stand-ins rather than the published ones
+    (``metrics``: the ``metrics`` config group, :class:`ScorerSettings`)."""
+    s = ScorerSettings.from_config(metrics)
     notes = []
-    fidelity = list(metrics.get("fidelity") or [])
-    lp = metrics.get("lpips") or {}
-    if "lpips" in fidelity and str(lp.get("backbone", "torchvision")) == "random":
+    if "lpips" in s.fidelity and str(metric_option(s.lpips, "lpips", "backbone")) == "random":
         notes.append(
             "LPIPS runs on a fixed random backbone (no ImageNet weights offline): a deterministic "
             "perceptual stand-in, NOT LPIPS; compare methods with it, not with published numbers."
         )
-    id_cfg = metrics.get("id") or {}
-    moco = id_cfg.get("backend") == "moco"
-    if "id" in fidelity and str(id_cfg.get("weights")) == "random":
-        notes.append(
-            "ID uses a random ResNet-50 (backend moco): NOT MoCo v2 similarity."
-            if moco
-            else "ID uses a random face network: NOT identity similarity."
-        )
-    elif "id" in fidelity and moco:
-        notes.append(
-            "ID is the cosine of MoCo v2 ResNet-50 features (e4e's similarity for non-face "
-            "domains), not a face-recognition score."
-        )
-    if "id" not in fidelity:
+    if "id" in s.fidelity:
+        moco = metric_option(s.id, "id", "backend") == "moco"
+        if str(metric_option(s.id, "id", "weights")) == "random":
+            notes.append(
+                "ID uses a random ResNet-50 (backend moco): NOT MoCo v2 similarity."
+                if moco
+                else "ID uses a random face network: NOT identity similarity."
+            )
+        elif moco:
+            notes.append(
+                "ID is the cosine of MoCo v2 ResNet-50 features (e4e's similarity for non-face "
+                "domains), not a face-recognition score."
+            )
+    else:
         notes.append("ID is not computed (no face network configured; metrics.fidelity has no id).")
-    fid = metrics.get("fid") or {}
-    feats = fid.get("features") or {}
-    if fid.get("enabled", True):
-        name = feats.get("name", "inception") if "_target_" not in feats else feats["_target_"]
+    if s.fid:
+        name = feature_name(s)
         if name == "toy_classifier":
             notes.append(
                 "FID uses the toy attribute classifier's 128-d hidden features (a trained network "
@@ -235,3 +290,14 @@ def metric_notes(metrics: Mapping[str, Any]) -> list[str]:
         elif name == "random":
             notes.append("FID uses a fixed random feature network: NOT FID.")
     return notes
+
+
+def feature_name(settings: ScorerSettings) -> str:
+    """The FID feature extractor's name (``inception``, ``random``, ``toy_classifier``), or the
+    ``_target_`` of one's own."""
+    return str(settings.features.get("_target_") or settings.features["name"])
+
+
+def metric_option(options: Mapping[str, Any], group: str, key: str) -> Any:
+    """``options[key]`` of ``metrics.<group>`` (a one-line error naming it when missing)."""
+    return settings_dict(options, (key,), what=f"metrics.{group}", see=_SEE, exact=False)[key]
