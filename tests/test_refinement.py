@@ -117,7 +117,11 @@ def test_locality_regulariser_keeps_the_latent_space_around_the_pivot(tiny_G, pr
     assert torch.isfinite(hist[::2]).all() and torch.isnan(hist[1::2]).all()
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_same_seed_same_result_and_caller_generator_identical(tiny_G, problem, terms):
+    """Bit-identical at a fixed thread count of one: with two intra-op threads the tuned weights
+    of two runs in one process differ in their last bits (threaded reductions inside torch; seen
+    on e997b1c as well), so the promise "same seed, same result" is made for one thread."""
     targets, pivots = problem
     locality = {**LOCALITY, "alpha": 4.0, "interval": 1}
     kw = dict(steps=6, lr=LR, terms=terms, locality=locality, seed=5)

@@ -212,15 +212,19 @@ class SynthesisLayer(nn.Module):
         """Whether the unfused execution runs per-sample weights (``modulated_conv_act``) rather
         than scaled activations around one shared convolution.
 
-        Per-sample weights on CPU (oneDNN: per-sample convolutions run as fast per pixel as batched
-        ones, and most elementwise passes disappear), without autocast, unless only the inputs
-        need gradients (inverting codes with a frozen generator): there the shared convolution
-        skips the weight-gradient convolution, which per-sample weights need for the styles.
-        On CUDA the shared convolution (NVlabs' training path) keeps large batched kernels.
+        Per-sample weights on CPU when the generator's weights get gradients (training, PTI),
+        without autocast: oneDNN runs per-sample convolutions as fast per pixel as batched ones,
+        and most elementwise passes and the saved activations disappear. Everything else keeps
+        the shared convolution: inverting codes with a frozen generator (it skips the
+        weight-gradient convolution, which per-sample weights need for the styles) and plain
+        forwards, so that an image rendered without gradients and the same codes inside an
+        inversion are computed alike (bit-identical: a start at the answer has zero loss and zero
+        gradient). On CUDA the shared convolution (NVlabs' training path) keeps large batched
+        kernels.
         """
         if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
             return False
-        return not (torch.is_grad_enabled() and not self.weight.requires_grad)
+        return torch.is_grad_enabled() and self.weight.requires_grad
 
     def forward(
         self,
