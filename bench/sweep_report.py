@@ -87,8 +87,8 @@ def report_settings(*overrides: str) -> dict:
     """``sweep_report``'s keyword arguments from conf/sweep_report.yaml (Hydra ``overrides``)."""
     from lsap.config import compose, plain
 
-    c = plain(compose("sweep_report", ["dir=unused", *overrides]))
-    return {k: c[k] for k in ("editability", "heldout", "samples", "device", "batch_size")}
+    c = compose("sweep_report", ["dir=unused", *overrides])
+    return {k: plain(c[k]) for k in ("editability", "heldout", "samples", "device", "batch_size")}
 
 
 def timed(fn):
