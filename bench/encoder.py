@@ -74,17 +74,19 @@ PRESETS = {
     "ffhq256": {"arch": {"resolution": 256, "channel_multiplier": 2}, "encoder": {}},
     "ffhq1024": {"arch": {"resolution": 1024, "channel_multiplier": 2}, "encoder": {}},
 }
-LOSS = {
-    "l2": 1.0,
-    "lpips": 0.8,
-    "id": 0.1,
-    "delta_norm": 2e-4,
-    "sncd": 0.5,
-    "options": {
-        "lpips": {"net": "alex", "backbone": "random", "resize": 256},
-        "id": {"backend": "arcface", "weights": "random", "crop": True},
-    },
-}
+# conf/loss/lsap_e.yaml (the LSAP_E reference weights) with random stand-in networks: no download
+LOSS_OVERRIDES = {"options": {"lpips": {"backbone": "random"}, "id": {"weights": "random"}}}
+
+
+def loss_config(overrides: dict) -> dict:
+    """The ``loss`` config of conf/loss/lsap_e.yaml, merged with :data:`LOSS_OVERRIDES` and
+    ``overrides``, as plain values."""
+    from omegaconf import OmegaConf
+
+    from lsap.config import config_dir
+
+    cfg = OmegaConf.load(f"{config_dir()}/loss/lsap_e.yaml")
+    return OmegaConf.to_container(OmegaConf.merge(cfg, LOSS_OVERRIDES, overrides), resolve=True)
 
 
 def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats: int, amp: bool):
@@ -95,10 +97,10 @@ def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats
     enc.set_latent_avg(G.w_avg)
     size = enc.input_size
     anchors = compute_anchors(G, 1000, 0, batch_size=500)  # content irrelevant to the timing
-    loss_cfg = {**LOSS, **p.get("loss", {})}
+    loss_cfg = loss_config(p.get("loss", {}))
     objective = {
         on: build_objective(
-            {**loss_cfg, "sncd": LOSS["sncd"] if on else 0.0}, generator=G, anchors=anchors
+            {**loss_cfg, "sncd": loss_cfg["sncd"] if on else 0.0}, generator=G, anchors=anchors
         )
         .to(device)
         .eval()

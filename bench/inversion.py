@@ -56,6 +56,18 @@ SIZES = {  # name -> generator config (channels as StyleGAN2 config-f at 1024 px
 }
 
 
+def _loss(**overrides) -> dict:
+    """conf/loss/lsap_o.yaml (l2, id, delta_norm, w_norm: 0) with a random LPIPS backbone (no
+    download) and ``overrides`` merged in, as plain values."""
+    from omegaconf import OmegaConf
+
+    from lsap.config import config_dir
+
+    cfg = OmegaConf.load(f"{config_dir()}/loss/lsap_o.yaml")
+    random_lpips = {"options": {"lpips": {"backbone": "random"}}}
+    return OmegaConf.to_container(OmegaConf.merge(cfg, random_lpips, overrides), resolve=True)
+
+
 def _peak_mb(device: torch.device, rss_before: float) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
@@ -86,8 +98,7 @@ def footprint_worker(args) -> dict:
     G = Generator(GeneratorConfig.from_dict(SIZES[args.size])).eval().requires_grad_(False)
     G = G.to(device)
     anchors = compute_anchors(G, args.anchor_samples, 0)
-    cfg = {"lpips": 1.0, "sncd": 0.5, "noise_reg": 1e5}
-    cfg["options"] = {"lpips": {"net": "vgg", "backbone": "random", "resize": 256}}
+    cfg = _loss(lpips=1.0, sncd=0.5, noise_reg=1e5)
     objective = build_objective(cfg, generator=G, anchors=anchors).to(device)
     settings = InversionSettings.from_config(
         OmegaConf.load(f"{config_dir()}/inversion/w_plus.yaml")
@@ -142,7 +153,7 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
 
     def step_times(sncd_weight: float) -> list[float]:
-        cfg = {"lpips": 1.0, "sncd": sncd_weight, "noise_reg": 1e5, "options": {"lpips": lpips}}
+        cfg = _loss(lpips=1.0, sncd=sncd_weight, noise_reg=1e5, options={"lpips": lpips})
         objective = build_objective(cfg, generator=G, anchors=anchors).to(device)
         stamps, cpu_stamps = [], []
 
@@ -178,7 +189,9 @@ def worker(args) -> dict:
     without = step_times(0.0)
 
     # the SNCD term alone, forward + backward to the codes, at the same batch size
-    sncd_term = build_objective({"sncd": 0.5}, generator=G, anchors=anchors).to(device)
+    sncd_term = build_objective(
+        _loss(lpips=0.0, sncd=0.5, noise_reg=0.0), generator=G, anchors=anchors
+    ).to(device)
     w = G.w_avg.expand(args.batch, G.num_ws, -1).clone().requires_grad_(True)
     sncd_times = []
     for _ in range(args.warmup + max(5, args.steps)):

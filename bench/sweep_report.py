@@ -83,7 +83,12 @@ def write_jobs(root: Path, num_jobs: int, num_images: int, cache_dir: Path) -> P
     return sweep
 
 
-SAMPLES = {"num_samples": 10_000}
+def report_settings(*overrides: str) -> dict:
+    """``sweep_report``'s keyword arguments from conf/sweep_report.yaml (Hydra ``overrides``)."""
+    from lsap.config import compose, plain
+
+    c = compose("sweep_report", ["dir=unused", *overrides])
+    return {k: plain(c[k]) for k in ("editability", "heldout", "samples", "device", "batch_size")}
 
 
 def timed(fn):
@@ -144,10 +149,11 @@ def main() -> None:
 
         optimize.optimize_latents = refuse
         try:
-            cold, cold_cpu, _ = timed(lambda: sweep_report(sweep, samples=SAMPLES))
-            warm, warm_cpu, report = timed(lambda: sweep_report(sweep, samples=SAMPLES))
+            settings = report_settings("device=cpu", "samples.num_samples=10000")
+            cold, cold_cpu, _ = timed(lambda: sweep_report(sweep, **settings))
+            warm, warm_cpu, report = timed(lambda: sweep_report(sweep, **settings))
             plain, plain_cpu, _ = timed(
-                lambda: sweep_report(sweep, editability="none", samples=SAMPLES)
+                lambda: sweep_report(sweep, **{**settings, "editability": "none"})
             )
         finally:
             optimize.optimize_latents = real

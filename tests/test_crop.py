@@ -118,7 +118,9 @@ def test_bad_crop_in_a_command_is_one_line(tmp_path):
 @pytest.mark.parametrize("frame", [32, 64])  # at the generator's resolution, and resized
 def test_objective_sees_only_the_valid_region(tiny_G, frame):
     G = generator_from_config({"path": None, "seed": 0, "arch": _tiny_arch(), "crop": BOX})
-    cfg = {"l2": 1.0, "lpips": 1.0, "id": 1.0, "options": OFFLINE_OPTIONS}
+    cfg = conf_group(
+        "loss", "projector", l2=1.0, lpips=1.0, id=1.0, noise_reg=0.0, options=OFFLINE_OPTIONS
+    )
     objective = build_objective(cfg, generator=G)
     assert objective.crop == G.crop
     images, targets = _frames(2, frame), _frames(2, frame, seed=1)

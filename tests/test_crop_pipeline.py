@@ -8,7 +8,7 @@ import csv
 
 import pytest
 import torch
-from conf_entries import data_kwargs
+from conf_entries import conf_group, data_kwargs
 from invert_helpers import FAST, compose
 from PIL import Image
 
@@ -284,13 +284,15 @@ def test_lsap_o_result_ignores_pixels_outside_the_valid_region(tmp_path):
     G = generator_from_config(dict(cfg.generator))
     anchors = compute_anchors(G, num_samples=500, seed=0)
     objective = build_objective(
-        {
-            "l2": 1.0,
-            "lpips": 1.0,
-            "sncd": 0.5,
-            "noise_reg": 1e5,
-            "options": {"lpips": {"net": "vgg", "backbone": "random", "resize": None}},
-        },
+        conf_group(
+            "loss",
+            "lsap_o",
+            l2=1.0,
+            lpips=1.0,
+            sncd=0.5,
+            noise_reg=1e5,
+            options={"lpips": {"net": "vgg", "backbone": "random", "resize": None}},
+        ),
         generator=G,
         anchors=anchors,
     )

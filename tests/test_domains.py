@@ -119,12 +119,13 @@ def test_similarity_entries_name_existing_generators():
 
 def test_composed_domain_config_builds_the_moco_term():
     """The train config of a non-face domain builds a working MoCo similarity term (stand-in)."""
-    from lsap.losses import LossInputs, build_objective
+    from lsap.losses import TERM_NAMES, LossInputs, build_objective
 
     cfg = compose("train", ["loss.options.id.weights=random"], generator="lsun_church")
     loss = plain(cfg.loss)
     assert loss["id"] > 0
-    objective = build_objective({"id": loss["id"], "options": {"id": loss["options"]["id"]}})
+    only_id = {k: 0.0 for k in TERM_NAMES if k != "id"}  # the id term alone
+    objective = build_objective({**loss, **only_id})
     term = objective.terms["id"]
     assert term.embedder.backend == "moco"
     x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -63,7 +63,9 @@ def test_latent_std_is_rms_distance(tiny_G):
 
 def test_recovers_images_made_by_the_generator(tiny_G, known):
     _, targets = known
-    objective = build_objective({"l2": 1.0}, generator=tiny_G)
+    objective = build_objective(
+        conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=0.0), generator=tiny_G
+    )
     # the targets were rendered with the stored noise: optimise the codes alone
     result = optimize_latents(tiny_G, targets, objective, steps=100, optimize_noise=False)
     with torch.no_grad():
@@ -86,7 +88,7 @@ def test_sncd_term_lowers_sncd_from_the_same_start(tiny_G, known, anchors):
     finals = {}
     for weight in (0.0, 1.0):
         objective = build_objective(
-            {"l2": 1.0, "sncd": weight, "noise_reg": 1e5},
+            conf_group("loss", "lsap_o", l2=1.0, lpips=0.0, sncd=weight, noise_reg=1e5),
             generator=tiny_G,
             anchors=anchors,
         )
@@ -101,7 +103,9 @@ def test_generator_is_untouched(tiny_G, known, anchors):
     before = {k: v.clone() for k, v in tiny_G.state_dict().items()}
     flags = {k: p.requires_grad for k, p in tiny_G.named_parameters()}
     objective = build_objective(
-        {"l2": 1.0, "sncd": 0.5, "noise_reg": 1e5}, generator=tiny_G, anchors=anchors
+        conf_group("loss", "lsap_o", l2=1.0, lpips=0.0, sncd=0.5, noise_reg=1e5),
+        generator=tiny_G,
+        anchors=anchors,
     )
     optimize_latents(tiny_G, targets, objective, steps=5)
     after = tiny_G.state_dict()
@@ -126,7 +130,7 @@ def test_batch_of_n_equals_n_runs_of_one(tiny_G, known, anchors, space, terms):
     G = copy.deepcopy(tiny_G).double()
     targets = known[1].double()
     objective = build_objective(
-        {**terms, "sncd": 0.5, "noise_reg": 1e5},
+        conf_group("loss", "lsap_o", **{"lpips": 0.0, **terms, "sncd": 0.5, "noise_reg": 1e5}),
         generator=G,
         anchors=[a.double() for a in anchors],
     ).double()
@@ -157,7 +161,9 @@ def test_batch_of_n_equals_n_runs_of_one(tiny_G, known, anchors, space, terms):
         torch.testing.assert_close(batch.w_plus, batch.w_plus[:, :1].expand_as(batch.w_plus))
     # float32 agrees with float64 to float32 precision (one step: before Adam amplifies rounding)
     objective32 = build_objective(
-        {**terms, "sncd": 0.5, "noise_reg": 1e5}, generator=tiny_G, anchors=anchors
+        conf_group("loss", "lsap_o", **{"lpips": 0.0, **terms, "sncd": 0.5, "noise_reg": 1e5}),
+        generator=tiny_G,
+        anchors=anchors,
     )
     one_step = {**kwargs, "steps": 1, "seeds": seeds[:1]}
     one32 = optimize_latents(tiny_G, known[1][:1], objective32, **one_step)
@@ -167,7 +173,9 @@ def test_batch_of_n_equals_n_runs_of_one(tiny_G, known, anchors, space, terms):
 
 def test_init_codes_and_stored_noise(tiny_G, known):
     w, targets = known
-    objective = build_objective({"l2": 1.0}, generator=tiny_G)
+    objective = build_objective(
+        conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=0.0), generator=tiny_G
+    )
     start = optimize_latents(tiny_G, targets, objective, steps=0, init=w, optimize_noise=False)
     assert start.noise is None and start.history["loss"].shape == (0, 3)
     torch.testing.assert_close(start.w_plus, w[:, None].expand(-1, tiny_G.num_ws, -1))
@@ -180,13 +188,17 @@ def test_init_codes_and_stored_noise(tiny_G, known):
     from_avg = optimize_latents(tiny_G, targets, objective, **kwargs)
     assert (from_avg.history["l2"] > 0.01).all()
     with pytest.raises(ValueError, match="noise_reg"):
-        reg = build_objective({"l2": 1.0, "noise_reg": 1.0}, generator=tiny_G)
+        reg = build_objective(
+            conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=1.0), generator=tiny_G
+        )
         optimize_latents(tiny_G, targets, reg, steps=1, optimize_noise=False)
 
 
 def test_bad_arguments(tiny_G, known):
     _, targets = known
-    objective = build_objective({"l2": 1.0}, generator=tiny_G)
+    objective = build_objective(
+        conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=0.0), generator=tiny_G
+    )
     with pytest.raises(ValueError, match=r"targets must be \[N, 3, 32, 32\]"):
         optimize_latents(tiny_G, targets[:, :, :16, :16], objective, steps=1)
     with pytest.raises(ValueError, match="space must be one of"):

@@ -173,7 +173,7 @@ def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
     lpips_cfg = {"net": "alex", "backbone": "torchvision"}
     with pytest.raises(WeightsUnavailableError, match=r"give a local file with lpips\.backbone="):
         LPIPSLoss(**lpips_cfg)
-    loss = {"lpips": 1.0, "options": {"lpips": lpips_cfg}}
+    loss = conf_group("loss", "projector", noise_reg=0.0, options={"lpips": lpips_cfg})
     with pytest.raises(WeightsUnavailableError) as e:
         build_objective(loss)
     assert "loss.options.lpips.backbone=/path/to/weights" in str(e.value)
@@ -181,13 +181,22 @@ def test_failed_downloads_name_the_setting_of_each_command(offline, capsys):
     with pytest.raises(
         WeightsUnavailableError, match=r"refinement\.loss\.options\.lpips\.backbone="
     ):
-        build_pti_terms({"lpips": 1.0}, None, {"lpips": lpips_cfg})
+        build_pti_terms({"lpips": 1.0}, None, {"lpips": {**lpips_cfg, "resize": 256}})
     with pytest.raises(WeightsUnavailableError, match=r" metrics\.lpips\.backbone=/path"):
         build_scorer(_metrics(fidelity=["lpips"], lpips=lpips_cfg))
     with pytest.raises(WeightsUnavailableError, match=r" metrics\.id\.weights=/path"):
         build_scorer(_metrics(fidelity=["id"], id={"weights": "vggface2"}))
     with pytest.raises(WeightsUnavailableError, match=r" loss\.options\.id\.weights=/path"):
-        build_objective({"id": 1.0, "options": {"id": {"weights": "vggface2"}}})
+        build_objective(
+            conf_group(
+                "loss",
+                "projector",
+                lpips=0.0,
+                id=1.0,
+                noise_reg=0.0,
+                options={"id": {"weights": "vggface2"}},
+            )
+        )
 
     @one_line_errors("lsap-eval")
     def command():
@@ -274,3 +283,35 @@ def test_objective_weights_and_skips_terms(tiny_G):
         obj(LossInputs(images=img, targets=img, w_plus=w))
     cfg.sncd = 0.0
     assert "sncd" not in build_objective(cfg, generator=tiny_G, anchors=anchors).terms
+
+
+def test_objective_refuses_a_config_missing_a_key(tiny_G):
+    """Every weight and every weighted term's setting comes from conf/loss/: a missing one is a
+    one-line error naming it, not a default."""
+    anchors = compute_anchors(tiny_G, 200, 0)
+    full = conf_group("loss", "lsap_o", l2=1.0, lpips=0.0)
+    assert "sncd" in build_objective(full, generator=tiny_G, anchors=anchors).terms
+    cases = [
+        ({k: v for k, v in full.items() if k != "w_norm"}, "the loss config misses w_norm"),
+        ({k: v for k, v in full.items() if k != "options"}, "the loss config misses options"),
+        (
+            {**full, "options": {**full["options"], "sncd": {"mode": "reference"}}},
+            "loss.options.sncd misses anchor_normalized, target, target_samples, target_seed",
+        ),
+        (
+            {**full, "lpips": 1.0, "options": {"sncd": full["options"]["sncd"]}},
+            "loss.options.lpips misses net, backbone, resize",
+        ),
+    ]
+    for cfg, message in cases:
+        with pytest.raises(ValueError) as e:
+            build_objective(cfg, generator=tiny_G, anchors=anchors)
+        assert str(e.value) == f"{message} (see conf/loss/)"
+    # a term with weight 0 needs no settings
+    no_sncd = {**full, "sncd": 0.0, "options": {}}
+    assert set(build_objective(no_sncd, generator=tiny_G).terms) == {"l2", "noise_reg"}
+    with pytest.raises(ValueError, match=r"^refinement\.loss\.options\.lpips misses resize \(see"):
+        build_objective(
+            {**no_sncd, "lpips": 1.0, "options": {"lpips": {"net": "vgg", "backbone": "random"}}},
+            config_key="refinement.loss",
+        )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conf_entries import conf_group
 from invert_helpers import FAST, make_images, tiny_arch
 from omegaconf import OmegaConf
 
@@ -126,7 +127,9 @@ def test_real_probe_runs_one_lsap_o_step_per_batch_and_leaves_the_generator_unto
     G.eval().requires_grad_(False)
     anchors = compute_anchors(G, 500, 0)
     objective = build_objective(
-        {"l2": 1.0, "sncd": 0.5, "noise_reg": 1e5}, generator=G, anchors=anchors
+        conf_group("loss", "lsap_o", l2=1.0, lpips=0.0, sncd=0.5, noise_reg=1e5),
+        generator=G,
+        anchors=anchors,
     )
     batches: list[int] = []
     objective.register_forward_pre_hook(lambda m, a: batches.append(a[0].images.shape[0]))

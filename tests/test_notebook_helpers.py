@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conf_entries import conf_group
 from PIL import Image
 
 from lsap.config import compose, plain
@@ -76,7 +77,9 @@ def test_optimize_settings_run_the_configured_optimisation(tiny_G):
             ],
         ).inversion
     )
-    objective = build_objective({"l2": 1.0, "noise_reg": 1e5}, generator=tiny_G)
+    objective = build_objective(
+        conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=1e5), generator=tiny_G
+    )
     targets, _ = sample_images(tiny_G, 2, seed=3, pixel_noise=0.1)
     a = optimize_latents(tiny_G, targets, objective, **optimize_settings(cfg, tiny_G))
     b = optimize_latents(

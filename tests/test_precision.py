@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_entries import conf_group
+from conf_entries import conf_entry, conf_group
 
 from lsap.core.precision import autocast_dtype, precision
 from lsap.inversion import optimize_latents
@@ -17,7 +17,9 @@ def _run(G, autocast, tf32=False):
     torch.manual_seed(0)
     with torch.no_grad():
         targets = G.synthesis(G.mapping(torch.randn(2, G.z_dim)))
-    objective = build_objective({"l2": 1.0, "noise_reg": 1e3}, generator=G)
+    objective = build_objective(
+        conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=1e3), generator=G
+    )
     return optimize_latents(
         G, targets, objective, steps=40, lr=0.05, w_std=0.0, autocast=autocast, tf32=tf32
     )
@@ -119,8 +121,19 @@ ENCODER = {"input_size": 32, "stages": [[16, 16, 1], [16, 24, 1], [24, 32, 2], [
 def encoder_problem(tiny_G):
     from lsap.alignment import compute_anchors
 
-    loss = {"l2": 1.0, "lpips": 0.8, "sncd": 0.5, "delta_norm": 2e-4}
-    loss["options"] = {"lpips": {"net": "alex", "backbone": "random", "resize": None}}
+    loss = conf_entry(  # LSAP_E without the id term, a random LPIPS backbone
+        "train",
+        "loss",
+        "loss=lsap_e",
+        "loss.l2=1.0",
+        "loss.lpips=0.8",
+        "loss.id=0.0",
+        "loss.sncd=0.5",
+        "loss.noise_reg=0.0",
+        "loss.delta_norm=2e-4",
+        "loss.w_norm=0.0",
+        "loss.options.lpips={net: alex, backbone: random, resize: null}",
+    )
     objective = build_objective(loss, generator=tiny_G, anchors=compute_anchors(tiny_G, 200, 0))
     z = torch.randn(4, tiny_G.z_dim, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

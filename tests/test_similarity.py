@@ -176,7 +176,11 @@ def test_wrong_shapes_and_missing_file_name_the_file(tmp_path, trained_looking):
 
 
 def test_loss_and_metric_take_the_moco_backend(photos):
-    objective = build_objective({"id": 1.0, "options": {"id": MOCO_RANDOM}})
+    objective = build_objective(
+        conf_group(
+            "loss", "projector", lpips=0.0, id=1.0, noise_reg=0.0, options={"id": MOCO_RANDOM}
+        )
+    )
     assert objective.terms["id"].embedder.backend == "moco"
     metrics = conf_group(
         "metrics", "default", fidelity=["id"], editing=[], id=MOCO_RANDOM, fid={"enabled": False}

@@ -26,7 +26,9 @@ def problem(tiny_G):
         targets = tiny_G.synthesis(tiny_G.mapping(torch.randn(2, tiny_G.z_dim)))
     anchors = compute_anchors(tiny_G, 200, 0)
     objective = build_objective(
-        {"l2": 1.0, "sncd": 0.5, "noise_reg": 1e3}, generator=tiny_G, anchors=anchors
+        conf_group("loss", "lsap_o", l2=1.0, lpips=0.0, sncd=0.5, noise_reg=1e3),
+        generator=tiny_G,
+        anchors=anchors,
     )
     return targets, objective
 

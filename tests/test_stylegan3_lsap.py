@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conf_entries import conf_group
 from hydra import compose, initialize_config_dir
 from invert_helpers import FAST, make_images
 from omegaconf import OmegaConf
@@ -71,7 +72,9 @@ def test_lsap_o_lowers_sncd_against_the_projector(G, anchors):
     finals, l2 = {}, {}
     for name, weight in (("projector", 0.0), ("lsap_o", 1.0)):
         objective = build_objective(
-            {"l2": 1.0, "sncd": weight, "noise_reg": 1e5}, generator=G, anchors=anchors
+            conf_group("loss", "lsap_o", l2=1.0, lpips=0.0, sncd=weight, noise_reg=1e5),
+            generator=G,
+            anchors=anchors,
         )
         r = optimize_latents(G, targets, objective, steps=12, seeds=[1, 2])
         assert r.noise in (None, []) or len(r.noise) == 0  # StyleGAN3 has no noise maps

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conf_entries import conf_entry
 from omegaconf import OmegaConf
 
 from lsap.config import compose
@@ -82,6 +83,12 @@ def report_cfg(sweep_dir: Path, out: Path, *overrides: str):
     cfg = compose("sweep_report", [f"dir={sweep_dir}", *FAST_REPORT, *overrides])
     cfg.paths.output_dir = str(out)
     return cfg
+
+
+def _settings(*overrides: str) -> dict:
+    """``sweep_report``'s keyword arguments from conf/sweep_report.yaml (Hydra ``overrides``)."""
+    keys = ("editability", "heldout", "samples", "device", "batch_size")
+    return {k: conf_entry("sweep_report", k, *overrides) for k in keys}
 
 
 def test_report_reads_every_job_and_writes_table_and_plots(multirun, tmp_path, monkeypatch):
@@ -204,9 +211,7 @@ def test_train_jobs_encode_the_heldout_set(tmp_path):
         (job / "csv" / "metrics.csv").write_text(
             "step,val/metric/mse,val/metric/sncd\n10,0.5,0.3\n20,0.25,0.2\n"
         )
-    report = sweep_report(
-        root, heldout={"toy": {"seed": 2, "num_images": 8}}, samples={"num_samples": 2000}
-    )
+    report = sweep_report(root, **_settings("heldout.toy.num_images=8", "samples.num_samples=2000"))
     assert report.kind == "train" and [r["sncd_weight"] for r in report.rows] == [0.0, 0.5]
     assert all(r["num_images"] == 8 for r in report.rows)
     assert report.rows[0]["val/metric/mse"] == 0.25  # the last logged validation value
@@ -216,14 +221,14 @@ def test_train_jobs_encode_the_heldout_set(tmp_path):
     assert "encoder.pt" in report.reference["source"]
     (root / "1" / "encoder.pt").unlink()
     with pytest.raises(LsapFileError, match=r"encoder.pt.*has not finished"):
-        sweep_report(root, samples={"num_samples": 2000})
+        sweep_report(root, **_settings("samples.num_samples=2000"))
 
 
 def test_report_tensors_are_plain(multirun):
     """Rows hold plain numbers (JSON), not tensors."""
     from lsap.sweeps.report import sweep_report
 
-    report = sweep_report(multirun, editability="none", samples={"num_samples": 2000})
+    report = sweep_report(multirun, **_settings("editability=none", "samples.num_samples=2000"))
     for r in report.rows:
         assert not any(isinstance(v, torch.Tensor) for v in r.values())
         assert r["target_success"] != r["target_success"]  # NaN: editability off
@@ -234,10 +239,29 @@ def test_heldout_set_follows_the_jobs_toy_domain():
     from lsap.data.toy_cars import ToyCars
     from lsap.sweeps.report import heldout_set
 
-    cfg = {"toy": {"seed": 2, "start": 1, "num_images": 3}}
+    cfg = conf_entry("sweep_report", "heldout", "heldout.toy.start=1", "heldout.toy.num_images=3")
+    assert cfg["toy"]["seed"] == 2
     cars, names = heldout_set(cfg, 32, "toycars32", "cars")
     expected = ToyCars(3, seed=2, start=1).images.float() / 127.5 - 1
     torch.testing.assert_close(cars, expected)
     assert names == [f"toycars_2_00000{i}" for i in (1, 2, 3)]
     faces, face_names = heldout_set(cfg, 32, "toy32")
     assert not torch.equal(faces, cars) and face_names[0] == "toy_2_000001"
+
+
+def test_a_missing_setting_is_a_one_line_error(multirun):
+    """The report's settings come from conf/sweep_report.yaml alone: a missing one is named."""
+    from lsap.sweeps.report import heldout_set, sweep_report
+
+    settings = _settings("samples.num_samples=2000")
+    del settings["samples"]["seed"]
+    with pytest.raises(ValueError) as e:
+        sweep_report(multirun, **settings)
+    assert str(e.value) == "samples misses seed (see conf/sweep_report.yaml)"
+    heldout = _settings()["heldout"]
+    del heldout["toy"]["start"]
+    with pytest.raises(ValueError, match=r"^heldout\.toy misses start \(see conf/sweep_report"):
+        heldout_set(heldout, 32, "toy32")
+    del heldout["max_images"]
+    with pytest.raises(ValueError, match=r"^heldout misses max_images \(see conf/sweep_report"):
+        sweep_report(multirun, **{**_settings(), "heldout": heldout})

@@ -18,6 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from lsap.core.errors import WeightsUnavailableError
+from lsap.core.plain import settings_dict
 from lsap.losses.base import LossInputs, LossTerm
 from lsap.nets.crop import ValidRegion, crop_valid
 
@@ -86,8 +87,9 @@ def build_objective(
     """Build an :class:`Objective` from a ``loss`` config.
 
     Args:
-        cfg: weights as top-level keys (``l2: 1.0``, ``sncd: 0.5``, ...) and term settings under
-            ``options`` (``options.lpips.net``, ``options.id.backend``, ...).
+        cfg: every weight of :data:`TERM_NAMES` as a top-level key (``l2: 1.0``, ``sncd: 0.5``,
+            ...) and ``options``: the settings of each weighted term (:data:`OPTION_KEYS`:
+            ``options.lpips.net``, ``options.id.backend``, ...), all required (``conf/loss/``).
         generator: needed by ``sncd`` (its affine maps) and ``w_norm`` (``w_avg``); its valid
             region (``generator.crop``, set by ``lsap.io.generator_from_config``) is what the
             image terms compare.
@@ -96,18 +98,55 @@ def build_objective(
             caches its target (the generator samples' SNCD) there. None = no cache.
         config_key: where ``cfg`` sits in the command's config (``loss``, ``refinement.loss``):
             a failed weights download names ``<config_key>.options.<term>.<setting>``.
+
+    Raises:
+        ValueError: one line naming a missing weight or term setting and ``conf/loss/``.
     """
     try:
-        return _build_objective(cfg, generator, anchors, cache_dir)
+        return _build_objective(cfg, generator, anchors, cache_dir, config_key)
     except WeightsUnavailableError as e:
         raise e.under(f"{config_key}.options") from e.__cause__
 
 
+_SEE = "conf/loss/"
+# the settings each term's options hold (conf/loss/*.yaml); read only when the term's weight is not 0
+OPTION_KEYS = {
+    "lpips": ("net", "backbone", "resize"),
+    "id": ("backend", "weights", "crop"),
+    "sncd": ("anchor_normalized", "mode", "target", "target_samples", "target_seed"),
+    "delta_norm": ("p",),
+}
+
+
+def loss_settings(cfg: Mapping[str, Any], what: str = "loss") -> tuple[dict[str, float], dict]:
+    """The weights of :data:`TERM_NAMES` and the settings of each weighted term, every key read
+    from ``cfg`` (``conf/loss/`` holds them; other keys, such as ``w_discriminator``, are left to
+    their readers).
+
+    Returns:
+        ``({term: weight}, {term: settings})``; settings only of the terms with a non-zero weight
+        that take any (:data:`OPTION_KEYS`).
+
+    Raises:
+        ValueError: one line naming the missing key and ``conf/loss/``.
+    """
+    c = settings_dict(
+        cfg, (*TERM_NAMES, "options"), what=f"the {what} config", see=_SEE, exact=False
+    )
+    weights = {k: float(c[k] or 0.0) for k in TERM_NAMES}
+    options = settings_dict(c["options"] or {}, (), what=f"{what}.options", see=_SEE, exact=False)
+    settings = {
+        k: settings_dict(options.get(k) or {}, keys, what=f"{what}.options.{k}", see=_SEE)
+        for k, keys in OPTION_KEYS.items()
+        if weights[k]
+    }
+    return weights, settings
+
+
 def _build_objective(
-    cfg: Mapping[str, Any], generator, anchors, cache_dir: str | None = None
+    cfg: Mapping[str, Any], generator, anchors, cache_dir: str | None, config_key: str
 ) -> Objective:
-    weights = {k: float(cfg.get(k, 0.0) or 0.0) for k in TERM_NAMES}
-    opts = dict(cfg.get("options") or {})
+    weights, opts = loss_settings(cfg, config_key)
     terms: dict[str, LossTerm] = {}
     if weights["l2"]:
         from lsap.losses.pixel import L2Loss
@@ -116,15 +155,15 @@ def _build_objective(
     if weights["lpips"]:
         from lsap.losses.perceptual import LPIPSLoss
 
-        terms["lpips"] = LPIPSLoss(**dict(opts.get("lpips") or {}))
+        terms["lpips"] = LPIPSLoss(**opts["lpips"])
     if weights["id"]:
         from lsap.losses.identity import FaceEmbedder, IDLoss
 
-        terms["id"] = IDLoss(FaceEmbedder(**dict(opts.get("id") or {})))
+        terms["id"] = IDLoss(FaceEmbedder(**opts["id"]))
     if weights["sncd"]:
         if generator is None or anchors is None:
             raise ValueError("the sncd term needs the generator and its S^N anchors")
-        terms["sncd"] = _sncd_term(generator, anchors, dict(opts.get("sncd") or {}), cache_dir)
+        terms["sncd"] = _sncd_term(generator, anchors, opts["sncd"], cache_dir)
     if weights["noise_reg"]:
         from lsap.losses.latent import NoiseRegLoss
 
@@ -132,7 +171,7 @@ def _build_objective(
     if weights["delta_norm"]:
         from lsap.losses.latent import DeltaNormLoss
 
-        terms["delta_norm"] = DeltaNormLoss(**dict(opts.get("delta_norm") or {}))
+        terms["delta_norm"] = DeltaNormLoss(**opts["delta_norm"])
     if weights["w_norm"]:
         from lsap.losses.latent import WNormLoss
 
@@ -148,23 +187,23 @@ def _sncd_term(generator, anchors, opts: dict[str, Any], cache_dir: str | None) 
     generator samples drawn with ``target_seed``."""
     from lsap.losses.alignment import SNCDLoss
 
-    mode = str(opts.get("mode", "reference"))
+    mode = str(opts["mode"])
     target = None
     if mode == "hinge":
-        from lsap.alignment.reference import DEFAULT_SAMPLES, DEFAULT_SEED, sample_sncd
+        from lsap.alignment.reference import sample_sncd
 
         samples = sample_sncd(
             generator,
             anchors,
-            int(opts.get("target_samples") or DEFAULT_SAMPLES),
-            int(opts.get("target_seed", DEFAULT_SEED)),
+            int(opts["target_samples"]),
+            int(opts["target_seed"]),
             cache_dir=cache_dir,
         )
-        target = samples.layer_target(opts.get("target", "mean"))
+        target = samples.layer_target(opts["target"])
     return SNCDLoss(
         generator,
         anchors,
-        anchor_normalized=bool(opts.get("anchor_normalized", False)),
+        anchor_normalized=bool(opts["anchor_normalized"]),
         mode=mode,
         target=target,
     )

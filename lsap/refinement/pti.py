@@ -21,7 +21,7 @@ from torch import Tensor
 from lsap.core.hashing import tensors_sha256
 from lsap.core.plain import settings_dict
 from lsap.core.precision import autocast_dtype, precision
-from lsap.losses import LossInputs, LossTerm, Objective, build_objective
+from lsap.losses import TERM_NAMES, LossInputs, LossTerm, Objective, build_objective
 from lsap.nets.stylegan2 import Generator
 from lsap.refinement.locality import Locality, locality_codes, locality_loss
 
@@ -77,7 +77,7 @@ def build_pti_terms(
     need = {k for k in PTI_TERMS if float(weights.get(k, 0.0) or 0.0)}
     if locality is not None and locality.enabled:
         need |= {k for k in PTI_TERMS if getattr(locality, k) > 0}
-    cfg = {k: (1.0 if k in need else 0.0) for k in PTI_TERMS}
+    cfg = {k: (1.0 if k in need else 0.0) for k in TERM_NAMES}  # only l2 / lpips can be in need
     if not need:
         raise ValueError("PTI needs a non-zero l2 or lpips weight")
     objective = build_objective(

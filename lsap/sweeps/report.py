@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from lsap.core.plain import settings_dict
 from lsap.sweeps.editability import EDIT_KEYS, EditProbe, build_probe, edit_scores
 from lsap.sweeps.jobs import INVERT, SweepJob, find_jobs, swept_keys
 from lsap.sweeps.results import FIDELITY, JobResults, read_invert_job, read_train_job
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 METRICS = ("sncd", *FIDELITY)
 HIGHER_IS_BETTER = {"psnr", "ssim", "id", "target_success", "target_shift"}
 REPORT_FILES = ("sweep.csv", "sweep.md", "sweep.json")
+_SEE = "conf/sweep_report.yaml"
 # generator options whose held-out set defaults to toy images (of the jobs' data.domain)
 TOY_GENERATORS = ("toy32", "toycars32")
 NO_EDITABILITY = (
@@ -73,7 +75,7 @@ class _Generators:
 
     def __init__(self, device: torch.device, samples: Mapping[str, Any]) -> None:
         self.device = device
-        self.samples = dict(samples)
+        self.samples = settings_dict(samples, ("num_samples", "seed"), what="samples", see=_SEE)
         self.cache: dict[str, tuple[Any, list, Any]] = {}
 
     def get(self, job: SweepJob):
@@ -90,8 +92,8 @@ class _Generators:
             samples = sample_sncd(
                 G,
                 anchors,
-                int(self.samples.get("num_samples", 10_000)),
-                int(self.samples.get("seed", 1)),
+                int(self.samples["num_samples"]),
+                int(self.samples["seed"]),
                 cache_dir=a.get("cache_dir"),
             )
             self.cache[key] = (G, anchors, samples)
@@ -108,21 +110,29 @@ def heldout_set(
     ``max_images``), or the toy images ``heldout.toy`` of the jobs' toy ``domain`` (``data.domain``:
     faces or cars; seed 2: seen by no shipped model) when the generator is a toy one.
 
+    Args:
+        cfg: ``heldout`` of conf/sweep_report.yaml: ``path``, ``max_images`` and ``toy: {seed,
+            start, num_images}``, all required.
+
     Returns:
         ``(images [N, 3, R, R] in [-1, 1], names)``.
+
+    Raises:
+        ValueError: one line naming a missing setting, or no held-out images for the generator.
     """
-    if cfg.get("path"):
+    cfg = settings_dict(cfg, ("path", "max_images", "toy"), what="heldout", see=_SEE)
+    if cfg["path"]:
         from lsap.data import list_images, load_image
         from lsap.io.inversions import image_name
 
-        files = list_images(cfg["path"])[: int(cfg.get("max_images", 64))]
+        files = list_images(cfg["path"])[: int(cfg["max_images"])]
         images = torch.stack([load_image(f, resolution) for f in files])
         return images, [image_name(f, cfg["path"]) for f in files]
     if generator_choice in TOY_GENERATORS or resolution == 32:
         from lsap.data.toy import toy_dataset
 
-        t = cfg.get("toy") or {}
-        seed, start, n = int(t.get("seed", 2)), int(t.get("start", 0)), int(t.get("num_images", 64))
+        t = settings_dict(cfg["toy"], ("seed", "start", "num_images"), what="heldout.toy", see=_SEE)
+        seed, start, n = int(t["seed"]), int(t["start"]), int(t["num_images"])
         data = toy_dataset(domain)(n, seed=seed, resolution=resolution, start=start)
         images = data.images.float() / 127.5 - 1.0  # [N, 3, R, R]
         return images, [f"{data.prefix}_{seed}_{i:06d}" for i in range(start, start + n)]
@@ -134,27 +144,33 @@ def heldout_set(
 def sweep_report(
     sweep_dir: str | Path,
     *,
-    editability: Any = "auto",
-    heldout: Mapping[str, Any] | None = None,
-    samples: Mapping[str, Any] | None = None,
-    device: str | torch.device = "cpu",
-    batch_size: int = 64,
+    editability: Any,
+    heldout: Mapping[str, Any],
+    samples: Mapping[str, Any],
+    device: str | torch.device,
+    batch_size: int,
 ) -> SweepReport:
     """Read every job of a multirun folder and build its report (see the module docstring).
 
+    The settings are those of conf/sweep_report.yaml (the command's config), none defaulted here.
+
     Args:
         editability: ``auto`` | ``none`` | a mapping (``lsap.sweeps.editability.build_probe``).
-        heldout: held-out images of lsap-train jobs (``{path, max_images}`` or ``{toy: {seed,
-            start, num_images}}``).
+        heldout: held-out images of lsap-train jobs (``{path, max_images, toy: {seed, start,
+            num_images}}``, :func:`heldout_set`).
         samples: ``{num_samples, seed}`` of the generator samples whose SNCD is the reference.
+        device: where the generators run.
+        batch_size: images per forward pass.
 
     Raises:
         LsapFileError: a job is missing or has no results (one line naming it).
+        ValueError: a setting is missing (one line naming it and conf/sweep_report.yaml).
     """
+    heldout = settings_dict(heldout, ("path", "max_images", "toy"), what="heldout", see=_SEE)
     jobs = find_jobs(sweep_dir)
     kind = jobs[0].kind
     device = torch.device(device)
-    gens = _Generators(device, samples or {})
+    gens = _Generators(device, samples)
     swept = swept_keys(jobs)
     probes: dict[str, EditProbe | None] = {}
     heldout_cache: dict[tuple[int, str], tuple] = {}
@@ -180,7 +196,7 @@ def sweep_report(
             domain = str((job.config.get("data") or {}).get("domain") or "faces")
             if (G.resolution, domain) not in heldout_cache:
                 heldout_cache[G.resolution, domain] = heldout_set(
-                    heldout or {}, G.resolution, choice, domain
+                    heldout, G.resolution, choice, domain
                 )
             images, names = heldout_cache[G.resolution, domain]
             res = read_train_job(job, G, anchors, images, names, batch_size=batch_size)
