@@ -10,7 +10,14 @@ import torch.nn.functional as F
 
 from lsap.io import init_generator
 from lsap.nets import Generator, GeneratorConfig
-from lsap.nets.ops import make_filter, modulated_conv2d, modulated_linear, upsample_2x
+from lsap.nets.ops import (
+    bias_leaky_relu,
+    make_filter,
+    modulated_conv2d,
+    modulated_conv_act,
+    modulated_linear,
+    upsample_2x,
+)
 
 
 def naive_upfirdn_up2(x, kernel):
@@ -61,6 +68,72 @@ def test_modulated_conv_matches_per_sample_weights(up, demodulate, fused):
     ref = naive_modconv(x, weight, styles, demodulate=demodulate, up=up)
     assert ours.shape == ref.shape == (3, 5, 16 if up else 8, 16 if up else 8)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("noise_batch", [None, 1, 3])
+@pytest.mark.parametrize("clamp", [None, 0.5])
+def test_sample_wise_layer_matches_shared_conv_values_and_gradients(up, noise_batch, clamp):
+    """modulated_conv_act (per-sample weights, hand-written backward) equals the autograd of the
+    shared-convolution layer for the output and every input's gradient."""
+    torch.manual_seed(0)
+    R = 16 if up else 8
+    x = torch.randn(3, 6, 8, 8).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(5, 6, 3, 3) / math.sqrt(54)
+    styles, bias = torch.randn(3, 6) + 1.0, torch.randn(5)
+    noise = None if noise_batch is None else torch.randn(noise_batch, 1, R, R)
+    leaves = [t for t in (x, weight, styles, bias, noise) if t is not None]
+    for t in leaves:
+        t.requires_grad_(True)
+    ref = modulated_conv2d(x, weight, styles, up=up, kernel=make_filter())
+    ref = bias_leaky_relu(ref, bias, clamp, noise=noise)
+    ours = modulated_conv_act(
+        x, weight, styles, bias, noise=noise, up=up, kernel=make_filter(), clamp=clamp
+    )
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
+    probe = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * probe).sum(), leaves)
+    g_ours = torch.autograd.grad((ours * probe).sum(), leaves)
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    if clamp is not None:  # the clamp is active in this draw, so its gradient mask is tested
+        assert (ref.abs() >= clamp).any() and (ref.abs() < clamp).any()
+
+
+def test_sample_wise_layer_gradcheck():
+    """The hand-written backward is the derivative (float64 finite differences)."""
+    torch.manual_seed(0)
+    for up in (False, True):
+        x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+        styles = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+        noise = torch.randn(2, 1, 8 if up else 4, 8 if up else 4, dtype=torch.float64)
+        noise.requires_grad_(True)
+        kernel = make_filter().double()
+
+        def layer(*t, up=up, kernel=kernel):
+            return modulated_conv_act(*t[:4], noise=t[4], up=up, kernel=kernel)
+
+        assert torch.autograd.gradcheck(layer, (x, weight, styles, bias, noise))
+
+
+def test_generator_gradients_do_not_depend_on_the_execution(tiny_G):
+    """Per-sample weights (CPU, generator trainable) and the grouped conv give the same image
+    and the same gradients for the codes and every generator parameter."""
+    w_plus = torch.randn(2, tiny_G.num_ws, 64)
+    grads = []
+    for fused in (False, True):
+        tiny_G.zero_grad(set_to_none=True)
+        tiny_G.requires_grad_(True)
+        wp = w_plus.clone().requires_grad_(True)
+        img = tiny_G.synthesis(wp, fused_modconv=fused)
+        img.square().mean().backward()
+        grads.append([img, wp.grad] + [p.grad for p in tiny_G.parameters()])
+    tiny_G.requires_grad_(False)
+    tiny_G.zero_grad(set_to_none=True)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_modulated_linear_is_an_unnormalised_1x1_modconv():

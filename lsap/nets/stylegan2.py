@@ -25,6 +25,7 @@ from lsap.nets.ops import (
     demodulation,
     make_filter,
     modulated_conv2d,
+    modulated_conv_act,
     modulated_linear,
     upsample_2x,
 )
@@ -207,6 +208,20 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("resample_filter", make_filter(), persistent=False)
         self.weight_gain = 1.0 / math.sqrt(in_channels * 9)
 
+    def _sample_wise(self, x: Tensor) -> bool:
+        """Whether the unfused execution runs per-sample weights (``modulated_conv_act``) rather
+        than scaled activations around one shared convolution.
+
+        Per-sample weights on CPU (oneDNN: per-sample convolutions run as fast per pixel as batched
+        ones, and most elementwise passes disappear), without autocast, unless only the inputs
+        need gradients (inverting codes with a frozen generator): there the shared convolution
+        skips the weight-gradient convolution, which per-sample weights need for the styles.
+        On CUDA the shared convolution (NVlabs' training path) keeps large batched kernels.
+        """
+        if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+            return False
+        return not (torch.is_grad_enabled() and not self.weight.requires_grad)
+
     def forward(
         self,
         x: Tensor,
@@ -222,6 +237,23 @@ class SynthesisLayer(nn.Module):
         """
         styles = self.affine(w)
         weight = self.weight * self.weight_gain
+        if noise is None and noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
+        elif noise is None and noise_mode == "const":
+            noise = self.noise_const.reshape(1, 1, self.resolution, self.resolution)
+        if noise is not None:
+            noise = noise * self.noise_strength
+        if not fused and self._sample_wise(x):
+            return modulated_conv_act(
+                x,
+                weight,
+                styles,
+                self.bias,
+                noise=noise,
+                up=self.up,
+                kernel=self.resample_filter,
+                clamp=self.conv_clamp,
+            )
         x = modulated_conv2d(
             x,
             weight,
@@ -233,12 +265,6 @@ class SynthesisLayer(nn.Module):
         )
         # unfused: the demodulation is applied with the bias, in the same pass (bias_leaky_relu)
         scale = None if fused else demodulation(weight, styles)
-        if noise is None and noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
-        elif noise is None and noise_mode == "const":
-            noise = self.noise_const.reshape(1, 1, self.resolution, self.resolution)
-        if noise is not None:
-            noise = noise * self.noise_strength
         return bias_leaky_relu(x, self.bias, self.conv_clamp, scale=scale, noise=noise)
 
 
