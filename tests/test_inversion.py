@@ -136,7 +136,11 @@ def test_batch_of_n_equals_n_runs_of_one(tiny_G, known, anchors, space, terms):
     ).double()
     seeds = [11, 22, 33]
     kwargs = inversion_kwargs(
-        G, space=space, steps=8, schedule=_schedule(lr_rampup=0.0), w_std=latent_std(tiny_G, 2000)
+        G,
+        space=space,
+        steps=8,
+        schedule=_schedule(lr_rampup=0.0),
+        w_std=latent_std(tiny_G, 2000, 123),
     )
     batch = optimize_latents(G, targets, objective, seeds=seeds, **kwargs)
     assert batch.w_plus.dtype == torch.float64
@@ -207,3 +211,5 @@ def test_bad_arguments(tiny_G, known):
         optimize_latents(tiny_G, targets, objective, seeds=[1, 2], **kw)
     with pytest.raises(ValueError, match="init holds 1 codes for 3 targets"):
         optimize_latents(tiny_G, targets, objective, init=tiny_G.w_avg[None], **kw)
+    with pytest.raises(ValueError, match=r"adds latent noise .* pass w_std"):
+        optimize_latents(tiny_G, targets, objective, **{**kw, "w_std": None})

@@ -51,8 +51,9 @@ class InversionResult:
 
 
 @torch.no_grad()
-def latent_std(G: Generator, num_samples: int = 10_000, seed: int = 123) -> float:
-    """``sqrt(mean_k ||w_k - mean(w)||^2)`` over mapped samples: the latent-noise unit.
+def latent_std(G: Generator, num_samples: int, seed: int) -> float:
+    """``sqrt(mean_k ||w_k - mean(w)||^2)`` over ``num_samples`` mapped samples (z seeded by
+    ``seed``; ``inversion.w_std_samples`` / ``w_std_seed``): the latent-noise unit.
 
     This is the projector's ``std(w)`` (a root-mean-square distance, not a per-dimension std).
     """
@@ -99,8 +100,8 @@ def optimize_latents(
             ``G.w_avg`` for every image. In W space a W+ start is averaged over layers.
         optimize_noise: optimise per-image noise maps (random start, re-normalised to zero mean
             and unit variance after every step); False = the generator's stored noise.
-        w_std: unit of the latent noise (:func:`latent_std`); None = computed here (from 10,000
-            samples, seed 123, as conf's ``w_std_samples``/``w_std_seed``; 0 without latent noise).
+        w_std: unit of the latent noise (:func:`latent_std`; ``InversionSettings.w_std(G)``);
+            may be None only when the schedule adds no latent noise.
         seeds: one seed per image (initial noise maps and latent noise); None = 0..N-1. Key them
             by image (not by batch position) to make results independent of batch composition.
         callback: called as ``callback(step, {"loss": [N], <term>: [N]})`` after every step with
@@ -145,7 +146,12 @@ def optimize_latents(
     code = (start.mean(1) if space == "w" else start).clone().requires_grad_(True)
     noise = _initial_noise(G, rngs, device, dtype) if optimize_noise else None
     if w_std is None:
-        w_std = latent_std(G) if schedule.noise_factor > 0 else 0.0
+        if schedule.noise_factor > 0:
+            raise ValueError(
+                "the schedule adds latent noise (noise_factor > 0): pass w_std "
+                "(InversionSettings.w_std(G), from inversion.w_std_samples and w_std_seed)"
+            )
+        w_std = 0.0
 
     def loss(w: Tensor, noise: list[Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
         """codes [N, w_dim] or [N, num_ws, w_dim] -> (total [N], {term: [N]}), float32."""
