@@ -131,6 +131,21 @@ def footprint_worker(args) -> dict:
     return out
 
 
+def _tree_settings(G) -> dict:
+    """``optimize_latents``' settings from the imported tree's ``conf/inversion/w_plus.yaml``
+    (``InversionSettings``); {} for an older tree whose ``optimize_latents`` has them as defaults."""
+    try:
+        from lsap.inversion.settings import InversionSettings
+    except ImportError:
+        return {}
+    from omegaconf import OmegaConf
+
+    from lsap.config import config_dir
+
+    cfg = OmegaConf.load(f"{config_dir()}/inversion/w_plus.yaml")
+    return InversionSettings.from_config(cfg).optimize_kwargs(G, w_std=1.0)
+
+
 def worker(args) -> dict:
     from lsap.alignment import compute_anchors
     from lsap.inversion import optimize_latents
@@ -165,15 +180,14 @@ def worker(args) -> dict:
         sync(device)
         stamps.append(time.perf_counter())
         cpu_stamps.append(time.process_time())
-        optimize_latents(
-            G, targets, objective, space="w_plus", steps=args.steps, w_std=1.0, callback=tick,
-            **options,
-        )  # fmt: skip
+        kwargs = {**settings, "space": "w_plus", "steps": args.steps, "w_std": 1.0, **options}
+        optimize_latents(G, targets, objective, callback=tick, **kwargs)
         times = [b - a for a, b in itertools.pairwise(stamps)]
         cpu = [b - a for a, b in itertools.pairwise(cpu_stamps)]
         cpu_steps.append(statistics.median(cpu[args.warmup :] or cpu[-1:]))
         return times[args.warmup :] or times[-1:]
 
+    settings = _tree_settings(G)
     options = {}  # only the options asked for: a baseline tree may not know them
     if args.autocast:
         options["autocast"] = args.autocast

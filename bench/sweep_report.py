@@ -105,6 +105,7 @@ def optimisation_step_seconds(num_images: int, steps: int = 5) -> tuple[float, f
     from lsap.alignment import compute_anchors
     from lsap.config import compose
     from lsap.inversion.optimize import optimize_latents
+    from lsap.inversion.settings import InversionSettings
     from lsap.io import generator_from_config
     from lsap.losses import build_objective
 
@@ -118,8 +119,11 @@ def optimisation_step_seconds(num_images: int, steps: int = 5) -> tuple[float, f
         targets = G.synthesis(
             torch.cat(list(iter_w_(G, num_images)))[:, None].repeat(1, G.num_ws, 1)
         )
-    optimize_latents(G, targets, objective, steps=2)  # warm-up
-    wall, cpu, _ = timed(lambda: optimize_latents(G, targets, objective, steps=steps))
+    kwargs = InversionSettings.from_config(cfg.inversion).optimize_kwargs(G)
+    optimize_latents(G, targets, objective, **{**kwargs, "steps": 2})  # warm-up
+    wall, cpu, _ = timed(
+        lambda: optimize_latents(G, targets, objective, **{**kwargs, "steps": steps})
+    )
     return wall / steps, cpu / steps
 
 

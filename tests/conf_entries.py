@@ -5,8 +5,8 @@ changes only what it is about.
 - :func:`conf_entry`: a group as a command composes it (interpolations of the root config, such
   as ``${seed}`` or ``${paths.data_dir}``, resolved).
 - :func:`conf_group`: one option of a group composed alone, with overrides merged in.
-- :func:`data_kwargs`, :func:`pti_kwargs`: keyword arguments of the training DataModules and of
-  ``pivotal_tuning`` from their entries.
+- :func:`data_kwargs`, :func:`pti_kwargs`, :func:`inversion_kwargs`: keyword arguments of the
+  training DataModules, of ``pivotal_tuning`` and of ``optimize_latents`` from their entries.
 """
 
 from __future__ import annotations
@@ -76,3 +76,22 @@ def pti_kwargs(**settings: Any) -> dict[str, Any]:
     unknown = set(settings) - set(kwargs)
     assert not unknown, f"pivotal_tuning's settings have no {sorted(unknown)}"
     return {**kwargs, **settings}
+
+
+def inversion_kwargs(G, option: str = "w_plus", **settings: Any) -> dict[str, Any]:
+    """Keyword arguments of ``lsap.inversion.optimize_latents`` for generator ``G`` from
+    ``conf/inversion/<option>.yaml`` (``InversionSettings.optimize_kwargs``, as the commands pass
+    them), with ``settings`` replacing entries (``schedule`` a ``Schedule``; a given ``w_std`` is
+    not computed)."""
+    import dataclasses
+
+    from lsap.inversion.settings import InversionSettings
+
+    inversion = InversionSettings.from_config(conf_group("inversion", option))
+    kwargs = inversion.optimize_kwargs(G, w_std=0.0)
+    unknown = set(settings) - set(kwargs)
+    assert not unknown, f"optimize_latents' settings have no {sorted(unknown)}"
+    kwargs.update(settings)
+    if "w_std" not in settings:  # std(w) under the schedule that runs
+        kwargs["w_std"] = dataclasses.replace(inversion, schedule=kwargs["schedule"]).w_std(G)
+    return kwargs

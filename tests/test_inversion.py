@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conf_entries import conf_group
+from conf_entries import conf_group, inversion_kwargs
 
 from lsap.alignment import compute_anchors, sncd
 from lsap.inversion import Schedule, latent_std, optimize_latents
@@ -67,7 +67,9 @@ def test_recovers_images_made_by_the_generator(tiny_G, known):
         conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=0.0), generator=tiny_G
     )
     # the targets were rendered with the stored noise: optimise the codes alone
-    result = optimize_latents(tiny_G, targets, objective, steps=100, optimize_noise=False)
+    result = optimize_latents(
+        tiny_G, targets, objective, **inversion_kwargs(tiny_G, steps=100, optimize_noise=False)
+    )
     with torch.no_grad():
         start = tiny_G.synthesis(tiny_G.w_avg.expand(3, -1), noise_mode="const")
     mse_start = (start - targets).square().flatten(1).mean(1)
@@ -92,7 +94,9 @@ def test_sncd_term_lowers_sncd_from_the_same_start(tiny_G, known, anchors):
             generator=tiny_G,
             anchors=anchors,
         )
-        r = optimize_latents(tiny_G, targets, objective, steps=30, seeds=[1, 2, 3])
+        r = optimize_latents(
+            tiny_G, targets, objective, seeds=[1, 2, 3], **inversion_kwargs(tiny_G, steps=30)
+        )
         finals[weight] = sncd(tiny_G, r.w_plus, anchors)[0]
     assert (finals[1.0] < finals[0.0]).all(), finals
     assert float(finals[1.0].mean()) < 0.5 * float(finals[0.0].mean())
@@ -107,7 +111,7 @@ def test_generator_is_untouched(tiny_G, known, anchors):
         generator=tiny_G,
         anchors=anchors,
     )
-    optimize_latents(tiny_G, targets, objective, steps=5)
+    optimize_latents(tiny_G, targets, objective, **inversion_kwargs(tiny_G, steps=5))
     after = tiny_G.state_dict()
     assert before.keys() == after.keys()
     for k, v in before.items():
@@ -135,12 +139,13 @@ def test_batch_of_n_equals_n_runs_of_one(tiny_G, known, anchors, space, terms):
         anchors=[a.double() for a in anchors],
     ).double()
     seeds = [11, 22, 33]
-    kwargs = {
-        "space": space,
-        "steps": 8,
-        "schedule": _schedule(lr_rampup=0.0),
-        "w_std": latent_std(tiny_G, 2000),
-    }
+    kwargs = inversion_kwargs(
+        G,
+        space=space,
+        steps=8,
+        schedule=_schedule(lr_rampup=0.0),
+        w_std=latent_std(tiny_G, 2000, 123),
+    )
     batch = optimize_latents(G, targets, objective, seeds=seeds, **kwargs)
     assert batch.w_plus.dtype == torch.float64
     tol = {"atol": 1e-8, "rtol": 1e-8}
@@ -176,12 +181,20 @@ def test_init_codes_and_stored_noise(tiny_G, known):
     objective = build_objective(
         conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=0.0), generator=tiny_G
     )
-    start = optimize_latents(tiny_G, targets, objective, steps=0, init=w, optimize_noise=False)
+    start = optimize_latents(
+        tiny_G,
+        targets,
+        objective,
+        init=w,
+        **inversion_kwargs(tiny_G, steps=0, optimize_noise=False),
+    )
     assert start.noise is None and start.history["loss"].shape == (0, 3)
     torch.testing.assert_close(start.w_plus, w[:, None].expand(-1, tiny_G.num_ws, -1))
     torch.testing.assert_close(start.images, targets)  # the stored noise reproduces the targets
     # without latent noise a start at the answer has zero gradient: Adam leaves it there
-    kwargs = {"steps": 5, "optimize_noise": False, "schedule": _schedule(noise_factor=0.0)}
+    kwargs = inversion_kwargs(
+        tiny_G, steps=5, optimize_noise=False, schedule=_schedule(noise_factor=0.0)
+    )
     from_w = optimize_latents(tiny_G, targets, objective, init=w, **kwargs)
     assert float(from_w.history["l2"].abs().max()) == 0.0
     torch.testing.assert_close(from_w.w_plus, start.w_plus, atol=0, rtol=0)
@@ -191,7 +204,9 @@ def test_init_codes_and_stored_noise(tiny_G, known):
         reg = build_objective(
             conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=1.0), generator=tiny_G
         )
-        optimize_latents(tiny_G, targets, reg, steps=1, optimize_noise=False)
+        optimize_latents(
+            tiny_G, targets, reg, **inversion_kwargs(tiny_G, steps=1, optimize_noise=False)
+        )
 
 
 def test_bad_arguments(tiny_G, known):
@@ -199,11 +214,14 @@ def test_bad_arguments(tiny_G, known):
     objective = build_objective(
         conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=0.0), generator=tiny_G
     )
+    kw = inversion_kwargs(tiny_G, steps=1)
     with pytest.raises(ValueError, match=r"targets must be \[N, 3, 32, 32\]"):
-        optimize_latents(tiny_G, targets[:, :, :16, :16], objective, steps=1)
+        optimize_latents(tiny_G, targets[:, :, :16, :16], objective, **kw)
     with pytest.raises(ValueError, match="space must be one of"):
-        optimize_latents(tiny_G, targets, objective, steps=1, space="s")
+        optimize_latents(tiny_G, targets, objective, **{**kw, "space": "s"})
     with pytest.raises(ValueError, match="2 seeds for 3 images"):
-        optimize_latents(tiny_G, targets, objective, steps=1, seeds=[1, 2])
+        optimize_latents(tiny_G, targets, objective, seeds=[1, 2], **kw)
     with pytest.raises(ValueError, match="init holds 1 codes for 3 targets"):
-        optimize_latents(tiny_G, targets, objective, steps=1, init=tiny_G.w_avg[None])
+        optimize_latents(tiny_G, targets, objective, init=tiny_G.w_avg[None], **kw)
+    with pytest.raises(ValueError, match=r"adds latent noise .* pass w_std"):
+        optimize_latents(tiny_G, targets, objective, **{**kw, "w_std": None})

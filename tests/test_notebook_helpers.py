@@ -90,7 +90,12 @@ def test_optimize_settings_run_the_configured_optimisation(tiny_G):
         steps=4,
         lr=0.1,
         schedule=Schedule(lr_rampup=0.5, lr_rampdown=0.25, noise_factor=0.05, noise_ramp=0.75),
+        optimize_noise=True,
         w_std=latent_std(tiny_G, 500, 123),
+        autocast=None,
+        tf32=False,
+        compile=None,
+        cuda_graphs=False,
     )
     assert torch.equal(a.w_plus, b.w_plus)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_entries import conf_entry, conf_group
+from conf_entries import conf_entry, conf_group, inversion_kwargs
 
 from lsap.core.precision import autocast_dtype, precision
 from lsap.inversion import optimize_latents
@@ -20,9 +20,8 @@ def _run(G, autocast, tf32=False):
     objective = build_objective(
         conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=1e3), generator=G
     )
-    return optimize_latents(
-        G, targets, objective, steps=40, lr=0.05, w_std=0.0, autocast=autocast, tf32=tf32
-    )
+    kwargs = inversion_kwargs(G, steps=40, lr=0.05, w_std=0.0, autocast=autocast, tf32=tf32)
+    return optimize_latents(G, targets, objective, **kwargs)
 
 
 def test_bf16_autocast_stays_within_tolerance_of_float32(tiny_G):

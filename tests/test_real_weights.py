@@ -109,7 +109,7 @@ def test_ffhq_samples_score_the_published_sncd(ffhq_G):
 
 def test_ffhq_inversion_of_one_image(ffhq_G):
     """W+ optimisation (L2, 200 steps) of one generator sample gets far closer than w_avg."""
-    from conf_entries import conf_group
+    from conf_entries import conf_group, inversion_kwargs
 
     from lsap.inversion import optimize_latents
     from lsap.losses import build_objective
@@ -119,7 +119,8 @@ def test_ffhq_inversion_of_one_image(ffhq_G):
     objective = build_objective(
         conf_group("loss", "projector", l2=1.0, lpips=0.0, noise_reg=1e5)
     ).to(target.device)
-    result = optimize_latents(ffhq_G, target, objective, steps=200, seeds=[0])
+    kwargs = inversion_kwargs(ffhq_G, steps=200)
+    result = optimize_latents(ffhq_G, target, objective, seeds=[0], **kwargs)
     with torch.no_grad():
         average = ffhq_G.synthesis(ffhq_G.w_avg.expand(1, ffhq_G.num_ws, -1), noise_mode="const")
     got, start = float(psnr(result.images, target)), float(psnr(average.clamp(-1, 1), target))

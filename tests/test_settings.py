@@ -111,12 +111,16 @@ def test_inversion_settings_need_every_key_of_their_group():
     from conf_entries import conf_group
 
     from lsap.config import group_options
-    from lsap.inversion.schedules import PROJECTOR_SCHEDULE, Schedule
+    from lsap.inversion.schedules import Schedule
     from lsap.inversion.settings import InversionSettings
+
+    # the StyleGAN2 projector's schedule (LSAP.md; projector.py's initial_learning_rate ramps
+    # and initial_noise_factor / noise_ramp_length)
+    projector = Schedule(lr_rampup=0.05, lr_rampdown=0.25, noise_factor=0.05, noise_ramp=0.75)
 
     for option in group_options("inversion"):  # every option carries every key
         s = InversionSettings.from_config(conf_group("inversion", option))
-        assert s.schedule == PROJECTOR_SCHEDULE  # conf's schedule is the projector's
+        assert s.schedule == projector  # conf's schedule is the projector's
         assert (s.autocast, s.tf32, s.compile, s.cuda_graphs) == (None, False, None, False)
     for key in ("autocast", "tf32", "compile", "cuda_graphs", "schedule"):
         cfg = conf_group("inversion", "w_plus")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conf_entries import conf_group
+from conf_entries import conf_group, inversion_kwargs
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import lsap.inversion.optimize as optimize_module
@@ -36,9 +36,8 @@ def problem(tiny_G):
 def _run(G, problem, space="w_plus", steps=20, **options):
     targets, objective = problem
     # w_std > 0: latent noise on for the first 75 % of the steps, off after
-    return optimize_latents(
-        G, targets, objective, space=space, steps=steps, lr=0.05, w_std=0.5, seeds=[3, 4], **options
-    )
+    kwargs = inversion_kwargs(G, space=space, steps=steps, lr=0.05, w_std=0.5, **options)
+    return optimize_latents(G, targets, objective, seeds=[3, 4], **kwargs)
 
 
 def _assert_same(a, b, G, rtol):

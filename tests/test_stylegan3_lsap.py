@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conf_entries import conf_group
+from conf_entries import conf_group, inversion_kwargs
 from hydra import compose, initialize_config_dir
 from invert_helpers import FAST, make_images
 from omegaconf import OmegaConf
@@ -76,7 +76,7 @@ def test_lsap_o_lowers_sncd_against_the_projector(G, anchors):
             generator=G,
             anchors=anchors,
         )
-        r = optimize_latents(G, targets, objective, steps=12, seeds=[1, 2])
+        r = optimize_latents(G, targets, objective, seeds=[1, 2], **inversion_kwargs(G, steps=12))
         assert r.noise in (None, []) or len(r.noise) == 0  # StyleGAN3 has no noise maps
         finals[name] = sncd(G, r.w_plus, anchors)[0]
         l2[name] = r.history["l2"]

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lsap.core.compile import compiled
 from lsap.core.precision import precision
-from lsap.inversion.schedules import PROJECTOR_SCHEDULE, Schedule
+from lsap.inversion.schedules import Schedule
 from lsap.inversion.static import StaticAdam, capture
 from lsap.losses import LossInputs, Objective
 from lsap.losses.latent import normalize_noise_
@@ -25,6 +25,8 @@ from lsap.nets.sampling import iter_w
 from lsap.nets.stylegan2 import Generator, broadcast_w
 
 SPACES = ("w", "w_plus")
+# Adam's betas of the StyleGAN2 projector (fixed, like Adam's eps; not a setting of conf/inversion).
+ADAM_BETAS = (0.9, 0.999)
 
 StepCallback = Callable[[int, dict[str, Tensor]], None]
 
@@ -49,8 +51,9 @@ class InversionResult:
 
 
 @torch.no_grad()
-def latent_std(G: Generator, num_samples: int = 10_000, seed: int = 123) -> float:
-    """``sqrt(mean_k ||w_k - mean(w)||^2)`` over mapped samples: the latent-noise unit.
+def latent_std(G: Generator, num_samples: int, seed: int) -> float:
+    """``sqrt(mean_k ||w_k - mean(w)||^2)`` over ``num_samples`` mapped samples (z seeded by
+    ``seed``; ``inversion.w_std_samples`` / ``w_std_seed``): the latent-noise unit.
 
     This is the projector's ``std(w)`` (a root-mean-square distance, not a per-dimension std).
     """
@@ -63,22 +66,25 @@ def optimize_latents(
     targets: Tensor,
     objective: Objective,
     *,
-    space: str = "w_plus",
-    steps: int = 1000,
-    lr: float = 0.1,
-    schedule: Schedule | None = None,
+    space: str,
+    steps: int,
+    lr: float,
+    schedule: Schedule,
+    optimize_noise: bool,
+    autocast: str | None,
+    tf32: bool,
+    compile: str | None,
+    cuda_graphs: bool,
     init: Tensor | None = None,
-    optimize_noise: bool = True,
     w_std: float | None = None,
     seeds: Sequence[int] | None = None,
-    betas: tuple[float, float] = (0.9, 0.999),
     callback: StepCallback | None = None,
-    autocast: str | None = None,
-    tf32: bool = False,
-    compile: str | None = None,
-    cuda_graphs: bool = False,
 ) -> InversionResult:
     """Invert a batch of images by Adam on their latent codes (StyleGAN2 projector / LSAP_O).
+
+    The settings (``space`` .. ``cuda_graphs``) are required: they live in ``conf/inversion/``
+    alone; ``InversionSettings.from_config(cfg.inversion).optimize_kwargs(G)`` gives them all (with
+    ``w_std``). ``init``, ``w_std``, ``seeds`` and ``callback`` are run-time inputs.
 
     Args:
         G: generator; its weights are only read (no ``.grad`` is written, nothing changes).
@@ -89,15 +95,15 @@ def optimize_latents(
         space: "w_plus" (one code per layer) or "w" (one code repeated on every layer).
         steps: Adam steps (0 returns the start codes).
         lr: base learning rate, scaled by ``schedule.lr_scale(step / steps)``.
-        schedule: lr ramps and latent noise (None: ``PROJECTOR_SCHEDULE``, the StyleGAN2 projector's).
+        schedule: lr ramps and latent noise (``Schedule.from_config``).
         init: start codes [N, w_dim] or [N, num_ws, w_dim] (e.g. an encoder's output); None =
             ``G.w_avg`` for every image. In W space a W+ start is averaged over layers.
         optimize_noise: optimise per-image noise maps (random start, re-normalised to zero mean
             and unit variance after every step); False = the generator's stored noise.
-        w_std: unit of the latent noise (:func:`latent_std`); None = computed here.
+        w_std: unit of the latent noise (:func:`latent_std`; ``InversionSettings.w_std(G)``);
+            may be None only when the schedule adds no latent noise.
         seeds: one seed per image (initial noise maps and latent noise); None = 0..N-1. Key them
             by image (not by batch position) to make results independent of batch composition.
-        betas: Adam betas.
         callback: called as ``callback(step, {"loss": [N], <term>: [N]})`` after every step with
             device tensors (no host sync is forced).
         autocast: None (float32) or "bf16" / "fp16": generator and loss under ``torch.autocast``;
@@ -114,7 +120,6 @@ def optimize_latents(
     Returns:
         :class:`InversionResult` with codes, final images, noise maps and per-step loss terms.
     """
-    schedule = PROJECTOR_SCHEDULE if schedule is None else schedule
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if steps < 0:
@@ -141,7 +146,12 @@ def optimize_latents(
     code = (start.mean(1) if space == "w" else start).clone().requires_grad_(True)
     noise = _initial_noise(G, rngs, device, dtype) if optimize_noise else None
     if w_std is None:
-        w_std = latent_std(G) if schedule.noise_factor > 0 else 0.0
+        if schedule.noise_factor > 0:
+            raise ValueError(
+                "the schedule adds latent noise (noise_factor > 0): pass w_std "
+                "(InversionSettings.w_std(G), from inversion.w_std_samples and w_std_seed)"
+            )
+        w_std = 0.0
 
     def loss(w: Tensor, noise: list[Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
         """codes [N, w_dim] or [N, num_ws, w_dim] -> (total [N], {term: [N]}), float32."""
@@ -157,7 +167,7 @@ def optimize_latents(
     names = ["loss", *objective.terms.keys()]
     history = {k: torch.zeros(steps, N, device=device, dtype=dtype) for k in names}
     run = _static_loop if cuda_graphs else _regular_loop
-    run(code, noise, loss, history, rngs, lr, betas, schedule, w_std, steps, callback)
+    run(code, noise, loss, history, rngs, lr, ADAM_BETAS, schedule, w_std, steps, callback)
 
     with torch.no_grad():
         w_plus = broadcast_w(code.detach(), num_ws, w_dim).contiguous()

@@ -5,9 +5,8 @@ the learning rate ramps up linearly over the first ``lr_rampup`` of the steps an
 half cosine over the last ``lr_rampdown``; the latent noise starts at ``noise_factor * std(w)`` and
 decays quadratically to 0 at ``t = noise_ramp``.
 
-Commands read the schedule from ``conf/inversion/*.yaml`` (:meth:`Schedule.from_config`, every key
-required); :data:`PROJECTOR_SCHEDULE` is the StyleGAN2 projector's, the default of the library
-function ``optimize_latents`` called without a config.
+The schedule is read from ``conf/inversion/*.yaml`` alone (:meth:`Schedule.from_config`, every key
+required; ``w_plus.yaml`` holds the StyleGAN2 projector's).
 """
 
 from __future__ import annotations
@@ -63,8 +62,3 @@ class Schedule:
         if self.noise_ramp <= 0:
             return 0.0
         return self.noise_factor * max(0.0, 1.0 - t / self.noise_ramp) ** 2
-
-
-# The StyleGAN2 projector's schedule (LSAP.md; projector.py's initial_learning_rate ramps and
-# initial_noise_factor/noise_ramp_length): ``optimize_latents``' default without a config.
-PROJECTOR_SCHEDULE = Schedule(lr_rampup=0.05, lr_rampdown=0.25, noise_factor=0.05, noise_ramp=0.75)
