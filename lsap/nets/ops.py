@@ -69,6 +69,21 @@ def upsample_2x(x: Tensor, kernel: Tensor) -> Tensor:
     return F.conv_transpose2d(x, _depthwise(kernel * 4, C, x.dtype), stride=2, padding=1, groups=C)
 
 
+def _check_modulated(
+    name: str, x: Tensor, weight: Tensor, styles: Tensor, up: bool, kernel: Tensor | None
+) -> None:
+    """A modulated convolution's boundary check: x [N, I, H, W], weight [O, I, k, k] and styles
+    [N, I] agree on batch and input channels; upsampling has its resampling kernel."""
+    N, I = styles.shape
+    if x.shape[:2] != (N, I) or weight.shape[1] != I:
+        raise ValueError(
+            f"{name}: x {tuple(x.shape)}, weight {tuple(weight.shape)} and "
+            f"styles {tuple(styles.shape)} disagree on batch or input channels"
+        )
+    if up and kernel is None:
+        raise ValueError(f"{name}(up=True) needs the resampling kernel")
+
+
 def modulated_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -102,14 +117,8 @@ def modulated_conv2d(
     Returns:
         [N, O, H, W], or [N, O, 2H, 2W] when ``up``.
     """
+    _check_modulated("modulated_conv2d", x, weight, styles, up, kernel)
     N, I = styles.shape
-    if x.shape[:2] != (N, I) or weight.shape[1] != I:
-        raise ValueError(
-            f"modulated_conv2d: x {tuple(x.shape)}, weight {tuple(weight.shape)} and "
-            f"styles {tuple(styles.shape)} disagree on batch or input channels"
-        )
-    if up and kernel is None:
-        raise ValueError("modulated_conv2d(up=True) needs the resampling kernel")
     O, k = weight.shape[0], weight.shape[-1]
     if fused:
         w = weight.unsqueeze(0) * styles.reshape(N, 1, I, 1, 1)  # [N, O, I, k, k]
@@ -174,14 +183,7 @@ def modulated_conv_act(
     Returns:
         [N, O, R, R], in the memory format of the convolution's output.
     """
-    N, I = styles.shape
-    if x.shape[:2] != (N, I) or weight.shape[1] != I:
-        raise ValueError(
-            f"modulated_conv_act: x {tuple(x.shape)}, weight {tuple(weight.shape)} and "
-            f"styles {tuple(styles.shape)} disagree on batch or input channels"
-        )
-    if up and kernel is None:
-        raise ValueError("modulated_conv_act(up=True) needs the resampling kernel")
+    _check_modulated("modulated_conv_act", x, weight, styles, up, kernel)
     bias = (bias * LRELU_GAIN).to(x.dtype)
     if noise is not None:
         noise = (noise * LRELU_GAIN).to(x.dtype)
