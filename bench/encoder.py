@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 import torch
+from _conf import loss_config
 from _timing import median_time, median_times
 
 from lsap.alignment import compute_anchors
@@ -78,17 +79,6 @@ PRESETS = {
 LOSS_OVERRIDES = {"options": {"lpips": {"backbone": "random"}, "id": {"weights": "random"}}}
 
 
-def loss_config(overrides: dict) -> dict:
-    """The ``loss`` config of conf/loss/lsap_e.yaml, merged with :data:`LOSS_OVERRIDES` and
-    ``overrides``, as plain values."""
-    from omegaconf import OmegaConf
-
-    from lsap.config import config_dir
-
-    cfg = OmegaConf.load(f"{config_dir()}/loss/lsap_e.yaml")
-    return OmegaConf.to_container(OmegaConf.merge(cfg, LOSS_OVERRIDES, overrides), resolve=True)
-
-
 def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats: int, amp: bool):
     p = PRESETS[preset]
     torch.manual_seed(0)
@@ -97,7 +87,7 @@ def run(preset: str, device: torch.device, batch: int, infer_batch: int, repeats
     enc.set_latent_avg(G.w_avg)
     size = enc.input_size
     anchors = compute_anchors(G, 1000, 0, batch_size=500)  # content irrelevant to the timing
-    loss_cfg = loss_config(p.get("loss", {}))
+    loss_cfg = loss_config("lsap_e", LOSS_OVERRIDES, p.get("loss", {}))
     objective = {
         on: build_objective(
             {**loss_cfg, "sncd": loss_cfg["sncd"] if on else 0.0}, generator=G, anchors=anchors

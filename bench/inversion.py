@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from _conf import loss_config
 from _timing import sync
 
 SIZES = {  # name -> generator config (channels as StyleGAN2 config-f at 1024 px; tiny as the tests)
@@ -59,13 +60,7 @@ SIZES = {  # name -> generator config (channels as StyleGAN2 config-f at 1024 px
 def _loss(**overrides) -> dict:
     """conf/loss/lsap_o.yaml (l2, id, delta_norm, w_norm: 0) with a random LPIPS backbone (no
     download) and ``overrides`` merged in, as plain values."""
-    from omegaconf import OmegaConf
-
-    from lsap.config import config_dir
-
-    cfg = OmegaConf.load(f"{config_dir()}/loss/lsap_o.yaml")
-    random_lpips = {"options": {"lpips": {"backbone": "random"}}}
-    return OmegaConf.to_container(OmegaConf.merge(cfg, random_lpips, overrides), resolve=True)
+    return loss_config("lsap_o", {"options": {"lpips": {"backbone": "random"}}}, overrides)
 
 
 def _peak_mb(device: torch.device, rss_before: float) -> float:
