@@ -33,6 +33,9 @@ round), at 18 heads (FFHQ 1024), 256 px input, batches ``--infer-batches``:
 
     python bench/encoder.py --inference-only --reference-repo /tmp/enc/e4e --infer-batches 1,4
     python bench/encoder.py --inference-only --reference-repo /tmp/enc/psp --reference psp
+
+``--ceiling`` adds each module's GFLOP count, this CPU's sgemm rate and the largest ratio over the
+reference that the same arithmetic allows here (``bench/_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _ceiling
 import torch
 from _conf import loss_config
 from _timing import median_time, median_times
@@ -202,8 +206,11 @@ def interleaved_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]
     return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}
 
 
-def compare_reference(repo: str, arch: str, batches: list[int], repeats: int) -> list[dict]:
-    """Reference module vs lsap plain vs lsap fused on CPU, same weights, interleaved."""
+def compare_reference(
+    repo: str, arch: str, batches: list[int], repeats: int, ceiling: bool = False
+) -> list[dict]:
+    """Reference module vs lsap plain vs lsap fused on CPU, same weights, interleaved;
+    ``ceiling``: also the arithmetic floor of each (``bench/_ceiling.py``)."""
     from _encoder_reference import build_reference, write_release_file
 
     from lsap.io.encoders import load_encoder
@@ -252,6 +259,13 @@ def compare_reference(repo: str, arch: str, batches: list[int], repeats: int) ->
             f"{diffs[0]:.1e}, fused-plain {diffs[1]:.1e}; load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
+        if ceiling:
+            rate = _ceiling.sgemm_gflops()
+            for name, module, secs in (("plain", enc, plain_s), ("fused", fused, fused_s)):
+                gflop = _ceiling.count_gflop(timed(module))
+                print(
+                    _ceiling.ceiling_line(f"{arch} {name} batch {batch}", gflop, rate, secs, ref_s)
+                )
     return rows
 
 
@@ -280,6 +294,12 @@ def main() -> None:
     )
     ap.add_argument("--reference", choices=["e4e", "psp"], default="e4e", help="reference class")
     ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="with --reference-repo: GFLOP counts, this CPU's sgemm rate, the arithmetic floor "
+        "and the largest ratio over the reference it allows (bench/_ceiling.py)",
+    )
+    ap.add_argument(
         "--amp", action="store_true", help="bfloat16 autocast (training: system.autocast=bf16)"
     )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -292,7 +312,7 @@ def main() -> None:
         print("no CUDA device: CPU only")
     if args.inference_only and args.reference_repo:
         batches = [int(b) for b in args.infer_batches.split(",")]
-        compare_reference(args.reference_repo, args.reference, batches, args.repeats)
+        compare_reference(args.reference_repo, args.reference, batches, args.repeats, args.ceiling)
         return
     if args.inference_only:
         for device in devices:

@@ -8,6 +8,7 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
     python bench/generator.py --device cuda --resolution 1024 --batch 8
     python bench/generator.py --baseline-tree /tmp/lsap-old   # + lsap from another source tree
     python bench/generator.py --device cuda --resolution 1024 --batch 8 --compile inductor
+    python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch --batch 2 --ceiling
 
 On CPU the ratios use process CPU seconds (``OMP_NUM_THREADS=1``: one thread, so CPU seconds are
 the compute time and barely move when other jobs share the machine); wall seconds are printed too.
@@ -16,6 +17,8 @@ the compute time and barely move when other jobs share the machine); wall second
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
 CPU. Timed: forward (no grad), forward+backward with gradients for the generator's parameters and
 the codes (a training step's generator cost), and forward+backward for the codes only (inversion).
+``--ceiling`` adds, per timing, its GFLOP count and the floor at this CPU's sgemm rate: the largest
+ratio over the reference that the same arithmetic allows here (``bench/_ceiling.py``).
 
 StyleGAN3 rows (``bench/_stylegan3.py``): lsap's StyleGAN3 vs NVlabs' reference path on the same
 weights and CPU, printed as a ratio:
@@ -34,6 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _ceiling
 import torch
 from _timing import median_times
 
@@ -114,6 +118,10 @@ def worker(impl: str, args) -> dict:
         ("fwd_bwd_codes", fwd_bwd_codes),
     ):
         out[f"{key}_s"], out[f"{key}_cpu_s"] = median_times(fn, device, args.repeats)
+        if args.ceiling:  # one more, untimed call of each, counted
+            out[f"{key}_gflop"] = _ceiling.count_gflop(fn)
+    if args.ceiling:
+        out["sgemm_gflops"] = _ceiling.sgemm_gflops()
     out["images_per_s_forward"] = args.batch / out["forward_s"]
     out["images_per_s_fwd_bwd"] = args.batch / out["fwd_bwd_s"]
     if device.type == "cuda":
@@ -152,6 +160,12 @@ def main() -> None:
     p.add_argument(
         "--compile", default=None, help="torch.compile backend of the synthesis (e.g. inductor)"
     )
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="CPU: count each timing's GFLOP and this CPU's sgemm rate; print the arithmetic "
+        "floor and the largest ratio over the reference it allows (bench/_ceiling.py)",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -188,6 +202,7 @@ def main() -> None:
             cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
             cmd += ["--tf32"] * args.tf32 + ["--amp"] * args.amp
             cmd += ["--compile", args.compile] if args.compile else []
+            cmd += ["--ceiling"] * (args.ceiling and device == "cpu")
             if args.rosinality_repo:
                 cmd += ["--rosinality-repo", args.rosinality_repo]
             if args.stylegan3_repo:
@@ -223,6 +238,12 @@ def main() -> None:
                 + ("  [targets: forward >= x2, fwd+bwd >= x3]" if other == "rosinality" else "")
                 + ("  [target: >= x1]" if other == "nvlabs-sg3" else "")
             )
+            for k in ("forward", "fwd_bwd", "fwd_bwd_codes") if "sgemm_gflops" in ours else ():
+                gflop, rate = ours[f"{k}_gflop"], ours["sgemm_gflops"]
+                line = _ceiling.ceiling_line(
+                    f"{mine} {k}", gflop, rate, ours[f"{k}_cpu_s"], ref[f"{k}_cpu_s"]
+                )
+                print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
