@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lsap.io import init_generator
-from lsap.nets import Generator, GeneratorConfig
+from lsap.nets import Generator, GeneratorConfig, ops
 from lsap.nets.ops import (
     bias_leaky_relu,
     make_filter,
@@ -70,10 +70,54 @@ def test_modulated_conv_matches_per_sample_weights(up, demodulate, fused):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
 
 
+@pytest.fixture(params=["onednn", "gemm"])
+def sample_wise_backward(request, monkeypatch):
+    """Both backward executions of the per-sample layers without upsampling: oneDNN's convolution
+    backward, and (``GEMM_BACKWARD_MIN_CHANNELS`` lowered to 0) the forward-convolution input
+    gradient with the matrix-product weight gradient that wide layers take."""
+    monkeypatch.setattr(
+        ops, "GEMM_BACKWARD_MIN_CHANNELS", 10**9 if request.param == "onednn" else 0
+    )
+    return request.param
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("size", [(6, 6), (5, 8), (1, 2)])
+def test_weight_grad_gemm_is_the_convolutions_weight_gradient(k, size):
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, *size).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(1, 7, *size)
+    w = torch.randn(7, 4, k, k)
+    ref = torch.ops.aten.convolution_backward(
+        g, x, w, None, [1, 1], [k // 2] * 2, [1, 1], False, [0, 0], 1, [False, True, False]
+    )[1]
+    torch.testing.assert_close(ops._weight_grad_gemm(x, g, k), ref, atol=1e-5, rtol=1e-5)
+    # the taps are not interchangeable: another input gives another gradient
+    assert (ops._weight_grad_gemm(x.flip(-1), g, k) - ref).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("size", [(4, 4), (3, 5), (1, 2)])
+def test_transposed_weight_grad_gemm_is_the_weight_gradient(k, size):
+    torch.manual_seed(0)
+    H, W = size
+    x = torch.randn(1, 4, H, W).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(1, 7, 2 * H + k - 2, 2 * W + k - 2)
+    w = torch.randn(7, 4, k, k)  # [O, I, k, k]; the layer's transposed conv uses w.transpose(0, 1)
+    ref = torch.ops.aten.convolution_backward(
+        g, x, w.transpose(0, 1), None, [2, 2], [0, 0], [1, 1], True, [0, 0], 1,
+        [False, True, False],
+    )[1].transpose(0, 1)  # fmt: skip
+    torch.testing.assert_close(ops._transposed_weight_grad_gemm(x, g, k), ref, atol=1e-5, rtol=1e-5)
+    assert (ops._transposed_weight_grad_gemm(x.flip(-1), g, k) - ref).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("noise_batch", [None, 1, 3])
 @pytest.mark.parametrize("clamp", [None, 0.5])
-def test_sample_wise_layer_matches_shared_conv_values_and_gradients(up, noise_batch, clamp):
+def test_sample_wise_layer_matches_shared_conv_values_and_gradients(
+    up, noise_batch, clamp, sample_wise_backward
+):
     """modulated_conv_act (per-sample weights, hand-written backward) equals the autograd of the
     shared-convolution layer for the output and every input's gradient."""
     torch.manual_seed(0)
@@ -100,7 +144,7 @@ def test_sample_wise_layer_matches_shared_conv_values_and_gradients(up, noise_ba
         assert (ref.abs() >= clamp).any() and (ref.abs() < clamp).any()
 
 
-def test_sample_wise_layer_gradcheck():
+def test_sample_wise_layer_gradcheck(sample_wise_backward):
     """The hand-written backward is the derivative (float64 finite differences)."""
     torch.manual_seed(0)
     for up in (False, True):
@@ -118,7 +162,7 @@ def test_sample_wise_layer_gradcheck():
         assert torch.autograd.gradcheck(layer, (x, weight, styles, bias, noise))
 
 
-def test_generator_gradients_do_not_depend_on_the_execution(tiny_G):
+def test_generator_gradients_do_not_depend_on_the_execution(tiny_G, sample_wise_backward):
     """Per-sample weights (CPU, generator trainable) and the grouped conv give the same image
     and the same gradients for the codes and every generator parameter."""
     w_plus = torch.randn(2, tiny_G.num_ws, 64)
