@@ -47,3 +47,20 @@ def median_times(
         walls.append(time.perf_counter() - t)
         cpus.append(time.process_time() - c)
     return statistics.median(walls), statistics.median(cpus)
+
+
+def interleaved_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """``name -> (wall, cpu)`` medians over ``repeats`` rounds; every round runs each function
+    once, the order rotating, so a change in the machine's load falls on all of them alike."""
+    names = list(fns)
+    for name in names:  # warm-up: allocator, oneDNN primitives
+        fns[name]()
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t, c = time.perf_counter(), time.process_time()
+            fns[name]()
+            walls[name].append(time.perf_counter() - t)
+            cpus[name].append(time.process_time() - c)
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}

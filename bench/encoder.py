@@ -42,15 +42,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import _ceiling
 import torch
 from _conf import loss_config
-from _timing import median_time, median_times
+from _timing import interleaved_times, median_time, median_times
 
 from lsap.alignment import compute_anchors
 from lsap.inversion.encode import encoder_objective
@@ -187,23 +185,6 @@ def compare_inference(device: torch.device, batches: list[int], repeats: int) ->
                 flush=True,
             )
     return rows
-
-
-def interleaved_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
-    """``name -> (wall, cpu)`` medians over ``repeats`` rounds; every round runs each function
-    once, the order rotating, so a change in the machine's load falls on all of them alike."""
-    names = list(fns)
-    for name in names:  # warm-up: allocator, oneDNN primitives
-        fns[name]()
-    walls: dict[str, list[float]] = {n: [] for n in names}
-    cpus: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t, c = time.perf_counter(), time.process_time()
-            fns[name]()
-            walls[name].append(time.perf_counter() - t)
-            cpus[name].append(time.process_time() - c)
-    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}
 
 
 def compare_reference(

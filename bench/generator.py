@@ -9,6 +9,7 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
     python bench/generator.py --baseline-tree /tmp/lsap-old   # + lsap from another source tree
     python bench/generator.py --device cuda --resolution 1024 --batch 8 --compile inductor
     python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch --batch 2 --ceiling
+    python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch --batch 2 --interleave
 
 On CPU the ratios use process CPU seconds (``OMP_NUM_THREADS=1``: one thread, so CPU seconds are
 the compute time and barely move when other jobs share the machine); wall seconds are printed too.
@@ -17,6 +18,8 @@ the compute time and barely move when other jobs share the machine); wall second
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
 CPU. Timed: forward (no grad), forward+backward with gradients for the generator's parameters and
 the codes (a training step's generator cost), and forward+backward for the codes only (inversion).
+``--interleave`` times lsap and rosinality in one process, alternating every call (CPU seconds of a
+shared machine drift by 10-20 % between minutes, and separate subprocesses run minutes apart).
 ``--ceiling`` adds, per timing, its GFLOP count and the floor at this CPU's sgemm rate: the largest
 ratio over the reference that the same arithmetic allows here (``bench/_ceiling.py``).
 
@@ -39,7 +42,7 @@ from pathlib import Path
 
 import _ceiling
 import torch
-from _timing import median_times
+from _timing import interleaved_times, median_times
 
 
 def _stub_cuda_extensions() -> None:
@@ -75,12 +78,10 @@ def build(impl: str, args) -> tuple[torch.nn.Module, callable, int]:
     raise ValueError(impl)
 
 
-def worker(impl: str, args) -> dict:
+def timed_calls(impl: str, args, device: torch.device) -> dict:
+    """The three timed calls of ``impl`` (built here, seeded): ``forward`` (no grad), ``fwd_bwd``
+    (gradients for the generator's parameters and the codes), ``fwd_bwd_codes`` (codes only)."""
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    if args.tf32:  # TF32 matmuls and convolutions (CUDA Ampere+; no effect on CPU)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     G, synth_fp32, num_ws = build(impl, args)
 
     def synth(w):
@@ -92,9 +93,6 @@ def worker(impl: str, args) -> dict:
 
     G = G.to(device)
     w = torch.randn(args.batch, num_ws, 512, device=device)
-    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
     def forward():
         with torch.no_grad():
@@ -111,12 +109,20 @@ def worker(impl: str, args) -> dict:
         wp = w.clone().requires_grad_(True)
         synth(wp).square().mean().backward()
 
+    return {"forward": forward, "fwd_bwd": fwd_bwd_all, "fwd_bwd_codes": fwd_bwd_codes}
+
+
+def worker(impl: str, args) -> dict:
+    device = torch.device(args.device)
+    if args.tf32:  # TF32 matmuls and convolutions (CUDA Ampere+; no effect on CPU)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    calls = timed_calls(impl, args, device)
+    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     out = {"impl": impl, "device": str(device)}
-    for key, fn in (
-        ("forward", forward),
-        ("fwd_bwd", fwd_bwd_all),
-        ("fwd_bwd_codes", fwd_bwd_codes),
-    ):
+    for key, fn in calls.items():
         out[f"{key}_s"], out[f"{key}_cpu_s"] = median_times(fn, device, args.repeats)
         if args.ceiling:  # one more, untimed call of each, counted
             out[f"{key}_gflop"] = _ceiling.count_gflop(fn)
@@ -129,6 +135,27 @@ def worker(impl: str, args) -> dict:
     else:
         out["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_model
     return out
+
+
+def interleave(args) -> None:
+    """lsap and rosinality in this one process on the CPU, each timing alternating between them
+    (the order rotating every round): drift in the machine's speed falls on both alike."""
+    calls = {impl: timed_calls(impl, args, torch.device("cpu")) for impl in ("lsap", "rosinality")}
+    print(
+        f"interleaved in one process, median of {args.repeats} rounds, CPU s; load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    rate = _ceiling.sgemm_gflops() if args.ceiling else None
+    for key in ("forward", "fwd_bwd", "fwd_bwd_codes"):
+        t = interleaved_times({impl: c[key] for impl, c in calls.items()}, args.repeats)
+        ours, ref = t["lsap"][1], t["rosinality"][1]
+        print(
+            f"  {key:<14} lsap {ours:7.3f}  rosinality {ref:7.3f}  -> lsap x{ref / ours:.2f}",
+            flush=True,
+        )
+        if args.ceiling:
+            gflop = _ceiling.count_gflop(calls["lsap"][key])
+            print(_ceiling.ceiling_line(f"lsap {key}", gflop, rate, ours, ref))
 
 
 def main() -> None:
@@ -166,12 +193,24 @@ def main() -> None:
         help="CPU: count each timing's GFLOP and this CPU's sgemm rate; print the arithmetic "
         "floor and the largest ratio over the reference it allows (bench/_ceiling.py)",
     )
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="with --rosinality-repo, CPU: time lsap and rosinality in one process, alternating "
+        "calls, for ratios the machine's drift cannot skew (no peak-memory column)",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.worker:
         print(json.dumps(worker(args.worker, args)))
+        return
+
+    if args.interleave:
+        if not args.rosinality_repo or args.family != "stylegan2" or args.device != "cpu":
+            p.error("--interleave compares with --rosinality-repo on the CPU (StyleGAN2)")
+        interleave(args)
         return
 
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
