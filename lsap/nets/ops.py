@@ -315,7 +315,10 @@ class _SampleWiseConvAct(torch.autograd.Function):
         gemm = weight.shape[1] >= GEMM_BACKWARD_MIN_CHANNELS
         grad_bias = g.sum(dim=(0, 2, 3)) if need_b and (blur is not None or gemm) else None
         grad_x, grad_b, grad_s, b = [], [], [], []
-        grad_w = torch.zeros_like(weight) if need_w else None
+        # the weight-side arithmetic runs tap-major, [k, k, O, I], the layout of the matrix-product
+        # weight gradients: contiguous passes instead of strided ones
+        weight_t = weight.permute(2, 3, 0, 1).contiguous() if need_wn else None
+        grad_w_t = torch.zeros_like(weight_t) if need_w else None
         for n in range(N):
             cs = c[n, :, None] * styles[n, None, :]  # [O, I]
             w_n = (weight * cs[..., None, None]).to(x.dtype)
@@ -324,9 +327,7 @@ class _SampleWiseConvAct(torch.autograd.Function):
                 wt = w_n.transpose(0, 1).flip(2, 3)
                 gx = F.conv2d(gn, wt, padding=k // 2) if need_x else None
                 gw = _weight_grad_gemm(xn, gn, k) if need_wn else None
-            elif (
-                gemm
-            ):  # the blur's adjoint; the transposed conv's input gradient is a stride-2 conv
+            elif gemm:  # blur adjoint; the transposed conv's input gradient is a stride-2 conv
                 gn = F.conv_transpose2d(gn, blur, padding=1, groups=O)  # [1, O, 2H+1, 2W+1]
                 gx = F.conv2d(gn, w_n.transpose(0, 1), stride=2) if need_x else None
                 gw = _transposed_weight_grad_gemm(xn, gn, k) if need_wn else None
@@ -345,16 +346,18 @@ class _SampleWiseConvAct(torch.autograd.Function):
                 gw = None if gw is None else gw.transpose(0, 1)
             grad_x.append(gx)
             if need_wn:  # w_n = weight * styles[n, i] * c[n, o], c = gain * rsqrt(energy + eps)
-                gw = gw.to(weight.dtype)
-                q = (gw * weight).sum(dim=(2, 3))  # [O, I]
+                gw_t = gw.to(weight.dtype).permute(2, 3, 0, 1)  # [k, k, O, I]
+                q = (gw_t * weight_t).sum(dim=(0, 1))  # [O, I]
                 a = q @ styles[n]  # [O]: dL/dc[n]
                 b_n = -a * c[n] ** 3 / LRELU_GAIN**2  # [O]: 2 dL/d energy[n]
                 grad_s.append(q.t() @ c[n] + styles[n] * (w2.t() @ b_n))
                 b.append(b_n)
                 if need_w:
-                    grad_w.addcmul_(gw, cs[..., None, None])
+                    grad_w_t.addcmul_(gw_t, cs)
+        grad_w = None
         if need_w:  # the demodulation's share: sum_n b[n, o] styles[n, i]^2 * weight
-            grad_w.addcmul_(weight, (torch.stack(b).t() @ styles.square())[..., None, None])
+            grad_w_t.addcmul_(weight_t, torch.stack(b).t() @ styles.square())
+            grad_w = grad_w_t.permute(2, 3, 0, 1).contiguous()  # [O, I, k, k]
         if need_b and grad_b:
             grad_bias = torch.stack(grad_b).sum(dim=0)
         return (
