@@ -9,7 +9,7 @@ one invocation, so the printed ratio is meaningful even when absolute CPU times 
     python bench/generator.py --baseline-tree /tmp/lsap-old   # + lsap from another source tree
     python bench/generator.py --device cuda --resolution 1024 --batch 8 --compile inductor
     python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch --batch 2 --ceiling
-    python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch --batch 2 --interleave
+    python bench/generator.py --rosinality-repo ~/src/stylegan2-pytorch --batch 2 --rounds 3
 
 On CPU the ratios use process CPU seconds (``OMP_NUM_THREADS=1``: one thread, so CPU seconds are
 the compute time and barely move when other jobs share the machine); wall seconds are printed too.
@@ -18,8 +18,10 @@ the compute time and barely move when other jobs share the machine); wall second
 stubbed so its own pure-PyTorch CPU path (``upfirdn2d_native``) runs, i.e. the path users get on
 CPU. Timed: forward (no grad), forward+backward with gradients for the generator's parameters and
 the codes (a training step's generator cost), and forward+backward for the codes only (inversion).
-``--interleave`` times lsap and rosinality in one process, alternating every call (CPU seconds of a
-shared machine drift by 10-20 % between minutes, and separate subprocesses run minutes apart).
+``--rounds N`` runs the workers N times in alternating order and reports medians over rounds: CPU
+seconds of a shared machine drift by 10-20 % over minutes, and one worker per implementation
+runs minutes apart. (Timing both in one process, alternating calls, was tried and dropped: the
+reference's 6 GB of batch-4 activations left lsap's steps 25 % slower beside it than alone.)
 ``--ceiling`` adds, per timing, its GFLOP count and the floor at this CPU's sgemm rate: the largest
 ratio over the reference that the same arithmetic allows here (``bench/_ceiling.py``).
 
@@ -36,13 +38,14 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import _ceiling
 import torch
-from _timing import interleaved_times, median_times
+from _timing import median_times
 
 
 def _stub_cuda_extensions() -> None:
@@ -137,27 +140,6 @@ def worker(impl: str, args) -> dict:
     return out
 
 
-def interleave(args) -> None:
-    """lsap and rosinality in this one process on the CPU, each timing alternating between them
-    (the order rotating every round): drift in the machine's speed falls on both alike."""
-    calls = {impl: timed_calls(impl, args, torch.device("cpu")) for impl in ("lsap", "rosinality")}
-    print(
-        f"interleaved in one process, median of {args.repeats} rounds, CPU s; load average "
-        f"{os.getloadavg()[0]:.1f}"
-    )
-    rate = _ceiling.sgemm_gflops() if args.ceiling else None
-    for key in ("forward", "fwd_bwd", "fwd_bwd_codes"):
-        t = interleaved_times({impl: c[key] for impl, c in calls.items()}, args.repeats)
-        ours, ref = t["lsap"][1], t["rosinality"][1]
-        print(
-            f"  {key:<14} lsap {ours:7.3f}  rosinality {ref:7.3f}  -> lsap x{ref / ours:.2f}",
-            flush=True,
-        )
-        if args.ceiling:
-            gflop = _ceiling.count_gflop(calls["lsap"][key])
-            print(_ceiling.ceiling_line(f"lsap {key}", gflop, rate, ours, ref))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,10 +176,11 @@ def main() -> None:
         "floor and the largest ratio over the reference it allows (bench/_ceiling.py)",
     )
     p.add_argument(
-        "--interleave",
-        action="store_true",
-        help="with --rosinality-repo, CPU: time lsap and rosinality in one process, alternating "
-        "calls, for ratios the machine's drift cannot skew (no peak-memory column)",
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every implementation's worker this many times, alternating their order; each "
+        "figure is the median over rounds (drift in the machine's speed falls on all alike)",
     )
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -205,12 +188,6 @@ def main() -> None:
 
     if args.worker:
         print(json.dumps(worker(args.worker, args)))
-        return
-
-    if args.interleave:
-        if not args.rosinality_repo or args.family != "stylegan2" or args.device != "cpu":
-            p.error("--interleave compares with --rosinality-repo on the CPU (StyleGAN2)")
-        interleave(args)
         return
 
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -222,13 +199,14 @@ def main() -> None:
         impls = ["lsap"] + (["rosinality"] if args.rosinality_repo else [])
         impls += ["baseline"] if args.baseline_tree else []
         arch = f"StyleGAN2 {args.resolution} px, channel multiplier {args.channel_multiplier}"
-    results = []
+    runs: dict[tuple[str, str], list[dict]] = {}
     print(
-        f"{arch}, batch {args.batch}, median of {args.repeats}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        f"{arch}, batch {args.batch}, median of {args.repeats}"
+        + (f", {args.rounds} alternating rounds" if args.rounds > 1 else "")
+        + f"; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
-    for device in devices:
-        for impl in impls:
+    for device, r in ((d, r) for d in devices for r in range(args.rounds)):
+        for impl in impls if r % 2 == 0 else impls[::-1]:
             if impl in ("rosinality", "nvlabs-sg3") and device == "cuda":
                 continue  # its CUDA path needs its compiled extensions; we compare the CPU path
             cmd = [sys.executable, __file__, "--worker", impl, "--device", device]
@@ -252,7 +230,7 @@ def main() -> None:
                 env["PYTHONPATH"] = str(Path(args.baseline_tree).resolve())
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            results.append(r)
+            runs.setdefault((impl, device), []).append(r)
             print(
                 f"  {impl:<10} {device:<4}  forward {r['forward_s']:7.3f} s ({r['forward_cpu_s']:7.3f} "
                 f"CPU s)   fwd+bwd {r['fwd_bwd_s']:7.3f} s ({r['fwd_bwd_cpu_s']:7.3f} CPU s)   codes "
@@ -260,7 +238,14 @@ def main() -> None:
                 f"peak {r['peak_mem_mb']:8.0f} MB",
                 flush=True,
             )
-    by = {(r["impl"], r["device"]): r for r in results}
+    by = {key: _median_run(rs) for key, rs in runs.items()}
+    if args.rounds > 1:
+        print(f"  medians over {args.rounds} rounds:")
+        for (impl, device), r in by.items():
+            print(
+                f"  {impl:<10} {device:<4}  forward {r['forward_cpu_s']:7.3f} CPU s   fwd+bwd "
+                f"{r['fwd_bwd_cpu_s']:7.3f} CPU s   codes only {r['fwd_bwd_codes_cpu_s']:7.3f} CPU s"
+            )
     pairs = [("rosinality", "lsap"), ("baseline", "lsap"), ("nvlabs-sg3", "lsap-sg3")]
     for other, mine in pairs:
         if (other, "cpu") in by and (mine, "cpu") in by:
@@ -284,7 +269,18 @@ def main() -> None:
                 )
                 print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(list(by.values()), indent=2))
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """One implementation's rounds as one result: the median of every number (the best of the
+    sgemm rate, a ceiling)."""
+    out = dict(runs[0])
+    for key, value in out.items():
+        if isinstance(value, float):
+            values = [r[key] for r in runs]
+            out[key] = max(values) if key == "sgemm_gflops" else statistics.median(values)
+    return out
 
 
 if __name__ == "__main__":
