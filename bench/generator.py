@@ -205,8 +205,8 @@ def main() -> None:
         + (f", {args.rounds} alternating rounds" if args.rounds > 1 else "")
         + f"; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
-    for device, r in ((d, r) for d in devices for r in range(args.rounds)):
-        for impl in impls if r % 2 == 0 else impls[::-1]:
+    for device, round_ in ((d, i) for d in devices for i in range(args.rounds)):
+        for impl in impls if round_ % 2 == 0 else impls[::-1]:
             if impl in ("rosinality", "nvlabs-sg3") and device == "cuda":
                 continue  # its CUDA path needs its compiled extensions; we compare the CPU path
             cmd = [sys.executable, __file__, "--worker", impl, "--device", device]

@@ -324,8 +324,8 @@ class _SampleWiseConvAct(torch.autograd.Function):
             w_n = (weight * cs[..., None, None]).to(x.dtype)
             gn, xn = g[n : n + 1], x[n : n + 1]
             if gemm and blur is None:  # input gradient: conv with the flipped, transposed weight
-                wt = w_n.transpose(0, 1).flip(2, 3)
-                gx = F.conv2d(gn, wt, padding=k // 2) if need_x else None
+                flipped = w_n.transpose(0, 1).flip(2, 3)  # [I, O, k, k]
+                gx = F.conv2d(gn, flipped, padding=k // 2) if need_x else None
                 gw = _weight_grad_gemm(xn, gn, k) if need_wn else None
             elif gemm:  # blur adjoint; the transposed conv's input gradient is a stride-2 conv
                 gn = F.conv_transpose2d(gn, blur, padding=1, groups=O)  # [1, O, 2H+1, 2W+1]
